@@ -1,0 +1,1 @@
+"""fromager-dagster: rebuild Python dependency trees from source on Dagster."""

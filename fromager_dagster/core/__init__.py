@@ -1,0 +1,1 @@
+"""The engine: index, resolver, sources, build environments, hooks, graph. Never imports dagster."""
