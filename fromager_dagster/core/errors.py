@@ -1,0 +1,125 @@
+"""The project's error tree: one root, a few branches, structured fields, picklable."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class FromagerDagsterError(Exception):
+    """Root of every error the engine raises on purpose.
+
+    Carries structured fields so callers (CLI, Dagster) can format them; ``str()`` is one
+    sentence a user can act on. Picklable: keyword fields survive process boundaries.
+    """
+
+    step = "run"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        package: str | None = None,
+        version: str | None = None,
+        log_path: str | None = None,
+        step: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.package = package
+        self.version = version
+        self.log_path = log_path
+        if step is not None:
+            self.step = step
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            _rebuild,
+            (
+                type(self),
+                self.message,
+                {
+                    "package": self.package,
+                    "version": self.version,
+                    "log_path": self.log_path,
+                    "step": self.step,
+                },
+            ),
+        )
+
+    def __str__(self) -> str:
+        return self.message
+
+    def one_line(self) -> str:
+        """`<package>==<version>: <step>: <message> (log: <path>)` with the parts that are known."""
+        who = self.package or ""
+        if who and self.version:
+            who = f"{who}=={self.version}"
+        text = f"{who}: {self.step} failed" if who else f"{self.step} failed"
+        text = f"{text}: {self.message}"
+        if self.log_path:
+            text += f" (log: {self.log_path})"
+        return text
+
+
+def _rebuild(cls: type[FromagerDagsterError], message: str, fields: dict[str, Any]) -> Any:
+    return cls(message, **fields)
+
+
+class ConfigError(FromagerDagsterError):
+    """Bad input: a requirements or constraints file, an option, a settings file."""
+
+    step = "configuration"
+
+
+class IndexAccessError(FromagerDagsterError):
+    """The package index could not be read."""
+
+    step = "index"
+
+
+class ResolutionError(FromagerDagsterError):
+    """No version satisfies the requirements and constraints."""
+
+    step = "resolve"
+
+
+class SourceError(FromagerDagsterError):
+    """A source archive could not be downloaded, verified or unpacked."""
+
+    step = "source"
+
+
+class HashMismatchError(SourceError):
+    """A downloaded file does not have the sha256 the index promised."""
+
+    step = "download"
+
+
+class UnsafeArchiveError(SourceError):
+    """An archive member would escape the destination or is not a plain file."""
+
+    step = "unpack"
+
+
+class BuildError(FromagerDagsterError):
+    """A build environment, a PEP 517 hook or a wheel build failed."""
+
+    step = "build"
+
+
+class BuildCycleError(FromagerDagsterError):
+    """Packages need each other's wheels to build: no order can satisfy them."""
+
+    step = "discover"
+
+
+class IsolationError(FromagerDagsterError):
+    """Network isolation was requested but cannot be set up on this machine."""
+
+    step = "isolation"
+
+
+class RepositoryError(FromagerDagsterError):
+    """The local wheel repository or its server is not usable."""
+
+    step = "repository"
