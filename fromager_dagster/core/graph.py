@@ -1,0 +1,257 @@
+"""The dependency graph: typed edges, fromager's graph.json, build order and constraints."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from packaging.requirements import Requirement
+from packaging.version import Version
+
+from .errors import ConfigError, ResolutionError
+
+ReqType = Literal["toplevel", "install", "build-system", "build-backend", "build-sdist"]
+BUILD_TYPES: tuple[ReqType, ...] = ("build-system", "build-backend", "build-sdist")
+ROOT = ""
+
+
+@dataclass(frozen=True)
+class Edge:
+    key: str
+    req_type: ReqType
+    req: str
+
+
+@dataclass
+class Node:
+    key: str
+    canonicalized_name: str
+    version: str
+    download_url: str = ""
+    pre_built: bool = False
+    constraint: str | None = None
+    edges: list[Edge] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "download_url": self.download_url,
+            "pre_built": self.pre_built,
+            "version": self.version,
+            "canonicalized_name": self.canonicalized_name,
+            "constraint": self.constraint,
+            "edges": [{"key": e.key, "req_type": e.req_type, "req": e.req} for e in self.edges],
+        }
+
+
+def node_key(name: str, version: str | Version) -> str:
+    return f"{name}=={version}"
+
+
+class DependencyGraph:
+    """Nodes keyed ``name==version`` plus the root ``""``; safe to grow from many threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.nodes: dict[str, Node] = {ROOT: Node(ROOT, "", "0")}
+
+    def add_node(
+        self,
+        name: str,
+        version: str,
+        *,
+        download_url: str = "",
+        pre_built: bool = False,
+        constraint: str | None = None,
+    ) -> Node:
+        key = node_key(name, version)
+        with self._lock:
+            node = self.nodes.get(key)
+            if node is None:
+                node = Node(key, name, version, download_url, pre_built, constraint)
+                self.nodes[key] = node
+            return node
+
+    def add_edge(self, parent: str, child: str, req_type: ReqType, req: Requirement | str) -> None:
+        edge = Edge(child, req_type, str(req))
+        with self._lock:
+            edges = self.nodes[parent].edges
+            if edge not in edges:
+                edges.append(edge)
+
+    def children(self, key: str, types: tuple[ReqType, ...] | None = None) -> list[str]:
+        return [e.key for e in self.nodes[key].edges if types is None or e.req_type in types]
+
+    def install_closure(self, keys: list[str]) -> list[str]:
+        """``keys`` and everything reachable from them through install edges, in DFS order."""
+        seen: dict[str, None] = {}
+        stack = list(reversed(keys))
+        while stack:
+            key = stack.pop()
+            if key in seen:
+                continue
+            seen[key] = None
+            stack.extend(reversed(self.children(key, ("install",))))
+        return list(seen)
+
+    def build_requirements(self, key: str) -> list[str]:
+        """What must be installed to build ``key``: its build children and their install closure."""
+        direct = list(dict.fromkeys(self.children(key, BUILD_TYPES)))
+        return self.install_closure(direct)
+
+    def walk(self) -> Iterator[str]:
+        """Node keys reachable from the root, in depth-first pre-order along edge order."""
+        seen: set[str] = set()
+        stack = [ROOT]
+        while stack:
+            key = stack.pop()
+            if key in seen:
+                continue
+            seen.add(key)
+            yield key
+            stack.extend(reversed([e.key for e in self.nodes[key].edges]))
+
+    def to_json(self) -> dict[str, Any]:
+        return {key: self.nodes[key].to_json() for key in self.walk()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], *, source: str = "graph.json") -> DependencyGraph:
+        graph = cls()
+        try:
+            for key, raw in data.items():
+                node = Node(
+                    key,
+                    raw["canonicalized_name"],
+                    raw["version"],
+                    raw.get("download_url", ""),
+                    bool(raw.get("pre_built", False)),
+                    raw.get("constraint"),
+                    [Edge(e["key"], e["req_type"], e["req"]) for e in raw.get("edges", [])],
+                )
+                graph.nodes[key] = node
+            for node in graph.nodes.values():
+                for edge in node.edges:
+                    if edge.key not in graph.nodes:
+                        raise ConfigError(f"{source}: edge from {node.key!r} to unknown node {edge.key!r}")
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ConfigError(f"{source}: not a graph.json file (missing or bad field {exc})") from exc
+        return graph
+
+    @classmethod
+    def load(cls, path: Path) -> DependencyGraph:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read graph {path}: {exc}") from exc
+        return cls.from_json(data, source=str(path))
+
+    def build_order(self) -> list[dict[str, Any]]:
+        """fromager's build-order.json: each node after everything its build needs.
+
+        Depth-first from the root along edge order: a node is emitted after its build edges
+        are walked and before its install edges, as fromager's bootstrap does.
+        """
+        order: list[dict[str, Any]] = []
+        visited: set[str] = set()
+
+        def visit(key: str, req: str) -> None:
+            # iterative DFS with explicit frames to survive deep graphs
+            frames: list[tuple[str, str, int]] = [(key, req, 0)]
+            visited.add(key)
+            while frames:
+                current, current_req, index = frames.pop()
+                edges = self.nodes[current].edges
+                build_edges = [e for e in edges if e.req_type in BUILD_TYPES]
+                install_edges = [e for e in edges if e.req_type not in BUILD_TYPES]
+                sequence = build_edges + [None] + install_edges
+                while index < len(sequence):
+                    edge = sequence[index]
+                    index += 1
+                    if edge is None:
+                        order.append(self._order_entry(current, current_req))
+                        continue
+                    if edge.key in visited:
+                        continue
+                    visited.add(edge.key)
+                    frames.append((current, current_req, index))
+                    frames.append((edge.key, edge.req, 0))
+                    break
+
+        for edge in self.nodes[ROOT].edges:
+            if edge.key not in visited:
+                visit(edge.key, edge.req)
+        return order
+
+    def _order_entry(self, key: str, req: str) -> dict[str, Any]:
+        node = self.nodes[key]
+        return {
+            "req": req,
+            "constraint": node.constraint or "",
+            "dist": node.canonicalized_name,
+            "version": node.version,
+            "prebuilt": node.pre_built,
+            "source_url": node.download_url,
+            "source_url_type": "prebuilt" if node.pre_built else "sdist",
+        }
+
+    def constraints(self) -> list[str]:
+        """``name==version`` for packages reachable through toplevel and install edges.
+
+        Where a package has several versions, the newest that every install edge admits.
+        """
+        reachable = self.install_closure(self.children(ROOT))
+        by_name: dict[str, list[str]] = {}
+        for key in reachable:
+            if key == ROOT:
+                continue
+            by_name.setdefault(self.nodes[key].canonicalized_name, []).append(key)
+        lines = []
+        for name, keys in sorted(by_name.items()):
+            if len(keys) == 1:
+                lines.append(keys[0])
+                continue
+            reqs = [
+                Requirement(e.req)
+                for parent in reachable
+                for e in self.nodes[parent].edges
+                if e.req_type in ("toplevel", "install") and self.nodes[e.key].canonicalized_name == name
+            ]
+            versions = sorted((Version(self.nodes[k].version) for k in keys), reverse=True)
+            chosen = next(
+                (v for v in versions if all(r.specifier.contains(v, prereleases=True) for r in reqs)),
+                None,
+            )
+            if chosen is None:
+                raise ResolutionError(
+                    f"no single version of {name} satisfies every install requirement "
+                    f"({', '.join(sorted({str(r) for r in reqs}))}); found "
+                    f"{', '.join(str(v) for v in versions)}",
+                    package=name,
+                )
+            lines.append(node_key(name, chosen))
+        return lines
+
+    def write(self, work_dir: Path) -> dict[str, Path]:
+        """Write graph.json, build-order.json and constraints.txt atomically; return their paths."""
+        work_dir.mkdir(parents=True, exist_ok=True)
+        paths = {
+            "graph": work_dir / "graph.json",
+            "build_order": work_dir / "build-order.json",
+            "constraints": work_dir / "constraints.txt",
+        }
+        constraints = "".join(f"{line}\n" for line in self.constraints())
+        write_atomic(paths["graph"], json.dumps(self.to_json(), indent=2))
+        write_atomic(paths["build_order"], json.dumps(self.build_order(), indent=2))
+        write_atomic(paths["constraints"], constraints)
+        return paths
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary name beside ``path`` and rename it into place."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
