@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import subprocess
+import threading
 import tomllib
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +17,22 @@ from .buildenv import BuildEnv
 from .errors import BuildError, ConfigError
 from .isolation import isolated
 from .requirements import marker_holds, parse_requirement
+
+_current_log = threading.local()
+_original_showwarning = warnings.showwarning
+
+
+def _showwarning(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: object = None, line: str | None = None) -> None:
+    """Backend warnings that pyproject-hooks re-raises go to the calling thread's build log."""
+    log: Path | None = getattr(_current_log, "path", None)
+    if log is None or not issubclass(category, pyproject_hooks.BuildBackendWarning):
+        _original_showwarning(message, category, filename, lineno, file, line)  # type: ignore[arg-type]
+        return
+    with log.open("a", encoding="utf-8") as out:
+        out.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+warnings.showwarning = _showwarning
 
 DEFAULT_REQUIRES = ("setuptools>=40.8.0",)
 DEFAULT_BACKEND = "setuptools.build_meta:__legacy__"
@@ -111,6 +129,7 @@ class HookCaller:
     def _call(self, hook: str, *args: object, **kwargs: object) -> object:
         with self.log.open("a", encoding="utf-8") as out:
             out.write(f"--- PEP 517 hook {hook} ---\n")
+        _current_log.path = self.log
         try:
             return getattr(self._caller, hook)(*args, **kwargs)
         except subprocess.CalledProcessError as exc:
@@ -138,6 +157,8 @@ class HookCaller:
                 log_path=str(self.log),
                 step=hook,
             ) from exc
+        finally:
+            _current_log.path = None
 
     def _requirements(self, hook: str) -> list[Requirement]:
         raw = self._call(hook)

@@ -1,0 +1,160 @@
+"""The ``fromager-dagster`` command: fromager-compatible commands over the engine."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from ..core.bootstrap import BootstrapFailed, BootstrapOptions, BootstrapResult, bootstrap
+from ..core.errors import FromagerDagsterError
+from ..core.index import IndexClient
+from ..core.index_url import resolve_index_url
+from ..core.isolation import resolve_isolation
+from ..core.layout import OutputLayout
+from ..core.requirements import Constraints, toplevel_requirements
+from .progress import ProgressPrinter
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _fail(exc: FromagerDagsterError, verbose: bool) -> None:
+    if verbose:
+        traceback.print_exception(exc)
+    failures = exc.failures if isinstance(exc, BootstrapFailed) else [exc]
+    for failure in failures:
+        click.echo(f"error: {failure.one_line()}", err=True)
+    sys.exit(1)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "FROMAGER_DAGSTER"})
+@click.option("-v", "--verbose", is_flag=True, help="Show every step and tracebacks on errors.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool) -> None:
+    """Rebuild whole Python dependency trees from source, with fromager-compatible outputs."""
+    ctx.ensure_object(dict)
+    ctx.obj["verbose"] = verbose
+
+
+def build_options(func: F) -> F:
+    """Options shared by the commands that discover or build."""
+    options = [
+        click.option(
+            "-c",
+            "--constraints-file",
+            "constraints",
+            multiple=True,
+            help="Constraints file (path or URL); repeatable, intersected per package.",
+        ),
+        click.option(
+            "-O",
+            "--output-dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=Path("."),
+            show_default=True,
+            help="Where sdists-repo/, wheels-repo/ and work-dir/ are written.",
+        ),
+        click.option(
+            "-j",
+            "--jobs",
+            type=click.IntRange(min=1),
+            default=os.cpu_count() or 1,
+            show_default="number of cores",
+            help="How many downloads, environments, hooks and builds run at once.",
+        ),
+        click.option(
+            "--index-url",
+            default=None,
+            help="Package index (PEP 503/691). Default: $FROMAGER_DAGSTER_INDEX_URL, "
+            "$PIP_INDEX_URL, pip's configuration, then pip's default.",
+        ),
+        click.option(
+            "--network-isolation/--no-network-isolation",
+            default=None,
+            help="Run every build hook with no network but loopback. Default: on where "
+            "unshare works.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@cli.command("bootstrap")
+@click.argument("requirements", nargs=-1)
+@click.option("-r", "--requirements-file", "requirement_files", multiple=True, help="Requirements file; repeatable.")
+@click.option("--sdist-only", is_flag=True, help="Build wheels only for build dependencies; read other packages' metadata.")
+@build_options
+@click.pass_context
+def bootstrap_command(
+    ctx: click.Context,
+    requirements: tuple[str, ...],
+    requirement_files: tuple[str, ...],
+    sdist_only: bool,
+    constraints: tuple[str, ...],
+    output_dir: Path,
+    jobs: int,
+    index_url: str | None,
+    network_isolation: bool | None,
+) -> None:
+    """Resolve, download and build REQUIREMENTS and everything they need, from source.
+
+    Writes graph.json, build-order.json and constraints.txt to OUTPUT_DIR/work-dir and the
+    wheels to OUTPUT_DIR/wheels-repo.
+    """
+    verbose = ctx.obj["verbose"]
+    try:
+        reqs = toplevel_requirements(requirements, requirement_files)
+        parsed_constraints = Constraints.from_files(constraints)
+        index = IndexClient(resolve_index_url(index_url))
+        options = BootstrapOptions(
+            jobs=jobs, sdist_only=sdist_only, isolate=resolve_isolation(network_isolation)
+        )
+        layout = OutputLayout(output_dir.resolve())
+        click.echo(
+            f"bootstrapping {len(reqs)} requirement(s) from {index.index_url} with {jobs} job(s)"
+            f"{', network-isolated' if options.isolate else ''}",
+            err=True,
+        )
+        result = bootstrap(
+            reqs,
+            index=index,
+            constraints=parsed_constraints,
+            layout=layout,
+            options=options,
+            progress=ProgressPrinter(verbose=verbose),
+        )
+    except FromagerDagsterError as exc:
+        _fail(exc, verbose)
+        return
+    _summary(result, layout)
+
+
+def _summary(result: BootstrapResult, layout: OutputLayout) -> None:
+    nodes = len(result.graph.nodes) - 1
+    click.echo(
+        f"done in {result.seconds:.1f}s: {nodes} packages, {len(result.built)} built, "
+        f"{len(result.reused)} reused",
+        err=True,
+    )
+    if result.timings:
+        spent = ", ".join(f"{k} {v:.1f}s" for k, v in sorted(result.timings.items()))
+        click.echo(f"time spent (summed over jobs): {spent}", err=True)
+    click.echo(f"wheels:      {layout.wheels_downloads}", err=True)
+    click.echo(f"graph:       {result.outputs['graph']}", err=True)
+    click.echo(f"build order: {result.outputs['build_order']}", err=True)
+    click.echo(f"constraints: {result.outputs['constraints']}", err=True)
+    click.echo(f"logs:        {layout.logs_dir}", err=True)
+
+
+def main() -> None:
+    cli(obj={})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,507 @@
+"""Bootstrap: discover and build a whole dependency tree from source, independent parts in parallel.
+
+Every package-version is a node processed by its own thread: prepare the source, discover its
+build requirements (build-system, then the backend's and the sdist hook's), build the wheel
+once every build requirement's wheel and install closure exist, then read its install
+requirements from the wheel. Heavy work (downloads, environments, hooks, builds) is bounded by
+``jobs`` slots; waiting never holds a slot. Waits are recorded so that a build-dependency
+cycle is reported as an error instead of hanging.
+"""
+
+from __future__ import annotations
+
+import email
+import json
+import os
+import shutil
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from . import sources, wheels
+from .buildenv import BuildEnv, BuildEnvFactory
+from .errors import BuildCycleError, BuildError, FromagerDagsterError
+from .graph import BUILD_TYPES, ROOT, DependencyGraph, ReqType, write_atomic
+from .hooks import HookCaller, read_build_system
+from .index import IndexClient
+from .index_server import LocalIndexServer, write_simple_tree
+from .layout import OutputLayout
+from .requirements import Constraints
+from .resolver import ResolvedPackage, Resolver
+
+DEFAULT_SOURCE_DATE_EPOCH = 315532800  # 1980-01-01, the earliest time a zip can hold
+
+
+class Progress(Protocol):
+    """Receives ``(event, package key, detail)`` as work happens; must be thread-safe."""
+
+    def __call__(self, event: str, key: str, detail: str = "") -> None: ...
+
+
+def _no_progress(event: str, key: str, detail: str = "") -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class BootstrapOptions:
+    jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
+    sdist_only: bool = False
+    isolate: bool = True
+    build_tag: int = 0
+    source_date_epoch: int = DEFAULT_SOURCE_DATE_EPOCH
+    keep_build_envs: bool = False
+
+
+@dataclass(frozen=True)
+class BootstrapResult:
+    graph: DependencyGraph
+    outputs: dict[str, Path]
+    built: list[str]
+    reused: list[str]
+    seconds: float
+    timings: dict[str, float]
+
+
+class DependencyFailedError(BuildError):
+    """A package cannot build because one of its build requirements failed."""
+
+    step = "build dependency"
+
+
+class BootstrapFailed(FromagerDagsterError):
+    """One or more packages failed; ``failures`` holds each root cause."""
+
+    def __init__(self, failures: Sequence[FromagerDagsterError]) -> None:
+        first = failures[0]
+        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+        super().__init__(
+            f"{first.message}{more}",
+            package=first.package,
+            version=first.version,
+            log_path=first.log_path,
+            step=first.step,
+        )
+        self.failures = list(failures)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (BootstrapFailed, (self.failures,))
+
+
+@dataclass
+class _Node:
+    pkg: ResolvedPackage
+    extras: set[str]
+    build_known: threading.Event = field(default_factory=threading.Event)
+    install_known: threading.Event = field(default_factory=threading.Event)
+    wheel_lock: threading.Lock = field(default_factory=threading.Lock)
+    error: FromagerDagsterError | None = None
+    wheel: Path | None = None
+    wheel_error: FromagerDagsterError | None = None
+    env: BuildEnv | None = None
+    hooks: HookCaller | None = None
+    build_reqs: dict[str, list[str]] = field(default_factory=dict)
+    reused: bool = False
+    extras_done: set[str] = field(default_factory=set)
+
+    @property
+    def key(self) -> str:
+        return self.pkg.key
+
+
+class _Run:
+    def __init__(
+        self,
+        *,
+        resolver: Resolver,
+        index: IndexClient,
+        layout: OutputLayout,
+        envs: BuildEnvFactory,
+        options: BootstrapOptions,
+        progress: Progress,
+    ) -> None:
+        self.resolver = resolver
+        self.index = index
+        self.layout = layout
+        self.envs = envs
+        self.options = options
+        self.progress = progress
+        self.graph = DependencyGraph()
+        self.nodes: dict[str, _Node] = {}
+        self.threads: list[threading.Thread] = []
+        self.lock = threading.Lock()
+        self.slots = threading.BoundedSemaphore(max(1, options.jobs))
+        self.net_slots = threading.BoundedSemaphore(max(4, 2 * options.jobs))
+        self.waits: dict[str, set[str]] = defaultdict(set)
+        self.timings: dict[str, float] = defaultdict(float)
+        self.built: list[str] = []
+        self.reused: list[str] = []
+
+    # -- bookkeeping -------------------------------------------------------------------------
+
+    @contextmanager
+    def _timed(self, category: str, slots: threading.BoundedSemaphore | None = None) -> Iterator[None]:
+        if slots is not None:
+            slots.acquire()
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - start
+            if slots is not None:
+                slots.release()
+            with self.lock:
+                self.timings[category] += elapsed
+
+    def _log(self, node: _Node) -> Path:
+        return self.layout.log_path(node.pkg.name, str(node.pkg.version))
+
+    def _start_wait(self, waiter: str, target: str) -> None:
+        """Record that ``waiter``'s build needs ``target``'s wheel; refuse a cycle."""
+        with self.lock:
+            path = self._wait_path(target, waiter)
+            if path is not None:
+                cycle = [waiter, *path]
+                raise BuildCycleError(
+                    "build dependency cycle: " + " -> ".join(cycle)
+                    + "; break it with a pre-built wheel for one of these packages",
+                    package=canonicalize_name(waiter.split("==")[0]),
+                    version=waiter.split("==")[1],
+                )
+            self.waits[waiter].add(target)
+
+    def _end_wait(self, waiter: str, target: str) -> None:
+        with self.lock:
+            self.waits[waiter].discard(target)
+
+    def _wait_path(self, start: str, goal: str) -> list[str] | None:
+        """A path of current waits from ``start`` to ``goal`` (inclusive), if any."""
+        stack: list[tuple[str, list[str]]] = [(start, [start])]
+        seen: set[str] = set()
+        while stack:
+            key, path = stack.pop()
+            if key == goal:
+                return path
+            if key in seen:
+                continue
+            seen.add(key)
+            stack.extend((nxt, [*path, nxt]) for nxt in self.waits.get(key, ()))
+        return None
+
+    # -- graph growth ------------------------------------------------------------------------
+
+    def _link(self, parent: str, req: Requirement, req_type: ReqType, pkg: ResolvedPackage | None = None) -> str:
+        if pkg is None:
+            self.progress("resolve", str(req))
+            with self._timed("resolve", self.net_slots):
+                pkg = self.resolver.resolve(req)
+        self.graph.add_node(
+            pkg.name,
+            str(pkg.version),
+            download_url=pkg.source.url,
+            constraint=str(pkg.constraint) if pkg.constraint is not None else None,
+        )
+        self.graph.add_edge(parent, pkg.key, req_type, req)
+        self._spawn(pkg, set(req.extras))
+        return pkg.key
+
+    def _spawn(self, pkg: ResolvedPackage, extras: set[str]) -> None:
+        with self.lock:
+            node = self.nodes.get(pkg.key)
+            if node is None:
+                node = _Node(pkg, set(extras))
+                self.nodes[pkg.key] = node
+                thread = threading.Thread(target=self._process, args=(node,), name=pkg.key, daemon=True)
+                self.threads.append(thread)
+                thread.start()
+                return
+            new_extras = extras - node.extras
+            node.extras |= new_extras
+        if new_extras and node.install_known.is_set() and node.error is None:
+            self._link_install(node)
+
+    # -- one package -------------------------------------------------------------------------
+
+    def _process(self, node: _Node) -> None:
+        try:
+            self._discover_build(node)
+            if not self.options.sdist_only:
+                self._ensure_wheel(node.key)
+            self._link_install(node)
+        except FromagerDagsterError as exc:
+            self._fail(node, exc)
+        except Exception as exc:  # a bug or an unexpected OS error: keep the run consistent
+            self._fail(
+                node,
+                BuildError(
+                    f"unexpected {type(exc).__name__}: {exc}",
+                    package=node.pkg.name,
+                    version=str(node.pkg.version),
+                    log_path=str(self._log(node)),
+                ),
+            )
+        finally:
+            node.build_known.set()
+            node.install_known.set()
+
+    def _fail(self, node: _Node, exc: FromagerDagsterError) -> None:
+        exc.package = exc.package or node.pkg.name
+        exc.version = exc.version or str(node.pkg.version)
+        node.error = exc
+        if not isinstance(exc, DependencyFailedError):
+            self.progress("failed", node.key, exc.one_line())
+
+    def _cache_path(self, node: _Node) -> Path:
+        return self.layout.cache_dir / f"{node.pkg.name}-{node.pkg.version}.json"
+
+    def _cached_build(self, node: _Node) -> dict[str, Any] | None:
+        """The record of an earlier build of this exact source, if its wheel is still there."""
+        try:
+            record = json.loads(self._cache_path(node).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        wheel = self.layout.wheels_downloads / str(record.get("wheel", ""))
+        if (
+            record.get("source_sha256") != node.pkg.source.sha256
+            or record.get("build_tag") != self.options.build_tag
+            or not wheel.is_file()
+            or sources.sha256_file(wheel) != record.get("wheel_sha256")
+        ):
+            return None
+        record["wheel_path"] = wheel
+        return record
+
+    def _discover_build(self, node: _Node) -> None:
+        name, version = node.pkg.name, str(node.pkg.version)
+        record = self._cached_build(node)
+        if record is not None:
+            node.reused = True
+            node.wheel = record["wheel_path"]
+            for req_type in BUILD_TYPES:
+                for text in record["build_requires"].get(req_type, []):
+                    self._link(node.key, Requirement(text), req_type)
+            node.build_known.set()
+            with self.lock:
+                self.reused.append(node.key)
+            self.progress("reused", node.key, node.wheel.name)
+            return
+
+        log = self._log(node)
+        log.write_text(f"# {node.key} from {node.pkg.source.url}\n", encoding="utf-8")
+        self.progress("download", node.key)
+        with self._timed("download", self.net_slots):
+            archive = sources.download(self.index.session, node.pkg.source, self.layout.sdists_downloads)
+        with self._timed("unpack"):
+            pkg_dir = self.layout.package_dir(name, version)
+            source_dir = sources.unpack(archive, self.layout.work_dir)
+            sources.repack_sdist(
+                source_dir,
+                self.layout.sdists_builds / f"{name.replace('-', '_')}-{version}.tar.gz",
+                name=name,
+                version=version,
+                source_date_epoch=self.options.source_date_epoch,
+            )
+        build_system = read_build_system(source_dir, package=name)
+        system_children = [self._link(node.key, r, "build-system") for r in build_system.requires]
+        node.build_reqs["build-system"] = [str(r) for r in build_system.requires]
+
+        self.progress("discover", node.key)
+        with self._timed("environments", self.slots):
+            node.env = self.envs.create(pkg_dir / "build-env", log=log)
+        self._install(node, system_children)
+        node.hooks = HookCaller(
+            source_dir,
+            build_system,
+            node.env,
+            log=log,
+            isolate=self.options.isolate,
+            extra_environ={"SOURCE_DATE_EPOCH": str(self.options.source_date_epoch)},
+            package=name,
+            version=version,
+        )
+        with self._timed("hooks", self.slots):
+            backend = node.hooks.requires_for_wheel()
+        for req in backend:
+            self._link(node.key, req, "build-backend")
+        node.build_reqs["build-backend"] = [str(r) for r in backend]
+        with self._timed("hooks", self.slots):
+            sdist = node.hooks.requires_for_sdist()
+        for req in sdist:
+            self._link(node.key, req, "build-sdist")
+        node.build_reqs["build-sdist"] = [str(r) for r in sdist]
+        node.build_known.set()
+
+    def _install(self, node: _Node, children: list[str]) -> None:
+        """Wait for the wheels of ``children`` and their install closure; install them."""
+        pins = self._installable(node.key, children)
+        assert node.env is not None
+        with self._timed("environments", self.slots):
+            self.envs.install(node.env, pins, log=self._log(node))
+
+    def _installable(self, waiter: str, keys: list[str]) -> list[str]:
+        closure: list[str] = []
+        queue = list(dict.fromkeys(keys))
+        seen: set[str] = set()
+        while queue:
+            key = queue.pop(0)
+            if key in seen:
+                continue
+            seen.add(key)
+            self._start_wait(waiter, key)
+            try:
+                self._ensure_wheel(key)
+                target = self.nodes[key]
+                target.install_known.wait()
+                if target.error is not None:
+                    raise target.error
+            except BuildCycleError:
+                raise
+            except FromagerDagsterError as exc:
+                raise DependencyFailedError(
+                    f"build requirement {key} failed ({exc.step})", step="build dependency"
+                ) from exc
+            finally:
+                self._end_wait(waiter, key)
+            closure.append(key)
+            queue.extend(self.graph.children(key, ("install",)))
+        return closure
+
+    def _ensure_wheel(self, key: str) -> Path:
+        node = self.nodes[key]
+        with node.wheel_lock:
+            if node.wheel is not None:
+                return node.wheel
+            if node.wheel_error is not None:
+                raise node.wheel_error
+            try:
+                node.wheel = self._build_wheel(node)
+                return node.wheel
+            except FromagerDagsterError as exc:
+                node.wheel_error = exc
+                raise
+
+    def _build_wheel(self, node: _Node) -> Path:
+        node.build_known.wait()
+        if node.error is not None:
+            raise node.error
+        if node.wheel is not None:
+            return node.wheel
+        build_children = self.graph.children(node.key, BUILD_TYPES)
+        self._install(node, build_children)
+        assert node.hooks is not None and node.env is not None
+        self.progress("build", node.key)
+        start = time.perf_counter()
+        pkg_dir = self.layout.package_dir(node.pkg.name, str(node.pkg.version))
+        with self._timed("builds", self.slots):
+            built = node.hooks.build_wheel(pkg_dir / "dist")
+            wheel = wheels.finalize_wheel(
+                built,
+                self.layout.wheels_downloads,
+                build_tag=self.options.build_tag,
+                source_date_epoch=self.options.source_date_epoch,
+            )
+        shutil.rmtree(pkg_dir / "dist", ignore_errors=True)
+        if not self.options.keep_build_envs:
+            shutil.rmtree(node.env.path, ignore_errors=True)
+        record = {
+            "source_sha256": node.pkg.source.sha256,
+            "build_tag": self.options.build_tag,
+            "build_requires": node.build_reqs,
+            "wheel": wheel.name,
+            "wheel_sha256": sources.sha256_file(wheel),
+        }
+        write_atomic(self._cache_path(node), json.dumps(record, indent=2))
+        with self.lock:
+            self.built.append(node.key)
+        self.progress("built", node.key, f"{time.perf_counter() - start:.1f}s")
+        return wheel
+
+    def _link_install(self, node: _Node) -> None:
+        with self.lock:
+            extras = set(node.extras) - node.extras_done
+            first = not node.extras_done
+            node.extras_done |= extras | {""}
+        if not extras and not first:
+            return
+        if node.wheel is not None:
+            metadata = wheels.read_metadata(node.wheel)
+        else:
+            assert node.hooks is not None
+            pkg_dir = self.layout.package_dir(node.pkg.name, str(node.pkg.version))
+            with self._timed("hooks", self.slots):
+                dist_info = node.hooks.prepare_metadata(pkg_dir / "metadata")
+            metadata = email.message_from_bytes((dist_info / "METADATA").read_bytes())
+        wanted = sorted(extras) if not first else sorted(extras | {""})
+        for req in wheels.install_requirements(metadata, extras=wanted):
+            self._link(node.key, req, "install")
+        node.install_known.set()
+
+    # -- the whole run -----------------------------------------------------------------------
+
+    def run(self, toplevel: Sequence[Requirement]) -> None:
+        self.progress("resolve", ", ".join(str(r) for r in toplevel))
+        with self._timed("resolve"):
+            chosen = self.resolver.resolve_together(toplevel)
+        for req in toplevel:
+            self._link(ROOT, req, "toplevel", chosen[canonicalize_name(req.name)])
+        joined = 0
+        while True:
+            with self.lock:
+                pending = self.threads[joined:]
+            if not pending:
+                break
+            for thread in pending:
+                thread.join()
+            joined += len(pending)
+
+    def failures(self) -> list[FromagerDagsterError]:
+        return [
+            n.error
+            for n in self.nodes.values()
+            if n.error is not None and not isinstance(n.error, DependencyFailedError)
+        ] or [n.error for n in self.nodes.values() if n.error is not None]
+
+
+def bootstrap(
+    requirements: Sequence[Requirement],
+    *,
+    index: IndexClient,
+    constraints: Constraints,
+    layout: OutputLayout,
+    options: BootstrapOptions | None = None,
+    progress: Progress | None = None,
+) -> BootstrapResult:
+    """Discover and build ``requirements`` and everything they need; write the outputs."""
+    options = options or BootstrapOptions()
+    layout.ensure()
+    started = time.perf_counter()
+    with LocalIndexServer(layout.wheel_roots) as server:
+        run = _Run(
+            resolver=Resolver(index, constraints),
+            index=index,
+            layout=layout,
+            envs=BuildEnvFactory(server.url, cache_dir=layout.work_dir / "uv-cache"),
+            options=options,
+            progress=progress or _no_progress,
+        )
+        run.run(list(requirements))
+    failures = run.failures()
+    write_simple_tree(layout.wheel_roots, layout.wheels_simple)
+    if failures:
+        raise BootstrapFailed(failures)
+    outputs = run.graph.write(layout.work_dir)
+    return BootstrapResult(
+        graph=run.graph,
+        outputs=outputs,
+        built=sorted(run.built),
+        reused=sorted(run.reused),
+        seconds=time.perf_counter() - started,
+        timings=dict(run.timings),
+    )
