@@ -1,0 +1,290 @@
+"""Package index client: a project's distribution files from a PEP 503 / PEP 691 simple index."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from typing import Any, Literal
+from urllib.parse import unquote, urldefrag, urljoin, urlsplit
+
+import requests
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    NormalizedName,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+from packaging.version import InvalidVersion, Version
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from fromager_dagster.core.errors import IndexAccessError
+
+__all__ = [
+    "ACCEPT",
+    "SDIST_EXTENSIONS",
+    "DistFile",
+    "IndexClient",
+    "make_session",
+    "parse_dist_filename",
+]
+
+#: What ``IndexClient`` asks for: PEP 691 JSON first, PEP 503 HTML as a fallback.
+ACCEPT = ", ".join(
+    (
+        "application/vnd.pypi.simple.v1+json",
+        "application/vnd.pypi.simple.v1+html;q=0.2",
+        "text/html;q=0.1",
+    )
+)
+_JSON_TYPES = frozenset(
+    {"application/vnd.pypi.simple.v1+json", "application/vnd.pypi.simple.latest+json"}
+)
+#: Source distribution suffixes we understand; anything else that is not a wheel is ignored.
+SDIST_EXTENSIONS = (".tar.gz", ".zip", ".tar.bz2", ".tar.xz", ".tgz")
+_RETRY_STATUSES = (429, 500, 502, 503, 504)
+
+DistKind = Literal["sdist", "wheel"]
+
+
+@dataclass(frozen=True)
+class DistFile:
+    """One wheel or sdist listed on the index for a project."""
+
+    name: NormalizedName
+    version: Version
+    filename: str
+    url: str
+    kind: DistKind
+    sha256: str | None
+    requires_python: str | None
+
+
+def parse_dist_filename(filename: str) -> tuple[NormalizedName, Version, DistKind] | None:
+    """Name, version and kind of a wheel or sdist filename; ``None`` if it is neither or invalid."""
+    try:
+        if filename.endswith(".whl"):
+            name, version, _build, _tags = parse_wheel_filename(filename)
+            return name, version, "wheel"
+        for ext in SDIST_EXTENSIONS:
+            if filename.endswith(ext):
+                # packaging only knows .tar.gz and .zip; the stem rules are the same for all.
+                stem = filename[: -len(ext)]
+                name, version = parse_sdist_filename(stem + ".tar.gz")
+                return name, version, "sdist"
+    except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
+        return None
+    return None
+
+
+def make_session(*, retries: int = 5, backoff: float = 0.5) -> requests.Session:
+    """A session that retries connection errors and 429/5xx with exponential backoff.
+
+    ``Retry-After`` is honoured. After the last retry the final response is returned (not
+    raised), so callers can report its status.
+    """
+    retry = Retry(
+        total=retries,
+        connect=retries,
+        read=retries,
+        status=retries,
+        backoff_factor=backoff,
+        status_forcelist=_RETRY_STATUSES,
+        allowed_methods=frozenset({"GET", "HEAD"}),
+        respect_retry_after_header=True,
+        raise_on_status=False,
+    )
+    adapter = HTTPAdapter(max_retries=retry)
+    session = requests.Session()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+@dataclass
+class _Entry:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    done: bool = False
+    files: list[DistFile] = field(default_factory=list)
+    error: IndexAccessError | None = None
+
+
+class IndexClient:
+    """Reads project pages from one simple index; thread-safe, one request per project."""
+
+    def __init__(
+        self,
+        index_url: str,
+        *,
+        session: requests.Session | None = None,
+        timeout: float = 30.0,
+        python_version: str | None = None,
+    ) -> None:
+        self.index_url = index_url if index_url.endswith("/") else index_url + "/"
+        self.session = session if session is not None else make_session()
+        self.timeout = timeout
+        self.python_version = python_version or "{}.{}.{}".format(*sys.version_info[:3])
+        self._python = Version(self.python_version)
+        self._lock = threading.Lock()
+        self._entries: dict[NormalizedName, _Entry] = {}
+
+    def files(self, name: str) -> list[DistFile]:
+        """Installable files of project ``name``, sorted by version ascending.
+
+        Yanked files, files whose Requires-Python excludes our Python and files whose names
+        do not parse as a distribution of ``name`` are left out.
+        """
+        key = canonicalize_name(name)
+        with self._lock:
+            entry = self._entries.setdefault(key, _Entry())
+        with entry.lock:
+            if not entry.done:
+                try:
+                    entry.files = self._fetch(key)
+                except IndexAccessError as exc:
+                    entry.error = exc
+                entry.done = True
+        if entry.error is not None:
+            raise entry.error
+        return list(entry.files)
+
+    def _fetch(self, name: NormalizedName) -> list[DistFile]:
+        url = urljoin(self.index_url, f"{name}/")
+        try:
+            response = self.session.get(url, headers={"Accept": ACCEPT}, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise IndexAccessError(
+                f"could not read {url} for package {name}: {_reason(exc)}", package=name
+            ) from exc
+        if response.status_code == 404:
+            raise IndexAccessError(
+                f"package {name} not found on index {self.index_url}", package=name
+            )
+        if response.status_code != 200:
+            raise IndexAccessError(
+                f"could not read {url} for package {name}: "
+                f"HTTP {response.status_code} {response.reason}",
+                package=name,
+            )
+        content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        try:
+            if content_type in _JSON_TYPES:
+                links = _links_from_json(response.json(), response.url)
+            else:
+                links = _links_from_html(response.text, response.url)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise IndexAccessError(
+                f"could not parse {url} for package {name}: {exc}", package=name
+            ) from exc
+        found = [f for f in (self._dist_file(name, link) for link in links) if f is not None]
+        found.sort(key=lambda f: (f.version, f.kind, f.filename))
+        return found
+
+    def _dist_file(self, name: NormalizedName, link: _Link) -> DistFile | None:
+        if link.yanked:
+            return None
+        parsed = parse_dist_filename(link.filename)
+        if parsed is None or parsed[0] != name:
+            return None
+        if link.requires_python and not self._python_ok(link.requires_python):
+            return None
+        url, fragment = urldefrag(link.url)
+        sha256 = link.sha256
+        if sha256 is None and fragment.startswith("sha256="):
+            sha256 = fragment[len("sha256=") :]
+        return DistFile(
+            name=parsed[0],
+            version=parsed[1],
+            filename=link.filename,
+            url=url,
+            kind=parsed[2],
+            sha256=sha256.lower() if sha256 else None,
+            requires_python=link.requires_python,
+        )
+
+    def _python_ok(self, requires_python: str) -> bool:
+        try:
+            spec = SpecifierSet(requires_python)
+        except InvalidSpecifier:
+            return True  # like pip: an unreadable constraint does not hide the file
+        return spec.contains(self._python, prereleases=True)
+
+
+@dataclass(frozen=True)
+class _Link:
+    filename: str
+    url: str  # absolute, fragment kept
+    sha256: str | None
+    requires_python: str | None
+    yanked: bool
+
+
+def _reason(exc: requests.RequestException) -> str:
+    if isinstance(exc, requests.Timeout):
+        return f"timed out ({exc})"
+    return str(exc) or type(exc).__name__
+
+
+def _filename_from_url(url: str) -> str:
+    return unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+
+
+def _links_from_json(data: Any, page_url: str) -> list[_Link]:
+    links = []
+    for item in data["files"]:
+        url = urljoin(page_url, str(item["url"]))
+        hashes = item.get("hashes") or {}
+        yanked = item.get("yanked", False)
+        requires_python = item.get("requires-python")
+        links.append(
+            _Link(
+                filename=str(item.get("filename") or _filename_from_url(url)),
+                url=url,
+                sha256=hashes.get("sha256"),
+                requires_python=str(requires_python).strip() if requires_python else None,
+                yanked=yanked is True or isinstance(yanked, str),
+            )
+        )
+    return links
+
+
+class _AnchorParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.base: str | None = None
+        self.anchors: list[dict[str, str | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "base" and self.base is None:
+            self.base = dict(attrs).get("href")
+        elif tag == "a":
+            found = dict(attrs)
+            if found.get("href"):
+                self.anchors.append(found)
+
+
+def _links_from_html(text: str, page_url: str) -> list[_Link]:
+    parser = _AnchorParser()
+    parser.feed(text)
+    parser.close()
+    base = urljoin(page_url, parser.base) if parser.base else page_url
+    return list(_html_links(parser.anchors, base))
+
+
+def _html_links(anchors: Iterable[dict[str, str | None]], base: str) -> Iterable[_Link]:
+    for attrs in anchors:
+        url = urljoin(base, attrs["href"] or "")
+        requires_python = attrs.get("data-requires-python")
+        yield _Link(
+            filename=_filename_from_url(url),
+            url=url,
+            sha256=None,
+            requires_python=requires_python.strip() if requires_python else None,
+            yanked="data-yanked" in attrs,
+        )
