@@ -1,0 +1,74 @@
+"""The command line: help everywhere, one-line errors, exit codes, summary."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from fromager_dagster.cli.main import cli
+from fromager_dagster.core.index_server import LocalIndexServer
+from tests.fixtures.packages import FixturePackage, make_index
+
+
+def _commands(group: object, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = [prefix]
+    for name, command in getattr(group, "commands", {}).items():
+        found += _commands(command, (*prefix, name))
+    return found
+
+
+@pytest.mark.parametrize("path", _commands(cli))
+def test_every_command_has_help(path: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(cli, [*path, "--help"])
+    assert result.exit_code == 0 and "Usage:" in result.output
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fromager_dagster.cli.main", *args],
+        capture_output=True, text=True, timeout=300,
+    )
+
+
+def test_bootstrap_success_prints_progress_and_summary(tmp_path: Path) -> None:
+    make_index([FixturePackage("fx-tool"), FixturePackage("fx-app", build_system_requires=("fx-tool",))], tmp_path / "up")
+    with LocalIndexServer([tmp_path / "up"]) as server:
+        proc = _cli("bootstrap", "fx-app", "-O", str(tmp_path / "out"), "--index-url", server.url, "--no-network-isolation")
+    assert proc.returncode == 0, proc.stderr
+    assert "building fx-tool==1.0" in proc.stderr and "built fx-app==1.0" in proc.stderr
+    assert "2 packages, 2 built, 0 reused" in proc.stderr
+    assert str(tmp_path / "out" / "work-dir" / "graph.json") in proc.stderr
+
+
+def test_build_failure_is_one_line_with_log_and_exit_1(tmp_path: Path) -> None:
+    make_index([FixturePackage("fx-bad", fail_build=True)], tmp_path / "up")
+    with LocalIndexServer([tmp_path / "up"]) as server:
+        proc = _cli("bootstrap", "fx-bad", "-O", str(tmp_path / "out"), "--index-url", server.url, "--no-network-isolation")
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: fx-bad==1.0: build_wheel failed: PEP 517 hook build_wheel exited with status 1 "
+        f"(log: {tmp_path / 'out' / 'work-dir' / 'logs' / 'fx-bad-1.0.log'})"
+    ]
+    assert "Traceback" not in proc.stderr
+
+
+def test_bad_input_is_one_line_no_traceback(tmp_path: Path) -> None:
+    proc = _cli("bootstrap", "-r", str(tmp_path / "missing.txt"), "--index-url", "http://127.0.0.1:9/simple/")
+    assert proc.returncode == 1
+    assert proc.stderr.strip().startswith("error:") and "missing.txt" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = _cli("bootstrap", "not a requirement!!", "--index-url", "http://127.0.0.1:9/simple/")
+    assert proc.returncode == 1 and "invalid requirement" in proc.stderr
+    proc = _cli("-v", "bootstrap", "not a requirement!!", "--index-url", "http://127.0.0.1:9/simple/")
+    assert "Traceback" in proc.stderr
+
+
+def test_unreachable_index_names_package(tmp_path: Path) -> None:
+    proc = _cli("bootstrap", "fx-x", "-O", str(tmp_path / "out"), "--index-url", "http://127.0.0.1:9/simple/")
+    assert proc.returncode == 1
+    assert "fx-x" in proc.stderr and "127.0.0.1:9" in proc.stderr

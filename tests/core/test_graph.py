@@ -1,0 +1,80 @@
+"""graph.json round trip, build order and constraints against fromager's golden outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fromager_dagster.core.errors import ConfigError, ResolutionError
+from fromager_dagster.core.graph import ROOT, DependencyGraph
+
+GOLDEN = Path(__file__).resolve().parents[2].parent / "shared" / "golden"
+
+
+@pytest.mark.parametrize("name", ["stevedore", "click-constrained"])
+def test_golden_round_trip_order_and_constraints(name: str, tmp_path: Path) -> None:
+    folder = GOLDEN / name
+    graph = DependencyGraph.load(folder / "graph.json")
+    paths = graph.write(tmp_path)
+    assert paths["graph"].read_text() == (folder / "graph.json").read_text()
+    assert json.loads(paths["build_order"].read_text()) == json.loads(
+        (folder / "build-order.json").read_text()
+    )
+    assert paths["constraints"].read_text() == (folder / "constraints.txt").read_text()
+
+
+def test_build_requirements_are_build_children_and_their_install_closure() -> None:
+    graph = DependencyGraph.load(GOLDEN / "stevedore" / "graph.json")
+    assert graph.build_requirements("stevedore==5.10.0") == ["pbr==7.1.3", "setuptools==84.2.1"]
+    assert graph.build_requirements("setuptools==84.2.1") == []
+
+
+def _graph_with_two_versions(install_req: str) -> DependencyGraph:
+    graph = DependencyGraph()
+    for version in ("1.0", "2.0"):
+        graph.add_node("lib", version)
+    graph.add_node("app", "1.0")
+    graph.add_node("tool", "1.0")
+    graph.add_edge(ROOT, "app==1.0", "toplevel", "app")
+    graph.add_edge(ROOT, "tool==1.0", "toplevel", "tool")
+    graph.add_edge("app==1.0", "lib==1.0", "install", install_req)
+    graph.add_edge("tool==1.0", "lib==2.0", "install", "lib")
+    return graph
+
+
+def test_constraints_pick_newest_version_every_install_edge_admits() -> None:
+    assert _graph_with_two_versions("lib<=2").constraints() == [
+        "app==1.0",
+        "lib==2.0",
+        "tool==1.0",
+    ]
+    assert _graph_with_two_versions("lib<2").constraints() == [
+        "app==1.0",
+        "lib==1.0",
+        "tool==1.0",
+    ]
+    with pytest.raises(ResolutionError, match="lib==3"):
+        _graph_with_two_versions("lib==3").constraints()
+
+
+def test_build_order_puts_build_dependencies_first_and_install_after() -> None:
+    graph = DependencyGraph()
+    for name in ("app", "tool", "lib"):
+        graph.add_node(name, "1")
+    graph.add_edge(ROOT, "app==1", "toplevel", "app")
+    graph.add_edge("app==1", "tool==1", "build-system", "tool")
+    graph.add_edge("app==1", "lib==1", "install", "lib")
+    graph.add_edge("lib==1", "app==1", "install", "app")
+    assert [e["dist"] for e in graph.build_order()] == ["tool", "app", "lib"]
+
+
+def test_bad_graph_file_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "graph.json"
+    path.write_text('{"": {"edges": []}}')
+    with pytest.raises(ConfigError, match="graph.json"):
+        DependencyGraph.load(path)
+    path.write_text("not json")
+    with pytest.raises(ConfigError, match="cannot read graph"):
+        DependencyGraph.load(path)
