@@ -1,0 +1,1 @@
+"""The Dagster layer: discovery job, graph-backed wheel assets, checks, executor, automation."""

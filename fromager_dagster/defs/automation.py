@@ -1,0 +1,178 @@
+"""Automation: nightly rediscovery + rebuild, a rebuild after each discovery, new releases."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+
+import dagster as dg
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+from packaging.version import InvalidVersion, Version
+
+from fromager_dagster.core.errors import FromagerDagsterError
+from fromager_dagster.core.graph import DependencyGraph
+from fromager_dagster.core.index import IndexClient
+from fromager_dagster.core.index_url import resolve_index_url
+from fromager_dagster.core.requirements import Constraints
+
+from .collections import Collection
+from .discovery import default_config, discover_job_name, discovery_op_name
+from .graph_state import build_job_name
+
+ENV_SENSOR_INTERVAL = "FROMAGER_DAGSTER_RELEASE_SENSOR_INTERVAL"
+REBUILD_TAG = "fromager/rebuild"
+COLLECTION_TAG = "fromager/collection"
+
+
+def discover_run_config(collection: Collection) -> dict[str, object]:
+    return {"ops": {discovery_op_name(collection): {"config": default_config(collection)}}}
+
+
+def nightly_schedule(collection: Collection) -> dg.ScheduleDefinition:
+    """Rediscover the collection on its cron; the rebuild follows the discovery's success."""
+
+    @dg.schedule(
+        name=f"nightly_{collection.ident}_schedule",
+        cron_schedule=collection.schedule,
+        job_name=discover_job_name(collection),
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        description=f"Nightly rediscovery and rebuild of collection {collection.name}.",
+    )
+    def _nightly(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+        return dg.RunRequest(
+            run_config=discover_run_config(collection),
+            tags={REBUILD_TAG: "true", COLLECTION_TAG: collection.ident},
+        )
+
+    return _nightly
+
+
+def rebuild_after_discovery_sensor(
+    collections: Sequence[Collection], build_jobs: Sequence[UnresolvedAssetJobDefinition]
+) -> dg.RunStatusSensorDefinition:
+    """After a discovery run tagged for rebuild succeeds, build the collection's wheels."""
+    by_ident = {c.ident: c for c in collections}
+
+    @dg.run_status_sensor(
+        name="rebuild_after_discovery_sensor",
+        run_status=dg.DagsterRunStatus.SUCCESS,
+        request_jobs=list(build_jobs),
+        default_status=dg.DefaultSensorStatus.STOPPED,
+        description="Launches build_<collection>_job when a rebuild-tagged discovery succeeds.",
+    )
+    def _rebuild(context: dg.RunStatusSensorContext):  # type: ignore[no-untyped-def]
+        run = context.dagster_run
+        ident = run.tags.get(COLLECTION_TAG)
+        if run.tags.get(REBUILD_TAG) != "true" or ident not in by_ident:
+            return dg.SkipReason("not a rebuild-tagged discovery run")
+        if build_job_name(by_ident[ident]) not in {j.name for j in build_jobs}:
+            return dg.SkipReason(f"collection {ident} has no wheel assets yet")
+        return dg.RunRequest(run_key=run.run_id, job_name=build_job_name(by_ident[ident]))
+
+    return _rebuild
+
+
+def sensor_interval() -> int:
+    try:
+        return max(30, int(os.environ.get(ENV_SENSOR_INTERVAL, "3600")))
+    except ValueError:
+        return 3600
+
+
+def new_release_sensor(
+    collections: Sequence[Collection],
+    discover_jobs: Sequence[UnresolvedAssetJobDefinition],
+    *,
+    minimum_interval_seconds: int | None = None,
+) -> dg.SensorDefinition:
+    """Poll the index for every package of the current graphs; a new admissible release
+    triggers the collection's discovery once (run key ``<collection>:<name>==<version>``)."""
+
+    @dg.sensor(
+        name="new_release_sensor",
+        jobs=list(discover_jobs),
+        minimum_interval_seconds=minimum_interval_seconds or sensor_interval(),
+        default_status=dg.DefaultSensorStatus.STOPPED,
+        description="Triggers rediscovery and rebuild when the index has a new release that the "
+        "collection's constraints admit. The first tick records what exists.",
+    )
+    def _releases(context: dg.SensorEvaluationContext):  # type: ignore[no-untyped-def]
+        known: dict[str, dict[str, list[str]]] = (
+            json.loads(context.cursor) if context.cursor else {}
+        )
+        requests: list[dg.RunRequest] = []
+        for collection in collections:
+            if not collection.graph_path.is_file():
+                continue
+            seen = known.setdefault(collection.ident, {})
+            found = _release_requests(collection, seen, context.log)
+            requests.extend(found)
+        context.update_cursor(json.dumps(known, sort_keys=True))
+        if not requests:
+            return dg.SkipReason("no new admissible release")
+        return requests
+
+    return _releases
+
+
+def _release_requests(
+    collection: Collection, seen: dict[str, list[str]], log: object
+) -> list[dg.RunRequest]:
+    graph = DependencyGraph.load(collection.graph_path)
+    names = sorted({n.canonicalized_name for k, n in graph.nodes.items() if k})
+    constraints = Constraints.from_files(collection.constraints)
+    index = IndexClient(resolve_index_url(collection.index_url))
+    requests = []
+    for name in names:
+        try:
+            versions = sorted({str(f.version) for f in index.files(name)}, key=_version)
+        except FromagerDagsterError as exc:
+            getattr(log, "warning", print)(f"cannot read {name} from the index: {exc}")
+            continue
+        if name not in seen:
+            seen[name] = versions  # baseline: nothing triggers on first sight
+            continue
+        new = [v for v in versions if v not in set(seen[name])]
+        seen[name] = sorted(set(seen[name]) | set(versions), key=_version)
+        constraint = constraints.get(name)
+        for version in new:
+            if constraint is not None and not constraint.specifier.contains(version):
+                continue
+            if constraint is None and Version(version).is_prerelease:
+                continue
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"{collection.name}:{name}=={version}",
+                    job_name=discover_job_name(collection),
+                    run_config=discover_run_config(collection),
+                    tags={
+                        REBUILD_TAG: "true",
+                        COLLECTION_TAG: collection.ident,
+                        "fromager/release": f"{name}-{version}"[:63],
+                    },
+                )
+            )
+    return requests
+
+
+def _version(text: str) -> Version:
+    try:
+        return Version(text)
+    except InvalidVersion:
+        return Version("0")
+
+
+def all_automation(
+    collections: Mapping[str, Collection],
+    discover_jobs: Sequence[UnresolvedAssetJobDefinition],
+    build_jobs: Sequence[UnresolvedAssetJobDefinition],
+) -> tuple[list[dg.ScheduleDefinition], list[dg.SensorDefinition]]:
+    cols = list(collections.values())
+    schedules = [nightly_schedule(c) for c in cols]
+    sensors: list[dg.SensorDefinition] = []
+    if cols:
+        sensors.append(new_release_sensor(cols, discover_jobs))
+        if build_jobs:
+            sensors.append(rebuild_after_discovery_sensor(cols, build_jobs))
+    return schedules, sensors

@@ -1,0 +1,32 @@
+"""The run executor: multiprocess (forkserver), bounded, with lanes for exclusive builds."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+ENV_MAX_CONCURRENT = "FROMAGER_DAGSTER_MAX_CONCURRENT"
+
+
+def max_concurrent() -> int:
+    """``$FROMAGER_DAGSTER_MAX_CONCURRENT``, default the number of cores."""
+    raw = os.environ.get(ENV_MAX_CONCURRENT, "").strip()
+    try:
+        value = int(raw) if raw else (os.cpu_count() or 1)
+    except ValueError:
+        value = os.cpu_count() or 1
+    return max(1, value)
+
+
+def build_executor(concurrency: int | None = None) -> dg.ExecutorDefinition:
+    """``multiprocess_executor`` with one lane per slot, each lane limited to one step."""
+    n = concurrency or max_concurrent()
+    return dg.multiprocess_executor.configured(
+        {
+            "max_concurrent": n,
+            "start_method": {"forkserver": {}},
+            "tag_concurrency_limits": [{"key": f"lane_{i}", "limit": 1} for i in range(n)],
+        },
+        name="fromager_multiprocess",
+    )

@@ -1,0 +1,113 @@
+"""The collection's graph as versioned code-location state, and the wheel assets grown from it.
+
+Discovery uploads each new graph.json as a state version of the key
+``fromager_dagster.<collection>.graph`` and asks the webserver to reload the code location;
+runs stay pinned to the state version they were planned with. Without a state version (a
+fresh instance, or no state storage in context) the latest graph.json in the collection's
+output folder is used, so the definitions always load offline from local files.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import dagster as dg
+import requests
+from dagster._core.storage.defs_state.base import DefsStateStorage
+from dagster.components.utils.defs_state import DefsStateConfig
+from dagster_shared.serdes.objects.models.defs_state_info import DefsStateManagementType
+
+from fromager_dagster.core.graph import DependencyGraph
+
+from .collections import Collection
+from .wheels import wheel_assets
+
+ENV_WEBSERVER = "FROMAGER_DAGSTER_WEBSERVER_URL"
+
+
+def state_key(collection: Collection) -> str:
+    return f"fromager_dagster.{collection.ident}.graph"
+
+
+def build_job_name(collection: Collection) -> str:
+    return f"build_{collection.ident}_job"
+
+
+class CollectionGraphComponent(dg.StateBackedComponent):
+    """Wheel assets of one collection, grown from its latest discovered graph."""
+
+    def __init__(self, collection: Collection, *, lanes: int) -> None:
+        self.collection = collection
+        self.lanes = lanes
+
+    @property
+    def defs_state_config(self) -> DefsStateConfig:
+        return DefsStateConfig(
+            key=state_key(self.collection),
+            management_type=DefsStateManagementType.VERSIONED_STATE_STORAGE,
+            refresh_if_dev=False,
+        )
+
+    def write_state_to_path(self, state_path: Path) -> None:
+        """The state is the graph.json that discovery last wrote."""
+        shutil.copyfile(self.collection.graph_path, state_path)
+
+    def build_defs(self, context: Any) -> dg.Definitions:
+        if DefsStateStorage.get() is None:
+            return self.build_defs_from_state(context, state_path=None)
+        return super().build_defs(context)
+
+    def build_defs_from_state(self, context: Any, state_path: Path | None) -> dg.Definitions:
+        path = state_path
+        if path is None and self.collection.graph_path.is_file():
+            path = self.collection.graph_path
+        if path is None:
+            return dg.Definitions()
+        graph = DependencyGraph.load(path)
+        return dg.Definitions(assets=wheel_assets(graph, self.collection, lanes=self.lanes))
+
+
+def collection_defs(collection: Collection, *, lanes: int, project_root: Path) -> dg.Definitions:
+    """Build the component's definitions outside a component tree (only project_root is read)."""
+    component = CollectionGraphComponent(collection, lanes=lanes)
+    return component.build_defs(SimpleNamespace(project_root=project_root))
+
+
+def publish_graph(
+    instance: dg.DagsterInstance, collection: Collection, graph_path: Path
+) -> str | None:
+    """Upload ``graph_path`` as a new state version; None when the instance has no storage."""
+    storage = instance.defs_state_storage
+    if storage is None:
+        return None
+    version = str(uuid.uuid4())
+    storage.upload_state_from_path(state_key(collection), version=version, path=graph_path)
+    return version
+
+
+RELOAD_MUTATION = """
+mutation Reload($location: String!) {
+  reloadRepositoryLocation(repositoryLocationName: $location) {
+    __typename
+    ... on WorkspaceLocationEntry { name }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
+def reload_location(webserver_url: str, location: str, *, timeout: float = 60) -> str:
+    """Ask the webserver to reload ``location``; returns the GraphQL result's type name."""
+    response = requests.post(
+        webserver_url.rstrip("/") + "/graphql",
+        json={"query": RELOAD_MUTATION, "variables": {"location": location}},
+        timeout=timeout,
+    )
+    response.raise_for_status()
+    data = response.json()
+    return str(json.dumps(data.get("data", {}).get("reloadRepositoryLocation") or data))

@@ -1,0 +1,53 @@
+"""The code location: every collection's discovery, wheel assets, jobs and automation."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import dagster as dg
+
+from .automation import all_automation
+from .collections import Collection, load_collections
+from .discovery import discover_job, discovery_asset
+from .executor import build_executor, max_concurrent
+from .graph_state import build_job_name, collection_defs
+from .resources import FromagerResource
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def build_definitions(
+    collections: Mapping[str, Collection] | None = None,
+    *,
+    concurrency: int | None = None,
+    fromager: FromagerResource | None = None,
+) -> dg.Definitions:
+    """Definitions for ``collections`` (default: from collections.yaml); local files only."""
+    collections = load_collections() if collections is None else collections
+    lanes = concurrency or max_concurrent()
+    assets: list[dg.AssetsDefinition] = []
+    discover_jobs, build_jobs = [], []
+    for collection in collections.values():
+        assets.append(discovery_asset(collection))
+        discover_jobs.append(discover_job(collection))
+        grown = collection_defs(collection, lanes=lanes, project_root=PROJECT_ROOT)
+        wheel_assets = [a for a in (grown.assets or []) if isinstance(a, dg.AssetsDefinition)]
+        if wheel_assets:
+            assets.extend(wheel_assets)
+            build_jobs.append(
+                dg.define_asset_job(
+                    build_job_name(collection),
+                    selection=dg.AssetSelection.assets(*wheel_assets),
+                    description=f"Build every wheel of collection {collection.name} from source.",
+                )
+            )
+    schedules, sensors = all_automation(collections, discover_jobs, build_jobs)
+    return dg.Definitions(
+        assets=assets,
+        jobs=[*discover_jobs, *build_jobs],
+        schedules=schedules,
+        sensors=sensors,
+        resources={"fromager": fromager or FromagerResource()},
+        executor=build_executor(lanes),
+    )

@@ -1,0 +1,16 @@
+"""Resources: the engine settings a run can change from the launchpad."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from fromager_dagster.core.isolation import resolve_isolation
+
+
+class FromagerResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """Engine settings for builds: network isolation (None = wherever it works)."""
+
+    network_isolation: bool | None = None
+
+    def isolation(self) -> bool:
+        return resolve_isolation(self.network_isolation)

@@ -1,0 +1,273 @@
+"""Graph-backed wheel assets: one asset and one install check per package-version-variant."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import dagster as dg
+
+from fromager_dagster.core.buildenv import BuildEnvFactory
+from fromager_dagster.core.builder import build_node, find_wheel
+from fromager_dagster.core.errors import (
+    BuildError,
+    FromagerDagsterError,
+    HashMismatchError,
+    IndexAccessError,
+    SourceError,
+    UnsafeArchiveError,
+)
+from fromager_dagster.core.graph import ROOT, DependencyGraph
+from fromager_dagster.core.index_server import LocalIndexServer
+from fromager_dagster.core.layout import OutputLayout
+from fromager_dagster.core.wheels import wheel_top_level_modules
+
+from .collections import Collection
+from .resources import FromagerResource
+
+RETRY_POLICY = dg.RetryPolicy(max_retries=2, delay=1, backoff=dg.Backoff.EXPONENTIAL)
+SETTINGS_PLACEHOLDER = "settings:none"  # replaced by a digest of overrides/ once settings exist
+_KILLED = re.compile(r"exited with status -\d+")
+
+
+def key_part(text: str) -> str:
+    """``text`` as an asset key part: ``+`` -> ``_``, ``!`` -> ``__``, others outside
+    ``[A-Za-z0-9_.-]`` -> ``_``."""
+    text = text.replace("!", "__").replace("+", "_")
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", text)
+
+
+def tag_value(text: str) -> str:
+    """``text`` made safe as an asset tag value: ``[A-Za-z0-9_.-]{0,63}``."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", text)[:63]
+
+
+def wheel_key(variant: str, name: str, version: str) -> dg.AssetKey:
+    return dg.AssetKey(["wheels", key_part(variant), key_part(name), key_part(version)])
+
+
+def node_asset_key(graph: DependencyGraph, variant: str, key: str) -> dg.AssetKey:
+    node = graph.nodes[key]
+    return wheel_key(variant, node.canonicalized_name, node.version)
+
+
+def code_version(graph: DependencyGraph, key: str, variant: str) -> str:
+    """sha256 over the source identity, the sorted build-requirement keys and the settings."""
+    node = graph.nodes[key]
+    source = node.download_url
+    parts = {
+        "source": source,
+        "build_requirements": sorted(graph.build_requirements(key)),
+        "variant": variant,
+        "settings": SETTINGS_PLACEHOLDER,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def is_transient(exc: BaseException, *, flaky: bool = False) -> bool:
+    """Worth retrying: network and download trouble, killed processes, OS errors.
+
+    A BuildError is deterministic unless its process was killed by a signal, or the package
+    is declared flaky (collection key ``flaky_build``).
+    """
+    if isinstance(exc, HashMismatchError | UnsafeArchiveError):
+        return False
+    if isinstance(exc, IndexAccessError | SourceError | OSError):
+        return True
+    if isinstance(exc, BuildError):
+        return flaky or bool(_KILLED.search(str(exc)))
+    return False
+
+
+def lanes_for(
+    collection: Collection, graph: DependencyGraph, lanes: int
+) -> dict[str, dict[str, str]]:
+    """Op tags per node key: the "lanes" trick for exclusive builds.
+
+    A normal build takes one lane (round robin in build order); an exclusive build takes
+    every lane; the executor limits each lane to one step at a time.
+    """
+    exclusive = {n.lower() for n in collection.exclusive_build}
+    tags: dict[str, dict[str, str]] = {}
+    position = 0
+    for entry in graph.build_order():
+        key = f"{entry['dist']}=={entry['version']}"
+        if entry["dist"] in exclusive:
+            tags[key] = {f"lane_{i}": "1" for i in range(lanes)} | {"fromager/exclusive": "true"}
+        else:
+            tags[key] = {f"lane_{position % lanes}": "1"}
+            position += 1
+    return tags
+
+
+def wheel_asset(
+    graph: DependencyGraph,
+    key: str,
+    *,
+    collection: Collection,
+    op_tags: dict[str, str] | None = None,
+) -> dg.AssetsDefinition:
+    """The asset that builds node ``key`` of ``graph`` (and its blocking install check)."""
+    node = graph.nodes[key]
+    name, version, variant = node.canonicalized_name, node.version, collection.variant
+    asset_key = node_asset_key(graph, variant, key)
+    build_reqs = graph.build_requirements(key)
+    deps = [node_asset_key(graph, variant, dep) for dep in build_reqs]
+    requirement = f"{name}=={version}"
+    layout = OutputLayout(collection.output_dir)
+    flaky = canonical_in(name, collection.flaky_build)
+    check_spec = dg.AssetCheckSpec("installs_and_imports", asset=asset_key, blocking=True)
+    op_name = "build_" + re.sub(r"[^A-Za-z0-9_]", "_", f"{collection.ident}_{name}_{version}")
+
+    @dg.multi_asset(
+        name=op_name,
+        specs=[
+            dg.AssetSpec(
+                asset_key,
+                deps=deps,
+                group_name=collection.ident,
+                kinds={"python", "wheel"},
+                description=(
+                    f"Wheel of {requirement} ({variant}) built from source, hermetically: its build "
+                    f"environment holds only {', '.join(build_reqs) or 'no'} build requirements "
+                    "from the local repository."
+                ),
+                tags={
+                    "package": tag_value(name),
+                    "version": tag_value(version),
+                    "variant": tag_value(variant),
+                    "collection": tag_value(collection.name),
+                },
+                code_version=code_version(graph, key, variant),
+                metadata={
+                    "requirement": requirement,
+                    "source_url": dg.MetadataValue.url(node.download_url)
+                    if node.download_url
+                    else "",
+                    "build_requirements": ", ".join(build_reqs),
+                },
+                skippable=False,
+            )
+        ],
+        check_specs=[check_spec],
+        op_tags=op_tags or {},
+        retry_policy=RETRY_POLICY,
+        required_resource_keys={"fromager"},
+    )
+    def _build(context: dg.AssetExecutionContext):  # type: ignore[no-untyped-def]
+        fromager: FromagerResource = context.resources.fromager
+        try:
+            built = build_node(graph, key, layout=layout, isolate=fromager.isolation(), build_tag=0)
+        except Exception as exc:
+            raise _translate(exc, context, flaky=flaky) from exc
+        yield dg.MaterializeResult(
+            asset_key=asset_key,
+            metadata={
+                "requirement": requirement,
+                "source_url": node.download_url,
+                "source_sha256": _sha256(built.source_path),
+                "wheel_path": dg.MetadataValue.path(str(built.path)),
+                "wheel_size": dg.MetadataValue.int(built.size),
+                "wheel_sha256": built.sha256,
+                "build_seconds": dg.MetadataValue.float(round(built.seconds, 3)),
+                "log_path": dg.MetadataValue.path(str(built.log_path)),
+            },
+        )
+        yield install_check(layout, name, version, asset_key)
+
+    return _build
+
+
+def canonical_in(name: str, names: Sequence[str]) -> bool:
+    from packaging.utils import canonicalize_name
+
+    return canonicalize_name(name) in {canonicalize_name(n) for n in names}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _translate(exc: Exception, context: dg.AssetExecutionContext, *, flaky: bool) -> Exception:
+    """Transient -> RetryRequested (per the retry policy); anything else -> final Failure."""
+    text = (
+        exc.one_line() if isinstance(exc, FromagerDagsterError) else f"{type(exc).__name__}: {exc}"
+    )
+    if is_transient(exc, flaky=flaky):
+        attempt = context.retry_number + 1
+        context.log.warning(f"transient failure (attempt {attempt}), will retry: {text}")
+        return dg.RetryRequested(
+            max_retries=RETRY_POLICY.max_retries,
+            seconds_to_wait=RETRY_POLICY.calculate_delay(attempt),
+        )
+    metadata: dict[str, dg.RawMetadataValue] = {"error": text}
+    log_path = getattr(exc, "log_path", None)
+    if log_path:
+        metadata["log_path"] = dg.MetadataValue.path(str(log_path))
+        try:
+            tail = Path(log_path).read_text(encoding="utf-8", errors="replace")[-4000:]
+            metadata["log_tail"] = dg.MetadataValue.md(f"```\n{tail}\n```")
+        except OSError:
+            pass
+    return dg.Failure(description=text, metadata=metadata, allow_retries=False)
+
+
+def install_check(
+    layout: OutputLayout, name: str, version: str, asset_key: dg.AssetKey
+) -> dg.AssetCheckResult:
+    """Install ``name==version`` from the local repository into a throwaway env and import it."""
+    wheel = find_wheel(layout, name, version)
+    if wheel is None:
+        return dg.AssetCheckResult(
+            asset_key=asset_key,
+            check_name="installs_and_imports",
+            passed=False,
+            metadata={"error": f"no wheel of {name}=={version} in the local repository"},
+        )
+    modules = wheel_top_level_modules(wheel)
+    with tempfile.TemporaryDirectory(prefix="install-check-") as tmp:
+        log = Path(tmp) / "check.log"
+        try:
+            with LocalIndexServer(layout.wheel_roots) as server:
+                envs = BuildEnvFactory(server.url, cache_dir=layout.work_dir / "uv-cache")
+                env = envs.create(Path(tmp) / "env", log=log)
+                envs.install(env, [f"{name}=={version}"], log=log)
+            import subprocess
+
+            code = "import importlib, sys\nfor m in sys.argv[1:]: importlib.import_module(m)\n"
+            proc = subprocess.run(
+                [str(env.python), "-c", code, *modules], capture_output=True, text=True, check=False
+            )
+            passed, detail = proc.returncode == 0, (proc.stderr.strip().splitlines() or [""])[-1]
+        except FromagerDagsterError as exc:
+            passed, detail = False, f"{exc}\n{log.read_text(errors='replace')[-2000:]}"
+        kept = layout.logs_dir / f"{name}-{version}.check.log"
+        if log.exists():
+            shutil.copyfile(log, kept)
+    return dg.AssetCheckResult(
+        asset_key=asset_key,
+        check_name="installs_and_imports",
+        passed=passed,
+        metadata={"modules": ", ".join(modules), "detail": detail, "wheel": str(wheel.name)},
+    )
+
+
+def wheel_assets(
+    graph: DependencyGraph, collection: Collection, *, lanes: int
+) -> list[dg.AssetsDefinition]:
+    """One wheel asset per non-root node of ``graph``."""
+    tags = lanes_for(collection, graph, lanes)
+    return [
+        wheel_asset(graph, key, collection=collection, op_tags=tags.get(key))
+        for key in graph.nodes
+        if key != ROOT and not graph.nodes[key].pre_built
+    ]
