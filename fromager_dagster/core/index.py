@@ -91,7 +91,7 @@ def make_session(*, retries: int = 5, backoff: float = 0.5) -> requests.Session:
     """
     retry = Retry(
         total=retries,
-        connect=retries,
+        connect=min(retries, 3),
         read=retries,
         status=retries,
         backoff_factor=backoff,
