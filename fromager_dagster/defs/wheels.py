@@ -1,7 +1,5 @@
 """Graph-backed wheel assets: one asset and one install check per package-version-variant."""
 
-from __future__ import annotations
-
 import hashlib
 import json
 import re
@@ -133,8 +131,9 @@ def wheel_asset(
                 group_name=collection.ident,
                 kinds={"python", "wheel"},
                 description=(
-                    f"Wheel of {requirement} ({variant}) built from source, hermetically: its build "
-                    f"environment holds only {', '.join(build_reqs) or 'no'} build requirements "
+                    f"Wheel of {requirement} ({variant}) built from source, hermetically: its "
+                    f"build environment holds only {', '.join(build_reqs) or 'no'} build "
+                    "requirements "
                     "from the local repository."
                 ),
                 tags={

@@ -1,0 +1,130 @@
+"""Wheel assets from a graph: keys, deps, groups, tags, code versions, checks; a real build."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from fromager_dagster.core.errors import BuildError, HashMismatchError, SourceError
+from fromager_dagster.core.graph import DependencyGraph
+from fromager_dagster.defs.collections import Collection
+from fromager_dagster.defs.location import build_definitions
+from fromager_dagster.defs.resources import FromagerResource
+from fromager_dagster.defs.wheels import code_version, is_transient, key_part, tag_value
+from tests.defs.conftest import CHAIN, discover
+
+
+def _node(name: str, version: str, edges: list[tuple[str, str]]) -> dict[str, object]:
+    return {
+        "download_url": f"http://127.0.0.1:1/files/{name}-{version}.tar.gz",
+        "pre_built": False,
+        "version": version,
+        "canonicalized_name": name,
+        "constraint": None,
+        "edges": [{"key": k, "req_type": t, "req": k.split("==")[0]} for k, t in edges],
+    }
+
+
+GRAPH = {
+    "": {**_node("", "0", [("app==1.0+local", "toplevel")]), "download_url": ""},
+    "app==1.0+local": _node("app", "1.0+local", [("lib==2.0", "build-system")]),
+    "lib==2.0": _node("lib", "2.0", [("tool==1!3.0", "build-backend"), ("dep==1.0", "install")]),
+    "tool==1!3.0": _node("tool", "1!3.0", []),
+    "dep==1.0": _node("dep", "1.0", []),
+}
+
+
+@pytest.fixture
+def written(tmp_path: Path) -> Collection:
+    out = tmp_path / "out"
+    (out / "work-dir").mkdir(parents=True)
+    (out / "work-dir" / "graph.json").write_text(json.dumps(GRAPH))
+    return Collection(
+        name="my-set", requirements=("app",), output_dir=out, exclusive_build=("tool",)
+    )
+
+
+def test_key_and_tag_sanitising() -> None:
+    assert key_part("1!2.0+cu12.x/y") == "1__2.0_cu12.x_y"
+    assert tag_value("a==1.0") == "a__1.0"
+
+
+def test_assets_follow_the_graph(written: Collection) -> None:
+    defs = build_definitions({"my-set": written}, concurrency=2)
+    dg.Definitions.validate_loadable(defs)
+    graph = DependencyGraph.load(written.graph_path)
+    specs = {s.key: s for a in defs.assets or [] for s in a.specs}  # type: ignore[union-attr]
+    key = dg.AssetKey
+    app, lib = key(["wheels", "cpu", "app", "1.0_local"]), key(["wheels", "cpu", "lib", "2.0"])
+    tool, dep = key(["wheels", "cpu", "tool", "1__3.0"]), key(["wheels", "cpu", "dep", "1.0"])
+    assert set(specs) == {app, lib, tool, dep, key(["discovery", "my_set", "graph"])}
+    # build deps = direct build children + their install closure; install deps are not deps
+    assert {d.asset_key for d in specs[app].deps} == {lib, dep}
+    assert {d.asset_key for d in specs[lib].deps} == {tool}
+    assert specs[dep].deps == []
+    assert specs[app].group_name == "my_set"
+    assert set(specs[app].kinds) == {"python", "wheel"}
+    assert specs[app].tags["package"] == "app" and specs[app].tags["version"] == "1.0_local"
+    assert specs[app].metadata["requirement"] == "app==1.0+local"
+    expected = hashlib.sha256(
+        json.dumps(
+            {
+                "source": GRAPH["app==1.0+local"]["download_url"],
+                "build_requirements": ["dep==1.0", "lib==2.0"],
+                "variant": "cpu",
+                "settings": "settings:none",
+            },
+            sort_keys=True,
+        ).encode()
+    ).hexdigest()
+    assert specs[app].code_version == expected == code_version(graph, "app==1.0+local", "cpu")
+    checks = {(c.asset_key, c.name) for a in defs.assets or [] for c in a.check_specs}  # type: ignore[union-attr]
+    assert checks == {(k, "installs_and_imports") for k in (app, lib, tool, dep)}
+    # lanes: the exclusive build takes every lane, the others exactly one
+    ops = {a.op.name: a.op.tags for a in defs.assets or []}  # type: ignore[union-attr]
+    assert {k for k in ops["build_my_set_tool_1_3_0"] if k.startswith("lane_")} == {
+        "lane_0",
+        "lane_1",
+    }
+    assert len([k for k in ops["build_my_set_app_1_0_local"] if k.startswith("lane_")]) == 1
+    job_names = {j.name for j in defs.jobs or []}
+    assert job_names == {"discover_my_set_job", "build_my_set_job"}
+
+
+def test_no_graph_means_discovery_only(tmp_path: Path) -> None:
+    col = Collection(name="empty", requirements=("x",), output_dir=tmp_path / "none")
+    defs = build_definitions({"empty": col})
+    dg.Definitions.validate_loadable(defs)
+    assert [s.key for a in defs.assets or [] for s in a.specs] == [  # type: ignore[union-attr]
+        dg.AssetKey(["discovery", "empty", "graph"])
+    ]
+
+
+def test_transient_classification() -> None:
+    assert is_transient(SourceError("download reset"))
+    assert is_transient(OSError("killed"))
+    assert not is_transient(HashMismatchError("bad hash"))
+    assert not is_transient(BuildError("PEP 517 hook build_wheel exited with status 1"))
+    assert is_transient(BuildError("PEP 517 hook build_wheel exited with status -9"))
+    assert is_transient(BuildError("exited with status 1"), flaky=True)
+
+
+def test_materialize_fixture_chain(upstream: tuple[Path, str], tmp_path: Path) -> None:
+    folder, url = upstream
+    col = discover(CHAIN, folder, url, tmp_path / "out")
+    defs = build_definitions({"fx": col}, fromager=FromagerResource(network_isolation=False))
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def("build_fx_job").execute_in_process(instance=instance)
+    assert result.success
+    wheels = sorted(p.name for p in (tmp_path / "out" / "wheels-repo" / "downloads").glob("*.whl"))
+    assert wheels == [f"fx_{n}-1.0-0-py3-none-any.whl" for n in ("app", "dep", "lib", "tool")]
+    checks = result.get_asset_check_evaluations()
+    assert len(checks) == 4 and all(c.passed for c in checks)
+    [mat] = result.asset_materializations_for_node("build_fx_fx_app_1_0")
+    meta = mat.metadata
+    assert meta["requirement"].value == "fx-app==1.0"
+    assert Path(meta["wheel_path"].value).is_file()
+    assert meta["wheel_size"].value > 0 and len(meta["wheel_sha256"].value) == 64
+    assert Path(meta["log_path"].value).is_file() and meta["source_url"].value.endswith(".tar.gz")
