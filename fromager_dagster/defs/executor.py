@@ -19,14 +19,18 @@ def max_concurrent() -> int:
     return max(1, value)
 
 
-def build_executor(concurrency: int | None = None) -> dg.ExecutorDefinition:
-    """``multiprocess_executor`` with one lane per slot, each lane limited to one step."""
+def executor_config(concurrency: int | None = None) -> dict[str, object]:
+    """``n`` slots, forkserver, and one lane per slot, each lane limited to one step."""
     n = concurrency or max_concurrent()
+    return {
+        "max_concurrent": n,
+        "start_method": {"forkserver": {}},
+        "tag_concurrency_limits": [{"key": f"lane_{i}", "limit": 1} for i in range(n)],
+    }
+
+
+def build_executor(concurrency: int | None = None) -> dg.ExecutorDefinition:
+    """The ``multiprocess_executor`` configured by :func:`executor_config`."""
     return dg.multiprocess_executor.configured(
-        {
-            "max_concurrent": n,
-            "start_method": {"forkserver": {}},
-            "tag_concurrency_limits": [{"key": f"lane_{i}", "limit": 1} for i in range(n)],
-        },
-        name="fromager_multiprocess",
+        executor_config(concurrency), name="fromager_multiprocess"
     )
