@@ -56,9 +56,12 @@ def test_multiprocess_run(
         "    flaky_build: [mp-flaky]\n"
     )
     monkeypatch.setenv("FROMAGER_DAGSTER_COLLECTIONS", str(tmp_path / "c.yaml"))
-    with dg.instance_for_test() as instance, dg.execute_job(
-        dg.reconstructable(mp_target.build_mp_job), instance, raise_on_error=False
-    ) as result:
+    with (
+        dg.instance_for_test() as instance,
+        dg.execute_job(
+            dg.reconstructable(mp_target.build_mp_job), instance, raise_on_error=False
+        ) as result,
+    ):
         assert not result.success
         failed = {e.step_key for e in result.get_step_failure_events()}
         succeeded = set(

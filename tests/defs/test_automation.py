@@ -1,0 +1,58 @@
+"""Nightly schedule and new-release sensor, evaluated offline against a local index."""
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import dagster as dg
+
+from fromager_dagster.defs.automation import new_release_sensor, nightly_schedule
+from fromager_dagster.defs.discovery import discover_job
+from fromager_dagster.defs.location import build_definitions
+from tests.defs.conftest import CHAIN, discover
+from tests.fixtures.packages import FixturePackage, make_sdist
+
+
+def test_nightly_schedule_requests_a_rediscovery(tmp_path: Path) -> None:
+    from fromager_dagster.defs.collections import Collection
+
+    col = Collection(name="n", requirements=("x",), output_dir=tmp_path, schedule="15 3 * * *")
+    schedule = nightly_schedule(col)
+    assert schedule.name == "nightly_n_schedule" and schedule.cron_schedule == "15 3 * * *"
+    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    request = schedule.evaluate_tick(dg.build_schedule_context()).run_requests[0]  # type: ignore[index]
+    assert request.tags["fromager/rebuild"] == "true"
+    assert request.run_config["ops"]["discover_n"]["config"]["requirements"] == ["x"]
+    defs = build_definitions({"n": col})
+    assert defs.resolve_schedule_def("nightly_n_schedule").job_name == "discover_n_job"
+
+
+def test_new_release_sensor(upstream: tuple[Path, str], tmp_path: Path) -> None:
+    folder, url = upstream
+    col = discover(CHAIN, folder, url, tmp_path / "out")
+    constraints = tmp_path / "constraints.txt"
+    constraints.write_text("fx-dep<2\n")
+    col = replace(col, constraints=(constraints,))
+    sensor = new_release_sensor([col], [discover_job(col)], minimum_interval_seconds=60)
+    assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
+    assert sensor.minimum_interval_seconds == 60
+
+    def tick(cursor: str | None) -> tuple[list[dg.RunRequest], str | None]:
+        with dg.instance_for_test() as instance:
+            context = dg.build_sensor_context(cursor=cursor, instance=instance)
+            data = sensor.evaluate_tick(context)
+        return list(data.run_requests or []), data.cursor
+
+    requests, cursor = tick(None)  # baseline
+    assert requests == []
+    assert json.loads(cursor or "{}")["fx"]["fx-dep"] == ["1.0"]
+
+    make_sdist(FixturePackage("fx-dep", "1.1"), folder)
+    make_sdist(FixturePackage("fx-dep", "2.0"), folder)  # outside the constraints
+    requests, cursor = tick(cursor)
+    assert [r.run_key for r in requests] == ["fx:fx-dep==1.1"]
+    assert requests[0].job_name == "discover_fx_job"
+
+    requests, cursor = tick(cursor)  # nothing new
+    assert requests == []
+    assert json.loads(cursor or "{}")["fx"]["fx-dep"] == ["1.0", "1.1", "2.0"]
