@@ -18,6 +18,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,6 +144,8 @@ class _Run:
         self.timings: dict[str, float] = defaultdict(float)
         self.built: list[str] = []
         self.reused: list[str] = []
+        self.hook_pool = ThreadPoolExecutor(max_workers=max(2, options.jobs), thread_name_prefix="aux")
+        self.background: list[Future[None]] = []
 
     # -- bookkeeping -------------------------------------------------------------------------
 
@@ -301,13 +304,8 @@ class _Run:
         with self._timed("unpack"):
             pkg_dir = self.layout.package_dir(name, version)
             source_dir = sources.unpack(archive, self.layout.work_dir)
-            sources.repack_sdist(
-                source_dir,
-                self.layout.sdists_builds / f"{name.replace('-', '_')}-{version}.tar.gz",
-                name=name,
-                version=version,
-                source_date_epoch=self.options.source_date_epoch,
-            )
+        # the re-packed sdist is an output nobody waits for: make it off the critical path
+        self._background(self._repack, node, source_dir)
         build_system = read_build_system(source_dir, package=name)
         system_children = [self._link(node.key, r, "build-system") for r in build_system.requires]
         node.build_reqs["build-system"] = [str(r) for r in build_system.requires]
@@ -327,16 +325,36 @@ class _Run:
             version=version,
         )
         with self._timed("hooks", self.slots):
+            # the two discovery hooks are independent subprocesses: run them side by side
+            sdist_future = self.hook_pool.submit(node.hooks.requires_for_sdist)
             backend = node.hooks.requires_for_wheel()
-        for req in backend:
-            self._link(node.key, req, "build-backend")
-        node.build_reqs["build-backend"] = [str(r) for r in backend]
-        with self._timed("hooks", self.slots):
-            sdist = node.hooks.requires_for_sdist()
-        for req in sdist:
-            self._link(node.key, req, "build-sdist")
-        node.build_reqs["build-sdist"] = [str(r) for r in sdist]
+            sdist = sdist_future.result()
+        for req_type, reqs in (("build-backend", backend), ("build-sdist", sdist)):
+            for req in reqs:
+                self._link(node.key, req, req_type)
+            node.build_reqs[req_type] = [str(r) for r in reqs]
         node.build_known.set()
+
+    def _repack(self, node: _Node, source_dir: Path) -> None:
+        name, version = node.pkg.name, str(node.pkg.version)
+        with self._timed("repack"):
+            sources.repack_sdist(
+                source_dir,
+                self.layout.sdists_builds / f"{name.replace('-', '_')}-{version}.tar.gz",
+                name=name,
+                version=version,
+                source_date_epoch=self.options.source_date_epoch,
+            )
+
+    def _background(self, func: Any, node: _Node, *args: Any) -> None:
+        def task() -> None:
+            try:
+                func(node, *args)
+            except FromagerDagsterError as exc:
+                self._fail(node, exc)
+
+        with self.lock:
+            self.background.append(self.hook_pool.submit(task))
 
     def _install(self, node: _Node, children: list[str]) -> None:
         """Wait for the wheels of ``children`` and their install closure; install them."""
@@ -460,6 +478,9 @@ class _Run:
             for thread in pending:
                 thread.join()
             joined += len(pending)
+        for future in self.background:
+            future.result()
+        self.hook_pool.shutdown()
 
     def failures(self) -> list[FromagerDagsterError]:
         return [
