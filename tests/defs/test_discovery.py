@@ -52,3 +52,40 @@ def test_discover_job_publishes_graph_state(
     bare = build_definitions({"fx": col}, fromager=resource)
     assert {j.name for j in bare.jobs or []} == {"discover_fx_job"}
     assert json.loads((tmp_path / "out" / "work-dir" / "build-order.json").read_text())
+
+
+def test_reload_location_posts_the_graphql_mutation() -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from fromager_dagster.defs.graph_state import reload_location
+
+    seen: list[dict[str, object]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append({"path": self.path, **body})
+            reply = {"data": {"reloadRepositoryLocation": {"__typename": "WorkspaceLocationEntry"}}}
+            data = json.dumps(reply).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        answer = reload_location(f"http://127.0.0.1:{server.server_port}", "loc")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "WorkspaceLocationEntry" in answer
+    assert seen[0]["path"] == "/graphql"
+    assert seen[0]["variables"] == {"location": "loc"}
+    assert "reloadRepositoryLocation(repositoryLocationName: $location)" in str(seen[0]["query"])
