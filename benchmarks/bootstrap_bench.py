@@ -57,7 +57,9 @@ def main() -> None:
         wall, spent = one_run(args, out)
         warm.append(wall)
         print(f"warm #{i + 1}: {wall:5.2f} s wall; {spent}")
-    print(f"median cold {statistics.median(cold):.2f} s, median warm {statistics.median(warm):.2f} s")
+    print(
+        f"median cold {statistics.median(cold):.2f} s, median warm {statistics.median(warm):.2f} s"
+    )
 
 
 if __name__ == "__main__":

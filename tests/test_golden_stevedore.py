@@ -29,12 +29,20 @@ def test_stevedore_matches_golden_and_wheels_install(tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = subprocess.run(
         [
-            sys.executable, "-m", "fromager_dagster.cli.main", "bootstrap",
-            "-r", str(GOLDEN / "requirements.txt"),
-            "-c", str(GOLDEN / "constraints-input.txt"),
-            "-O", str(out),
+            sys.executable,
+            "-m",
+            "fromager_dagster.cli.main",
+            "bootstrap",
+            "-r",
+            str(GOLDEN / "requirements.txt"),
+            "-c",
+            str(GOLDEN / "constraints-input.txt"),
+            "-O",
+            str(out),
         ],
-        capture_output=True, text=True, timeout=900,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert proc.returncode == 0, proc.stderr
     assert "3 built" in proc.stderr
@@ -55,21 +63,52 @@ def test_stevedore_matches_golden_and_wheels_install(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
     uv = uv_binary()
-    subprocess.run([uv, "venv", "--no-config", "--python", sys.executable, str(venv)], check=True, env=env)
     subprocess.run(
-        [uv, "pip", "install", "--no-config", "--python", str(venv / "bin" / "python"), "--no-index",
-         "--find-links", str(out / "wheels-repo" / "downloads"), "stevedore", "pbr", "setuptools"],
-        check=True, env=env,
+        [uv, "venv", "--no-config", "--python", sys.executable, str(venv)], check=True, env=env
+    )
+    subprocess.run(
+        [
+            uv,
+            "pip",
+            "install",
+            "--no-config",
+            "--python",
+            str(venv / "bin" / "python"),
+            "--no-index",
+            "--find-links",
+            str(out / "wheels-repo" / "downloads"),
+            "stevedore",
+            "pbr",
+            "setuptools",
+        ],
+        check=True,
+        env=env,
     )
     check = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", "import stevedore, pbr.version, setuptools; print('ok')"],
-        capture_output=True, text=True,
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "import stevedore, pbr.version, setuptools; print('ok')",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert check.stdout.strip() == "ok", check.stderr
 
     rerun = subprocess.run(
-        [sys.executable, "-m", "fromager_dagster.cli.main", "bootstrap", "stevedore",
-         "-c", str(GOLDEN / "constraints-input.txt"), "-O", str(out)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "fromager_dagster.cli.main",
+            "bootstrap",
+            "stevedore",
+            "-c",
+            str(GOLDEN / "constraints-input.txt"),
+            "-O",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert rerun.returncode == 0 and "0 built, 3 reused" in rerun.stderr, rerun.stderr

@@ -21,7 +21,9 @@ def test_core_imports_nothing_from_upper_layers() -> None:
             elif isinstance(node, ast.ImportFrom) and node.level >= 2:
                 names = [f"fromager_dagster.{node.module or ''}"]
             offenders += [
-                f"{path.name}: {n}" for n in names if n.split(".")[0] in FORBIDDEN or n.startswith(FORBIDDEN)
+                f"{path.name}: {n}"
+                for n in names
+                if n.split(".")[0] in FORBIDDEN or n.startswith(FORBIDDEN)
             ]
     assert offenders == []
     assert len(list(CORE.glob("*.py"))) > 10

@@ -31,7 +31,7 @@ from . import sources, wheels
 from .buildenv import BuildEnv, BuildEnvFactory
 from .errors import BuildCycleError, BuildError, FromagerDagsterError
 from .graph import BUILD_TYPES, ROOT, DependencyGraph, ReqType, write_atomic
-from .hooks import HookCaller, read_build_system
+from .hooks import BuildSystem, HookCaller, read_build_system
 from .index import IndexClient
 from .index_server import LocalIndexServer, write_simple_tree
 from .layout import OutputLayout
@@ -111,6 +111,8 @@ class _Node:
     build_reqs: dict[str, list[str]] = field(default_factory=dict)
     reused: bool = False
     extras_done: set[str] = field(default_factory=set)
+    installed: set[str] = field(default_factory=set)
+    speculative: Future[Path] | None = None
 
     @property
     def key(self) -> str:
@@ -144,13 +146,17 @@ class _Run:
         self.timings: dict[str, float] = defaultdict(float)
         self.built: list[str] = []
         self.reused: list[str] = []
-        self.hook_pool = ThreadPoolExecutor(max_workers=max(2, options.jobs), thread_name_prefix="aux")
+        self.hook_pool = ThreadPoolExecutor(
+            max_workers=max(4, 2 * options.jobs), thread_name_prefix="aux"
+        )
         self.background: list[Future[None]] = []
 
     # -- bookkeeping -------------------------------------------------------------------------
 
     @contextmanager
-    def _timed(self, category: str, slots: threading.BoundedSemaphore | None = None) -> Iterator[None]:
+    def _timed(
+        self, category: str, slots: threading.BoundedSemaphore | None = None
+    ) -> Iterator[None]:
         if slots is not None:
             slots.acquire()
         start = time.perf_counter()
@@ -173,7 +179,8 @@ class _Run:
             if path is not None:
                 cycle = [waiter, *path]
                 raise BuildCycleError(
-                    "build dependency cycle: " + " -> ".join(cycle)
+                    "build dependency cycle: "
+                    + " -> ".join(cycle)
                     + "; break it with a pre-built wheel for one of these packages",
                     package=canonicalize_name(waiter.split("==")[0]),
                     version=waiter.split("==")[1],
@@ -200,7 +207,9 @@ class _Run:
 
     # -- graph growth ------------------------------------------------------------------------
 
-    def _link(self, parent: str, req: Requirement, req_type: ReqType, pkg: ResolvedPackage | None = None) -> str:
+    def _link(
+        self, parent: str, req: Requirement, req_type: ReqType, pkg: ResolvedPackage | None = None
+    ) -> str:
         if pkg is None:
             self.progress("resolve", str(req))
             with self._timed("resolve", self.net_slots):
@@ -221,7 +230,9 @@ class _Run:
             if node is None:
                 node = _Node(pkg, set(extras))
                 self.nodes[pkg.key] = node
-                thread = threading.Thread(target=self._process, args=(node,), name=pkg.key, daemon=True)
+                thread = threading.Thread(
+                    target=self._process, args=(node,), name=pkg.key, daemon=True
+                )
                 self.threads.append(thread)
                 thread.start()
                 return
@@ -267,7 +278,7 @@ class _Run:
     def _cached_build(self, node: _Node) -> dict[str, Any] | None:
         """The record of an earlier build of this exact source, if its wheel is still there."""
         try:
-            record = json.loads(self._cache_path(node).read_text(encoding="utf-8"))
+            record: dict[str, Any] = json.loads(self._cache_path(node).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
         wheel = self.layout.wheels_downloads / str(record.get("wheel", ""))
@@ -300,7 +311,9 @@ class _Run:
         log.write_text(f"# {node.key} from {node.pkg.source.url}\n", encoding="utf-8")
         self.progress("download", node.key)
         with self._timed("download", self.net_slots):
-            archive = sources.download(self.index.session, node.pkg.source, self.layout.sdists_downloads)
+            archive = sources.download(
+                self.index.session, node.pkg.source, self.layout.sdists_downloads
+            )
         with self._timed("unpack"):
             pkg_dir = self.layout.package_dir(name, version)
             source_dir = sources.unpack(archive, self.layout.work_dir)
@@ -313,20 +326,27 @@ class _Run:
         self.progress("discover", node.key)
         with self._timed("environments", self.slots):
             node.env = self.envs.create(pkg_dir / "build-env", log=log)
-        self._install(node, system_children)
-        node.hooks = HookCaller(
-            source_dir,
-            build_system,
-            node.env,
-            log=log,
-            isolate=self.options.isolate,
-            extra_environ={"SOURCE_DATE_EPOCH": str(self.options.source_date_epoch)},
-            package=name,
-            version=version,
-        )
+        node.installed = set(self._install(node, system_children))
+        node.hooks = self._hook_caller(node, source_dir, build_system)
         with self._timed("hooks", self.slots):
-            # the two discovery hooks are independent subprocesses: run them side by side
-            sdist_future = self.hook_pool.submit(node.hooks.requires_for_sdist)
+            # Independent subprocesses, side by side, each in its own copy of the source (setuptools
+            # writes egg-info into the tree): the sdist hook, and a speculative build_wheel that is
+            # kept when the backend asks for nothing beyond what is already installed.
+            sdist_hooks = self._hook_caller(
+                node, self._copy_source(source_dir, pkg_dir / "sdist-src"), build_system
+            )
+            sdist_future = self.hook_pool.submit(sdist_hooks.requires_for_sdist)
+            if not self.options.sdist_only:
+                spec_log = pkg_dir / "speculative-build.log"
+                spec_hooks = self._hook_caller(
+                    node,
+                    self._copy_source(source_dir, pkg_dir / "spec-src"),
+                    build_system,
+                    log=spec_log,
+                )
+                node.speculative = self.hook_pool.submit(
+                    spec_hooks.build_wheel, pkg_dir / "spec-dist"
+                )
             backend = node.hooks.requires_for_wheel()
             sdist = sdist_future.result()
         for req_type, reqs in (("build-backend", backend), ("build-sdist", sdist)):
@@ -334,6 +354,50 @@ class _Run:
                 self._link(node.key, req, req_type)
             node.build_reqs[req_type] = [str(r) for r in reqs]
         node.build_known.set()
+
+    def _hook_caller(
+        self, node: _Node, source_dir: Path, build_system: BuildSystem, log: Path | None = None
+    ) -> HookCaller:
+        assert node.env is not None
+        return HookCaller(
+            source_dir,
+            build_system,
+            node.env,
+            log=log or self._log(node),
+            isolate=self.options.isolate,
+            extra_environ={"SOURCE_DATE_EPOCH": str(self.options.source_date_epoch)},
+            package=node.pkg.name,
+            version=str(node.pkg.version),
+        )
+
+    @staticmethod
+    def _copy_source(source_dir: Path, dest: Path) -> Path:
+        shutil.rmtree(dest, ignore_errors=True)
+        shutil.copytree(source_dir, dest, symlinks=True)
+        return dest
+
+    def _adopt_speculative(self, node: _Node) -> Path | None:
+        """The speculative wheel, if its environment was exactly the one the build needs."""
+        future, node.speculative = node.speculative, None
+        if future is None:
+            return None
+        pkg_dir = self.layout.package_dir(node.pkg.name, str(node.pkg.version))
+        spec_log = pkg_dir / "speculative-build.log"
+        needed = set(self.graph.children(node.key, BUILD_TYPES))
+        try:
+            built = future.result()
+        except FromagerDagsterError:
+            built = None
+        valid = needed <= node.installed
+        if built is not None and valid:
+            with self._log(node).open("a", encoding="utf-8") as out:
+                out.write(spec_log.read_text(encoding="utf-8", errors="replace"))
+        for leftover in (pkg_dir / "spec-src", pkg_dir / "sdist-src", spec_log):
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
+        return built if valid else None
 
     def _repack(self, node: _Node, source_dir: Path) -> None:
         name, version = node.pkg.name, str(node.pkg.version)
@@ -356,12 +420,15 @@ class _Run:
         with self.lock:
             self.background.append(self.hook_pool.submit(task))
 
-    def _install(self, node: _Node, children: list[str]) -> None:
+    def _install(self, node: _Node, children: list[str]) -> list[str]:
         """Wait for the wheels of ``children`` and their install closure; install them."""
         pins = self._installable(node.key, children)
         assert node.env is not None
+        missing = [pin for pin in pins if pin not in node.installed]
         with self._timed("environments", self.slots):
-            self.envs.install(node.env, pins, log=self._log(node))
+            self.envs.install(node.env, missing, log=self._log(node))
+        node.installed.update(missing)
+        return pins
 
     def _installable(self, waiter: str, keys: list[str]) -> list[str]:
         closure: list[str] = []
@@ -411,20 +478,24 @@ class _Run:
             raise node.error
         if node.wheel is not None:
             return node.wheel
-        build_children = self.graph.children(node.key, BUILD_TYPES)
-        self._install(node, build_children)
-        assert node.hooks is not None and node.env is not None
         self.progress("build", node.key)
         start = time.perf_counter()
         pkg_dir = self.layout.package_dir(node.pkg.name, str(node.pkg.version))
         with self._timed("builds", self.slots):
-            built = node.hooks.build_wheel(pkg_dir / "dist")
-            wheel = wheels.finalize_wheel(
-                built,
-                self.layout.wheels_downloads,
-                build_tag=self.options.build_tag,
-                source_date_epoch=self.options.source_date_epoch,
-            )
+            built = self._adopt_speculative(node)
+        if built is None:
+            self._install(node, self.graph.children(node.key, BUILD_TYPES))
+            assert node.hooks is not None
+            with self._timed("builds", self.slots):
+                built = node.hooks.build_wheel(pkg_dir / "dist")
+        assert node.env is not None
+        wheel = wheels.finalize_wheel(
+            built,
+            self.layout.wheels_downloads,
+            build_tag=self.options.build_tag,
+            source_date_epoch=self.options.source_date_epoch,
+        )
+        shutil.rmtree(pkg_dir / "spec-dist", ignore_errors=True)
         shutil.rmtree(pkg_dir / "dist", ignore_errors=True)
         if not self.options.keep_build_envs:
             shutil.rmtree(node.env.path, ignore_errors=True)

@@ -136,9 +136,13 @@ class DependencyGraph:
             for node in graph.nodes.values():
                 for edge in node.edges:
                     if edge.key not in graph.nodes:
-                        raise ConfigError(f"{source}: edge from {node.key!r} to unknown node {edge.key!r}")
+                        raise ConfigError(
+                            f"{source}: edge from {node.key!r} to unknown node {edge.key!r}"
+                        )
         except (KeyError, TypeError, AttributeError) as exc:
-            raise ConfigError(f"{source}: not a graph.json file (missing or bad field {exc})") from exc
+            raise ConfigError(
+                f"{source}: not a graph.json file (missing or bad field {exc})"
+            ) from exc
         return graph
 
     @classmethod
@@ -218,11 +222,16 @@ class DependencyGraph:
                 Requirement(e.req)
                 for parent in reachable
                 for e in self.nodes[parent].edges
-                if e.req_type in ("toplevel", "install") and self.nodes[e.key].canonicalized_name == name
+                if e.req_type in ("toplevel", "install")
+                and self.nodes[e.key].canonicalized_name == name
             ]
             versions = sorted((Version(self.nodes[k].version) for k in keys), reverse=True)
             chosen = next(
-                (v for v in versions if all(r.specifier.contains(v, prereleases=True) for r in reqs)),
+                (
+                    v
+                    for v in versions
+                    if all(r.specifier.contains(v, prereleases=True) for r in reqs)
+                ),
                 None,
             )
             if chosen is None:

@@ -22,7 +22,14 @@ _current_log = threading.local()
 _original_showwarning = warnings.showwarning
 
 
-def _showwarning(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: object = None, line: str | None = None) -> None:
+def _showwarning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: object = None,
+    line: str | None = None,
+) -> None:
     """Backend warnings that pyproject-hooks re-raises go to the calling thread's build log."""
     log: Path | None = getattr(_current_log, "path", None)
     if log is None or not issubclass(category, pyproject_hooks.BuildBackendWarning):
@@ -68,7 +75,9 @@ def read_build_system(source_dir: Path, *, package: str | None = None) -> BuildS
     backend_path = table.get("backend-path")
     if not isinstance(backend, str) or (
         backend_path is not None
-        and (not isinstance(backend_path, list) or not all(isinstance(p, str) for p in backend_path))
+        and (
+            not isinstance(backend_path, list) or not all(isinstance(p, str) for p in backend_path)
+        )
     ):
         raise ConfigError(f"{pyproject}: bad build-backend or backend-path", package=package)
     reqs = tuple(parse_requirement(r, source=str(pyproject)) for r in requires)
@@ -141,8 +150,9 @@ class HookCaller:
                 step=hook,
             ) from exc
         except pyproject_hooks.BackendUnavailable as exc:
+            detail = getattr(exc, "message", None) or exc.backend_name
             raise BuildError(
-                f"build backend cannot be imported ({exc.message or exc.backend_name}); "
+                f"build backend cannot be imported ({detail}); "
                 "is it in [build-system].requires?",
                 package=self.package,
                 version=self.version,

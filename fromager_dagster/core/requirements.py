@@ -92,7 +92,10 @@ class Constraint:
     @property
     def blocked(self) -> bool:
         """``<0`` (or anything that admits no version at all) blocks the package."""
-        return any(spec.operator == "<" and Version(spec.version) <= Version("0") for spec in self.specifier)
+        return any(
+            spec.operator == "<" and Version(spec.version) <= Version("0")
+            for spec in self.specifier
+        )
 
     def __str__(self) -> str:
         return f"{self.name}{self.specifier}" if len(self.lines) > 1 else self.lines[0]

@@ -118,7 +118,7 @@ class Resolver:
         try:
             result = resolver.resolve(requirements)
         except resolvelib.ResolutionImpossible as exc:
-            raise self._impossible(exc.causes) from exc
+            raise self._impossible(list(exc.causes)) from exc
         except resolvelib.ResolutionError as exc:
             raise ResolutionError(f"resolution failed: {exc}") from exc
         return {
@@ -130,7 +130,13 @@ class Resolver:
         names = sorted({canonicalize_name(c.requirement.name) for c in causes})
         parts = []
         for name in names:
-            specs = sorted({str(c.requirement) for c in causes if canonicalize_name(c.requirement.name) == name})
+            specs = sorted(
+                {
+                    str(c.requirement)
+                    for c in causes
+                    if canonicalize_name(c.requirement.name) == name
+                }
+            )
             constraint = self._constraints.get(name)
             if constraint is not None:
                 if constraint.blocked:
@@ -143,7 +149,8 @@ class Resolver:
             available = self._available(name)
             parts.append(f"{name}: {' and '.join(specs)} (index has {available})")
         return ResolutionError(
-            "no version satisfies " + "; ".join(parts), package=names[0] if len(names) == 1 else None
+            "no version satisfies " + "; ".join(parts),
+            package=names[0] if len(names) == 1 else None,
         )
 
     def _available(self, name: str) -> str:

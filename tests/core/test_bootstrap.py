@@ -95,7 +95,9 @@ def test_build_chain_install_cycle_extras_and_markers(upstream: Upstream, tmp_pa
             ),
             extras=("unused",),
         ),
-        FixturePackage("fx-lib", install_requires=("fx-cyc", 'fx-speed; extra == "fast"'), extras=("fast",)),
+        FixturePackage(
+            "fx-lib", install_requires=("fx-cyc", 'fx-speed; extra == "fast"'), extras=("fast",)
+        ),
         FixturePackage("fx-speed"),
         FixturePackage("fx-cyc", install_requires=("fx-lib",)),
     )
