@@ -344,7 +344,9 @@ def repack_sdist(
     try:
         with (
             os.fdopen(fd, "wb") as raw,
-            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=source_date_epoch) as gz,
+            gzip.GzipFile(
+                filename="", mode="wb", fileobj=raw, mtime=source_date_epoch, compresslevel=6
+            ) as gz,
             tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
         ):
             tar.addfile(tarinfo(prefix, source_dir))
