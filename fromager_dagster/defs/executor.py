@@ -7,6 +7,7 @@ import os
 import dagster as dg
 
 ENV_MAX_CONCURRENT = "FROMAGER_DAGSTER_MAX_CONCURRENT"
+ENV_EXECUTOR = "FROMAGER_DAGSTER_EXECUTOR"  # "threads": steps in threads of the run worker
 
 
 def max_concurrent() -> int:
@@ -30,7 +31,14 @@ def executor_config(concurrency: int | None = None) -> dict[str, object]:
 
 
 def build_executor(concurrency: int | None = None) -> dg.ExecutorDefinition:
-    """The ``multiprocess_executor`` configured by :func:`executor_config`."""
+    """The ``multiprocess_executor`` configured by :func:`executor_config`; with
+    ``$FROMAGER_DAGSTER_EXECUTOR=threads``, the thread executor with the same slots and lanes."""
+    if os.environ.get(ENV_EXECUTOR, "").strip().lower() == "threads":
+        from .thread_executor import thread_executor
+
+        config = executor_config(concurrency)
+        config.pop("start_method")
+        return thread_executor.configured(config, name="fromager_threads")
     return dg.multiprocess_executor.configured(
         executor_config(concurrency), name="fromager_multiprocess"
     )
