@@ -18,6 +18,7 @@ from ..core.index_url import resolve_index_url
 from ..core.isolation import resolve_isolation
 from ..core.layout import OutputLayout
 from ..core.requirements import Constraints, toplevel_requirements
+from . import dagster_run
 from .progress import ProgressPrinter
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -32,7 +33,12 @@ def _fail(exc: FromagerDagsterError, verbose: bool) -> None:
     sys.exit(1)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "FROMAGER_DAGSTER"})
+@click.group(
+    context_settings={
+        "help_option_names": ["-h", "--help"],
+        "auto_envvar_prefix": "FROMAGER_DAGSTER",
+    }
+)
 @click.option("-v", "--verbose", is_flag=True, help="Show every step and tracebacks on errors.")
 @click.pass_context
 def cli(ctx: click.Context, verbose: bool) -> None:
@@ -87,8 +93,30 @@ def build_options(func: F) -> F:
 
 @cli.command("bootstrap")
 @click.argument("requirements", nargs=-1)
-@click.option("-r", "--requirements-file", "requirement_files", multiple=True, help="Requirements file; repeatable.")
-@click.option("--sdist-only", is_flag=True, help="Build wheels only for build dependencies; read other packages' metadata.")
+@click.option(
+    "-r",
+    "--requirements-file",
+    "requirement_files",
+    multiple=True,
+    help="Requirements file; repeatable.",
+)
+@click.option(
+    "--sdist-only",
+    is_flag=True,
+    help="Build wheels only for build dependencies; read other packages' metadata.",
+)
+@click.option(
+    "--collection",
+    default=None,
+    metavar="NAME",
+    help="Name of the collection the Dagster runs belong to. Default: the requirements' names.",
+)
+@click.option(
+    "--no-dagster",
+    is_flag=True,
+    envvar="FROMAGER_DAGSTER_BOOTSTRAP_NO_DAGSTER",
+    help="Run the engine directly in this process instead of as Dagster runs.",
+)
 @build_options
 @click.pass_context
 def bootstrap_command(
@@ -96,6 +124,8 @@ def bootstrap_command(
     requirements: tuple[str, ...],
     requirement_files: tuple[str, ...],
     sdist_only: bool,
+    collection: str | None,
+    no_dagster: bool,
     constraints: tuple[str, ...],
     output_dir: Path,
     jobs: int,
@@ -105,7 +135,9 @@ def bootstrap_command(
     """Resolve, download and build REQUIREMENTS and everything they need, from source.
 
     Writes graph.json, build-order.json and constraints.txt to OUTPUT_DIR/work-dir and the
-    wheels to OUTPUT_DIR/wheels-repo.
+    wheels to OUTPUT_DIR/wheels-repo. By default discovery and the wheel builds run as Dagster
+    runs on the local instance ($DAGSTER_HOME, else OUTPUT_DIR/dagster-home), so
+    `fromager-dagster ui -O OUTPUT_DIR` shows them; --no-dagster runs the engine directly.
     """
     verbose = ctx.obj["verbose"]
     try:
@@ -118,9 +150,35 @@ def bootstrap_command(
         layout = OutputLayout(output_dir.resolve())
         click.echo(
             f"bootstrapping {len(reqs)} requirement(s) from {index.index_url} with {jobs} job(s)"
-            f"{', network-isolated' if options.isolate else ''}",
+            f"{', network-isolated' if options.isolate else ''}"
+            f"{'' if no_dagster else ', through Dagster'}",
             err=True,
         )
+        if not no_dagster:
+            name = collection or dagster_run.collection_name(reqs)
+            settings = dagster_run.DagsterBootstrap(
+                output_dir=layout.root,
+                name=name,
+                collections_file=dagster_run.write_collection(
+                    layout.root,
+                    name,
+                    requirements=requirements,
+                    requirement_files=requirement_files,
+                    constraints=constraints,
+                    index_url=index_url,
+                ),
+                jobs=jobs,
+                isolate=options.isolate,
+                build_wheels=not sdist_only,
+            )
+            outcome = dagster_run.run_bootstrap(settings, ProgressPrinter(verbose=verbose))
+    except FromagerDagsterError as exc:
+        _fail(exc, verbose)
+        return
+    if not no_dagster:
+        _dagster_summary(outcome, layout, verbose)
+        return
+    try:
         result = bootstrap(
             reqs,
             index=index,
@@ -133,6 +191,37 @@ def bootstrap_command(
         _fail(exc, verbose)
         return
     _summary(result, layout)
+
+
+def _dagster_summary(
+    result: dagster_run.DagsterResult, layout: OutputLayout, verbose: bool
+) -> None:
+    if result.errors:
+        if verbose:
+            for text in result.tracebacks:
+                click.echo(text, err=True)
+        for line in result.errors:
+            click.echo(f"error: {line}", err=True)
+        for line in dagster_run.describe_runs(result):
+            click.echo(line, err=True)
+        sys.exit(1)
+    click.echo(
+        f"done in {result.seconds:.1f}s: {result.nodes} packages, {len(result.built)} built, "
+        f"{len(result.reused)} reused",
+        err=True,
+    )
+    _outputs(layout)
+    for line in dagster_run.describe_runs(result):
+        click.echo(line, err=True)
+    click.echo(f"see them in the UI: fromager-dagster ui -O {layout.root}", err=True)
+
+
+def _outputs(layout: OutputLayout) -> None:
+    click.echo(f"wheels:      {layout.wheels_downloads}", err=True)
+    click.echo(f"graph:       {layout.work_dir / 'graph.json'}", err=True)
+    click.echo(f"build order: {layout.work_dir / 'build-order.json'}", err=True)
+    click.echo(f"constraints: {layout.work_dir / 'constraints.txt'}", err=True)
+    click.echo(f"logs:        {layout.logs_dir}", err=True)
 
 
 def _summary(result: BootstrapResult, layout: OutputLayout) -> None:

@@ -46,3 +46,9 @@ class ProgressPrinter:
             if event in ("built", "reused") and self.building:
                 text += f"  [{self.done} done, building: {', '.join(sorted(self.building))}]"
             print(text, file=self.stream, flush=True)
+
+    def note(self, text: str) -> None:
+        """A line that is not a package event (run ids, retries)."""
+        with self.lock:
+            elapsed = time.perf_counter() - self.started
+            print(f"[{elapsed:6.1f}s] {text}", file=self.stream, flush=True)

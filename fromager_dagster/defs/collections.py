@@ -48,7 +48,7 @@ class Collection:
     name: str
     requirements: tuple[str, ...] = ()
     requirement_files: tuple[Path, ...] = ()
-    constraints: tuple[Path, ...] = ()
+    constraints: tuple[Path | str, ...] = ()  # paths, or http(s) URLs kept as written
     variant: str = "cpu"
     index_url: str | None = None
     output_dir: Path = Path("output")
@@ -142,6 +142,9 @@ def _collection(name: str, body: Mapping[str, Any], base: Path) -> Collection:
     def paths(key: str) -> tuple[Path, ...]:
         return tuple(base / p for p in body.get(key, []))
 
+    def locations(key: str) -> tuple[Path | str, ...]:
+        return tuple(p if "://" in p else base / p for p in body.get(key, []))
+
     if body.get("output_dir"):
         output = base / body["output_dir"]
     elif os.environ.get(ENV_HOME):
@@ -152,7 +155,7 @@ def _collection(name: str, body: Mapping[str, Any], base: Path) -> Collection:
         name=name,
         requirements=tuple(body.get("requirements", [])),
         requirement_files=paths("requirement_files"),
-        constraints=paths("constraints"),
+        constraints=locations("constraints"),
         variant=body.get("variant", "cpu"),
         index_url=body.get("index_url"),
         output_dir=output,

@@ -6,6 +6,7 @@ import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from fromager_dagster.core.bootstrap import BootstrapFailed, BootstrapOptions, bootstrap
+from fromager_dagster.core.errors import FromagerDagsterError
 from fromager_dagster.core.index import IndexClient
 from fromager_dagster.core.index_url import resolve_index_url
 from fromager_dagster.core.layout import OutputLayout
@@ -91,7 +92,8 @@ def discovery_asset(collection: Collection) -> dg.AssetsDefinition:
         index = IndexClient(resolve_index_url(config.index_url))
 
         def progress(event: str, key: str, detail: str = "") -> None:
-            context.log.debug(f"{event} {key} {detail}".rstrip())
+            log = context.log.debug if event == "resolve" else context.log.info
+            log(f"{event} {key} {detail}".rstrip())
 
         try:
             result = bootstrap(
@@ -106,8 +108,9 @@ def discovery_asset(collection: Collection) -> dg.AssetsDefinition:
                 ),
                 progress=progress,
             )
-        except BootstrapFailed as exc:
-            lines = [f.one_line() for f in exc.failures]
+        except FromagerDagsterError as exc:
+            failures = exc.failures if isinstance(exc, BootstrapFailed) else [exc]
+            lines = [f.one_line() for f in failures]
             raise dg.Failure(
                 description=f"discovery failed: {lines[0]}"
                 + (f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""),
@@ -135,6 +138,7 @@ def discovery_asset(collection: Collection) -> dg.AssetsDefinition:
                 "build_order_path": dg.MetadataValue.path(str(result.outputs["build_order"])),
                 "constraints_path": dg.MetadataValue.path(str(result.outputs["constraints"])),
                 "built_for_discovery": ", ".join(result.built),
+                "reused_for_discovery": ", ".join(result.reused),
                 "seconds": dg.MetadataValue.float(round(result.seconds, 2)),
                 "state_version": version or "none (instance has no state storage)",
                 "reload": reload,

@@ -8,9 +8,11 @@ from fromager_dagster.core.isolation import resolve_isolation
 
 
 class FromagerResource(dg.ConfigurableResource):  # type: ignore[type-arg]
-    """Engine settings for builds: network isolation (None = wherever it works)."""
+    """Engine settings for builds: network isolation (None = wherever it works), and whether
+    a wheel built earlier from the same recorded inputs (e.g. by discovery) is reused."""
 
     network_isolation: bool | None = None
+    reuse_wheels: bool = False
 
     def isolation(self) -> bool:
         return resolve_isolation(self.network_isolation)

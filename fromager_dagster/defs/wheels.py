@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 
 from fromager_dagster.core.buildenv import BuildEnvFactory
-from fromager_dagster.core.builder import build_node, find_wheel
+from fromager_dagster.core.builder import BuiltWheel, build_node, find_source, find_wheel
 from fromager_dagster.core.errors import (
     BuildError,
     FromagerDagsterError,
@@ -20,7 +20,7 @@ from fromager_dagster.core.errors import (
     SourceError,
     UnsafeArchiveError,
 )
-from fromager_dagster.core.graph import ROOT, DependencyGraph
+from fromager_dagster.core.graph import BUILD_TYPES, ROOT, DependencyGraph
 from fromager_dagster.core.index_server import LocalIndexServer
 from fromager_dagster.core.layout import OutputLayout
 from fromager_dagster.core.wheels import wheel_top_level_modules
@@ -82,6 +82,11 @@ def is_transient(exc: BaseException, *, flaky: bool = False) -> bool:
     return False
 
 
+def wheel_op_name(collection: Collection, name: str, version: str) -> str:
+    """The op (and step key) that builds ``name==version`` in ``collection``."""
+    return "build_" + re.sub(r"[^A-Za-z0-9_]", "_", f"{collection.ident}_{name}_{version}")
+
+
 def lanes_for(
     collection: Collection, graph: DependencyGraph, lanes: int
 ) -> dict[str, dict[str, str]]:
@@ -120,7 +125,7 @@ def wheel_asset(
     layout = OutputLayout(collection.output_dir)
     flaky = canonical_in(name, collection.flaky_build)
     check_spec = dg.AssetCheckSpec("installs_and_imports", asset=asset_key, blocking=True)
-    op_name = "build_" + re.sub(r"[^A-Za-z0-9_]", "_", f"{collection.ident}_{name}_{version}")
+    op_name = wheel_op_name(collection, name, version)
 
     @dg.multi_asset(
         name=op_name,
@@ -161,7 +166,12 @@ def wheel_asset(
     def _build(context: dg.AssetExecutionContext):  # type: ignore[no-untyped-def]
         fromager: FromagerResource = context.resources.fromager
         try:
-            built = build_node(graph, key, layout=layout, isolate=fromager.isolation(), build_tag=0)
+            built = reusable_wheel(graph, key, layout) if fromager.reuse_wheels else None
+            if built is None:
+                built = build_node(
+                    graph, key, layout=layout, isolate=fromager.isolation(), build_tag=0
+                )
+                write_build_record(graph, key, layout, built)
         except Exception as exc:
             raise _translate(exc, context, flaky=flaky) from exc
         yield dg.MaterializeResult(
@@ -175,11 +185,79 @@ def wheel_asset(
                 "wheel_sha256": built.sha256,
                 "build_seconds": dg.MetadataValue.float(round(built.seconds, 3)),
                 "log_path": dg.MetadataValue.path(str(built.log_path)),
+                "reused": dg.MetadataValue.bool(built.reused),
             },
         )
         yield install_check(layout, name, version, asset_key)
 
     return _build
+
+
+def _record_path(layout: OutputLayout, name: str, version: str) -> Path:
+    """The engine's build record of ``name==version`` (work-dir/cache/<name>-<version>.json)."""
+    return layout.cache_dir / f"{name}-{version}.json"
+
+
+def _recorded_build_requires(graph: DependencyGraph, key: str) -> dict[str, list[str]]:
+    edges = graph.nodes[key].edges
+    return {t: sorted({e.req for e in edges if e.req_type == t}) for t in BUILD_TYPES}
+
+
+def reusable_wheel(
+    graph: DependencyGraph, key: str, layout: OutputLayout, *, build_tag: int = 0
+) -> BuiltWheel | None:
+    """The wheel an earlier build (discovery's, or this asset's) made from the same inputs.
+
+    The build record must name the same source archive (sha256), build tag and build
+    requirements as the graph, and its wheel must still be there with the recorded sha256.
+    """
+    node = graph.nodes[key]
+    name, version = node.canonicalized_name, node.version
+    try:
+        record = json.loads(_record_path(layout, name, version).read_text(encoding="utf-8"))
+        source = find_source(layout, name, version, node.download_url)
+    except (OSError, ValueError, FromagerDagsterError):
+        return None
+    wheel = layout.wheels_downloads / str(record.get("wheel", ""))
+    recorded = {t: sorted(set(record.get("build_requires", {}).get(t, []))) for t in BUILD_TYPES}
+    if (
+        record.get("build_tag") != build_tag
+        or recorded != _recorded_build_requires(graph, key)
+        or not wheel.is_file()
+        or find_wheel(layout, name, version) is None
+        or record.get("source_sha256") != _sha256(source)
+        or record.get("wheel_sha256") != _sha256(wheel)
+    ):
+        return None
+    return BuiltWheel(
+        key=key,
+        path=wheel,
+        sha256=record["wheel_sha256"],
+        size=wheel.stat().st_size,
+        seconds=0.0,
+        log_path=layout.log_path(name, version),
+        source_path=source,
+        reused=True,
+    )
+
+
+def write_build_record(
+    graph: DependencyGraph, key: str, layout: OutputLayout, built: BuiltWheel, *, build_tag: int = 0
+) -> None:
+    """Record a build in the engine's format, so later runs (engine or assets) reuse it."""
+    node = graph.nodes[key]
+    record = {
+        "source_sha256": _sha256(built.source_path),
+        "build_tag": build_tag,
+        "build_requires": _recorded_build_requires(graph, key),
+        "wheel": built.path.name,
+        "wheel_sha256": built.sha256,
+    }
+    path = _record_path(layout, node.canonicalized_name, node.version)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")
+    tmp.replace(path)
 
 
 def canonical_in(name: str, names: Sequence[str]) -> bool:

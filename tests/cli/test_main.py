@@ -30,14 +30,27 @@ def test_every_command_has_help(path: tuple[str, ...]) -> None:
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "fromager_dagster.cli.main", *args],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
 def test_bootstrap_success_prints_progress_and_summary(tmp_path: Path) -> None:
-    make_index([FixturePackage("fx-tool"), FixturePackage("fx-app", build_system_requires=("fx-tool",))], tmp_path / "up")
+    make_index(
+        [FixturePackage("fx-tool"), FixturePackage("fx-app", build_system_requires=("fx-tool",))],
+        tmp_path / "up",
+    )
     with LocalIndexServer([tmp_path / "up"]) as server:
-        proc = _cli("bootstrap", "fx-app", "-O", str(tmp_path / "out"), "--index-url", server.url, "--no-network-isolation")
+        proc = _cli(
+            "bootstrap",
+            "fx-app",
+            "-O",
+            str(tmp_path / "out"),
+            "--index-url",
+            server.url,
+            "--no-network-isolation",
+        )
     assert proc.returncode == 0, proc.stderr
     assert "building fx-tool==1.0" in proc.stderr and "built fx-app==1.0" in proc.stderr
     assert "2 packages, 2 built, 0 reused" in proc.stderr
@@ -47,7 +60,15 @@ def test_bootstrap_success_prints_progress_and_summary(tmp_path: Path) -> None:
 def test_build_failure_is_one_line_with_log_and_exit_1(tmp_path: Path) -> None:
     make_index([FixturePackage("fx-bad", fail_build=True)], tmp_path / "up")
     with LocalIndexServer([tmp_path / "up"]) as server:
-        proc = _cli("bootstrap", "fx-bad", "-O", str(tmp_path / "out"), "--index-url", server.url, "--no-network-isolation")
+        proc = _cli(
+            "bootstrap",
+            "fx-bad",
+            "-O",
+            str(tmp_path / "out"),
+            "--index-url",
+            server.url,
+            "--no-network-isolation",
+        )
     assert proc.returncode == 1
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert errors == [
@@ -58,17 +79,32 @@ def test_build_failure_is_one_line_with_log_and_exit_1(tmp_path: Path) -> None:
 
 
 def test_bad_input_is_one_line_no_traceback(tmp_path: Path) -> None:
-    proc = _cli("bootstrap", "-r", str(tmp_path / "missing.txt"), "--index-url", "http://127.0.0.1:9/simple/")
+    proc = _cli(
+        "bootstrap",
+        "-r",
+        str(tmp_path / "missing.txt"),
+        "--index-url",
+        "http://127.0.0.1:9/simple/",
+    )
     assert proc.returncode == 1
     assert proc.stderr.strip().startswith("error:") and "missing.txt" in proc.stderr
     assert "Traceback" not in proc.stderr
     proc = _cli("bootstrap", "not a requirement!!", "--index-url", "http://127.0.0.1:9/simple/")
     assert proc.returncode == 1 and "invalid requirement" in proc.stderr
-    proc = _cli("-v", "bootstrap", "not a requirement!!", "--index-url", "http://127.0.0.1:9/simple/")
+    proc = _cli(
+        "-v", "bootstrap", "not a requirement!!", "--index-url", "http://127.0.0.1:9/simple/"
+    )
     assert "Traceback" in proc.stderr
 
 
 def test_unreachable_index_names_package(tmp_path: Path) -> None:
-    proc = _cli("bootstrap", "fx-x", "-O", str(tmp_path / "out"), "--index-url", "http://127.0.0.1:9/simple/")
+    proc = _cli(
+        "bootstrap",
+        "fx-x",
+        "-O",
+        str(tmp_path / "out"),
+        "--index-url",
+        "http://127.0.0.1:9/simple/",
+    )
     assert proc.returncode == 1
     assert "fx-x" in proc.stderr and "127.0.0.1:9" in proc.stderr
