@@ -241,6 +241,29 @@ def _summary(result: BootstrapResult, layout: OutputLayout) -> None:
     click.echo(f"logs:        {layout.logs_dir}", err=True)
 
 
+@cli.command("ui")
+@click.option(
+    "-O",
+    "--output-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="The output folder of `bootstrap`: its dagster-home/ and collections.yaml are used.",
+)
+@click.option("--port", type=click.IntRange(1, 65535), default=3000, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+def ui_command(output_dir: Path, port: int, host: str) -> None:
+    """Serve the Dagster UI (and daemon) on the instance bootstrap's runs use.
+
+    Runs `dagster dev -m fromager_dagster.definitions` with DAGSTER_HOME set to $DAGSTER_HOME,
+    else OUTPUT_DIR/dagster-home, and FROMAGER_DAGSTER_COLLECTIONS to OUTPUT_DIR/collections.yaml
+    when bootstrap wrote one (unless already set). Stop it with Ctrl-C.
+    """
+    from . import ui
+
+    sys.exit(ui.serve(output_dir, host, port))
+
+
 def main() -> None:
     cli(obj={})
 
