@@ -242,7 +242,10 @@ class RunWatcher:
             self.printer("failed", who, line)
         self.outcome.errors.extend(line for line in lines if line)
         if data is not None and data.error is not None:
-            self.outcome.tracebacks.append(data.error.to_string())
+            step = event.step_key or self.outcome.job_name
+            self.outcome.tracebacks.append(
+                f"Traceback of step {step} (run {self.outcome.run_id}):\n{data.error.to_string()}"
+            )
 
 
 @dataclass(frozen=True)
