@@ -4,7 +4,7 @@ VENV ?= .venv
 OUT ?= output/stevedore
 BIN = $(VENV)/bin
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run ui test lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,10 +14,16 @@ $(BIN)/.installed: pyproject.toml
 
 setup: $(BIN)/.installed
 
-# Bootstrap setuptools, pbr and stevedore from source (pinned to the golden versions).
+# Bootstrap setuptools, pbr and stevedore from source (pinned to the golden versions), as
+# Dagster runs (discovery, then the wheel builds) on the SQLite instance in $(OUT)/dagster-home.
 run: setup
-	$(BIN)/fromager-dagster bootstrap -r collections/stevedore-requirements.txt \
+	DAGSTER_HOME=$(abspath $(OUT))/dagster-home $(BIN)/fromager-dagster bootstrap \
+		--collection stevedore -r collections/stevedore-requirements.txt \
 		-c collections/stevedore-constraints.txt -O $(OUT)
+
+# The Dagster UI and daemon on that instance (Ctrl-C stops them).
+ui: setup
+	DAGSTER_HOME=$(abspath $(OUT))/dagster-home $(BIN)/fromager-dagster ui -O $(OUT)
 
 test: setup
 	$(BIN)/python -m pytest -q -n 2
