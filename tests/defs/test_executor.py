@@ -36,8 +36,9 @@ def test_multiprocess_run(
         return FixturePackage(name, record_to=record, **{"sleep": 0.3, **kw})  # type: ignore[arg-type]
 
     packages = [
-        pkg("mp-tool"),
-        pkg("mp-dep"),
+        # two independent leaves that build long enough to overlap even on a loaded machine
+        pkg("mp-tool", sleep=2.5),
+        pkg("mp-dep", sleep=2.5),
         pkg("mp-lib", build_system_requires=("mp-tool",), install_requires=("mp-dep",)),
         pkg("mp-app", build_system_requires=("mp-lib",)),
         pkg("mp-big", sleep=1.0),
@@ -47,6 +48,9 @@ def test_multiprocess_run(
     reqs = ("mp-app", "mp-big", "mp-flaky", "mp-bad")
     col = discover(packages, folder, url, tmp_path / "out", name="mp", requirements=reqs)
     Path(record).unlink(missing_ok=True)  # keep only the builds of the run below
+    # make every build really run (no wheel reused from discovery's build records)
+    for stale in (col.output_dir / "work-dir" / "cache").glob("mp-*.json"):
+        stale.unlink()
     (tmp_path / "c.yaml").write_text(
         "collections:\n  mp:\n"
         f"    requirements: {json.dumps(list(reqs))}\n"
@@ -100,4 +104,4 @@ def test_multiprocess_run(
                 assert end <= big_start or start >= big_end, name
     # and builds did run in parallel elsewhere (two slots)
     others = sorted(i for n, iv in spans.items() if n != "mp-big" for i in iv)
-    assert any(b[0] < a[1] for a, b in zip(others, others[1:], strict=False))
+    assert any(b[0] < a[1] for a, b in zip(others, others[1:], strict=False)), spans
