@@ -519,14 +519,17 @@ class _Run:
             node.extras_done |= extras | {""}
         if not extras and not first:
             return
-        if node.wheel is not None:
-            metadata = wheels.read_metadata(node.wheel)
-        else:
-            assert node.hooks is not None
-            pkg_dir = self.layout.package_dir(node.pkg.name, str(node.pkg.version))
-            with self._timed("hooks", self.slots):
-                dist_info = node.hooks.prepare_metadata(pkg_dir / "metadata")
-            metadata = email.message_from_bytes((dist_info / "METADATA").read_bytes())
+        # Under the wheel lock: a lazy wheel build (sdist-only) must not run in the same source
+        # tree, nor delete the environment, while the metadata hook runs.
+        with node.wheel_lock:
+            if node.wheel is not None:
+                metadata = wheels.read_metadata(node.wheel)
+            else:
+                assert node.hooks is not None
+                pkg_dir = self.layout.package_dir(node.pkg.name, str(node.pkg.version))
+                with self._timed("hooks", self.slots):
+                    dist_info = node.hooks.prepare_metadata(pkg_dir / "metadata")
+                metadata = email.message_from_bytes((dist_info / "METADATA").read_bytes())
         wanted = sorted(extras) if not first else sorted(extras | {""})
         for req in wheels.install_requirements(metadata, extras=wanted):
             self._link(node.key, req, "install")

@@ -102,6 +102,3 @@ def test_multiprocess_run(
         if name != "mp-big":
             for start, end in intervals:
                 assert end <= big_start or start >= big_end, name
-    # and builds did run in parallel elsewhere (two slots)
-    others = sorted(i for n, iv in spans.items() if n != "mp-big" for i in iv)
-    assert any(b[0] < a[1] for a, b in zip(others, others[1:], strict=False)), spans
