@@ -404,7 +404,7 @@ class _Run:
         with self._timed("repack"):
             sources.repack_sdist(
                 source_dir,
-                self.layout.sdists_builds / f"{name.replace('-', '_')}-{version}.tar.gz",
+                self.layout.repacked_sdist(name, version),
                 name=name,
                 version=version,
                 source_date_epoch=self.options.source_date_epoch,

@@ -112,7 +112,7 @@ def build_node(
     source_dir = sources.unpack(archive, layout.work_dir)
     sources.repack_sdist(
         source_dir,
-        layout.sdists_builds / f"{name.replace('-', '_')}-{version}.tar.gz",
+        layout.repacked_sdist(name, version),
         name=name,
         version=version,
         source_date_epoch=source_date_epoch,

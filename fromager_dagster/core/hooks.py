@@ -152,8 +152,7 @@ class HookCaller:
         except pyproject_hooks.BackendUnavailable as exc:
             detail = getattr(exc, "message", None) or exc.backend_name
             raise BuildError(
-                f"build backend cannot be imported ({detail}); "
-                "is it in [build-system].requires?",
+                f"build backend cannot be imported ({detail}); is it in [build-system].requires?",
                 package=self.package,
                 version=self.version,
                 log_path=str(self.log),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import html
 import json
 import os
@@ -26,6 +25,7 @@ from urllib.parse import quote, unquote, urlsplit
 from packaging.utils import NormalizedName, canonicalize_name
 
 from fromager_dagster.core.index import parse_dist_filename
+from fromager_dagster.core.sources import sha256_file
 
 __all__ = ["LocalIndexServer", "write_simple_tree"]
 
@@ -91,18 +91,10 @@ class _FileInfoCache:
         with self._lock:
             found = self._info.get(key)
         if found is None:
-            found = (_sha256(path), _requires_python(path))
+            found = (sha256_file(path), _requires_python(path))
             with self._lock:
                 self._info[key] = found
         return found
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _requires_python(path: Path) -> str | None:

@@ -52,6 +52,10 @@ class OutputLayout:
     def package_dir(self, name: str, version: str) -> Path:
         return self.work_dir / f"{name}-{version}"
 
+    def repacked_sdist(self, name: str, version: str) -> Path:
+        """Where the re-packed (patched, reproducible) sdist of ``name==version`` goes."""
+        return self.sdists_builds / f"{name.replace('-', '_')}-{version}.tar.gz"
+
     def log_path(self, name: str, version: str) -> Path:
         return self.logs_dir / f"{name}-{version}.log"
 

@@ -23,6 +23,7 @@ from fromager_dagster.core.errors import (
 from fromager_dagster.core.graph import BUILD_TYPES, ROOT, DependencyGraph
 from fromager_dagster.core.index_server import LocalIndexServer
 from fromager_dagster.core.layout import OutputLayout
+from fromager_dagster.core.sources import sha256_file
 from fromager_dagster.core.wheels import wheel_top_level_modules
 
 from .collections import Collection
@@ -179,7 +180,7 @@ def wheel_asset(
             metadata={
                 "requirement": requirement,
                 "source_url": node.download_url,
-                "source_sha256": _sha256(built.source_path),
+                "source_sha256": sha256_file(built.source_path),
                 "wheel_path": dg.MetadataValue.path(str(built.path)),
                 "wheel_size": dg.MetadataValue.int(built.size),
                 "wheel_sha256": built.sha256,
@@ -225,8 +226,8 @@ def reusable_wheel(
         or recorded != _recorded_build_requires(graph, key)
         or not wheel.is_file()
         or find_wheel(layout, name, version) is None
-        or record.get("source_sha256") != _sha256(source)
-        or record.get("wheel_sha256") != _sha256(wheel)
+        or record.get("source_sha256") != sha256_file(source)
+        or record.get("wheel_sha256") != sha256_file(wheel)
     ):
         return None
     return BuiltWheel(
@@ -247,7 +248,7 @@ def write_build_record(
     """Record a build in the engine's format, so later runs (engine or assets) reuse it."""
     node = graph.nodes[key]
     record = {
-        "source_sha256": _sha256(built.source_path),
+        "source_sha256": sha256_file(built.source_path),
         "build_tag": build_tag,
         "build_requires": _recorded_build_requires(graph, key),
         "wheel": built.path.name,
@@ -264,14 +265,6 @@ def canonical_in(name: str, names: Sequence[str]) -> bool:
     from packaging.utils import canonicalize_name
 
     return canonicalize_name(name) in {canonicalize_name(n) for n in names}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _translate(exc: Exception, context: dg.AssetExecutionContext, *, flaky: bool) -> Exception:
