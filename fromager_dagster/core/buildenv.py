@@ -82,7 +82,11 @@ class BuildEnvFactory:
                 check=False,
             )
         if proc.returncode != 0:
-            raise BuildError(f"{what} failed (uv exit {proc.returncode})", log_path=str(log))
+            raise BuildError(
+                f"{what} failed (uv exit {proc.returncode})",
+                exit_code=proc.returncode,
+                log_path=str(log),
+            )
 
     def create(self, dest: Path, *, log: Path) -> BuildEnv:
         if dest.exists():

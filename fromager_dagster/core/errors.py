@@ -31,20 +31,17 @@ class FromagerDagsterError(Exception):
         if step is not None:
             self.step = step
 
+    def _fields(self) -> dict[str, Any]:
+        """The keyword fields ``__init__`` takes; subclasses with more fields extend this."""
+        return {
+            "package": self.package,
+            "version": self.version,
+            "log_path": self.log_path,
+            "step": self.step,
+        }
+
     def __reduce__(self) -> tuple[Any, ...]:
-        return (
-            _rebuild,
-            (
-                type(self),
-                self.message,
-                {
-                    "package": self.package,
-                    "version": self.version,
-                    "log_path": self.log_path,
-                    "step": self.step,
-                },
-            ),
-        )
+        return (_rebuild, (type(self), self.message, self._fields()))
 
     def __str__(self) -> str:
         return self.message
@@ -101,10 +98,32 @@ class UnsafeArchiveError(SourceError):
     step = "unpack"
 
 
+class PatchError(SourceError):
+    """A patch from the overrides folder does not apply to the package's source."""
+
+    step = "patch"
+
+
 class BuildError(FromagerDagsterError):
-    """A build environment, a PEP 517 hook or a wheel build failed."""
+    """A build environment, a PEP 517 hook or a wheel build failed.
+
+    ``exit_code`` is the failed process's status when there was one (negative: killed by that
+    signal), so callers can tell a crash worth retrying from a deterministic failure.
+    """
 
     step = "build"
+
+    def __init__(self, message: str, *, exit_code: int | None = None, **fields: Any) -> None:
+        super().__init__(message, **fields)
+        self.exit_code = exit_code
+
+    def _fields(self) -> dict[str, Any]:
+        return {**super()._fields(), "exit_code": self.exit_code}
+
+    @property
+    def killed(self) -> bool:
+        """The process was killed by a signal (out of memory, a timeout, an operator)."""
+        return self.exit_code is not None and self.exit_code < 0
 
 
 class BuildCycleError(FromagerDagsterError):

@@ -105,8 +105,10 @@ class HookCaller:
         extra_environ: Mapping[str, str] | None = None,
         package: str | None = None,
         version: str | None = None,
+        config_settings: Mapping[str, str | Sequence[str]] | None = None,
     ) -> None:
         self.source_dir = source_dir
+        self.config_settings = dict(config_settings or {})
         self.env = env
         self.log = log
         self.isolate = isolate
@@ -136,38 +138,38 @@ class HookCaller:
             )
 
     def _call(self, hook: str, *args: object, **kwargs: object) -> object:
+        """Call ``hook``; translate pyproject_hooks' and subprocess errors to BuildError here."""
         with self.log.open("a", encoding="utf-8") as out:
             out.write(f"--- PEP 517 hook {hook} ---\n")
         _current_log.path = self.log
+        if self.config_settings:
+            kwargs["config_settings"] = dict(self.config_settings)
         try:
             return getattr(self._caller, hook)(*args, **kwargs)
         except subprocess.CalledProcessError as exc:
-            raise BuildError(
-                f"PEP 517 hook {hook} exited with status {exc.returncode}",
-                package=self.package,
-                version=self.version,
-                log_path=str(self.log),
-                step=hook,
+            raise self._error(
+                hook, f"PEP 517 hook {hook} exited with status {exc.returncode}", exc.returncode
             ) from exc
         except pyproject_hooks.BackendUnavailable as exc:
             detail = getattr(exc, "message", None) or exc.backend_name
-            raise BuildError(
+            raise self._error(
+                hook,
                 f"build backend cannot be imported ({detail}); is it in [build-system].requires?",
-                package=self.package,
-                version=self.version,
-                log_path=str(self.log),
-                step=hook,
             ) from exc
         except pyproject_hooks.HookMissing as exc:
-            raise BuildError(
-                f"build backend has no hook {exc.hook_name}",
-                package=self.package,
-                version=self.version,
-                log_path=str(self.log),
-                step=hook,
-            ) from exc
+            raise self._error(hook, f"build backend has no hook {exc.hook_name}") from exc
         finally:
             _current_log.path = None
+
+    def _error(self, hook: str, message: str, exit_code: int | None = None) -> BuildError:
+        return BuildError(
+            message,
+            exit_code=exit_code,
+            package=self.package,
+            version=self.version,
+            log_path=str(self.log),
+            step=hook,
+        )
 
     def _requirements(self, hook: str) -> list[Requirement]:
         raw = self._call(hook)
