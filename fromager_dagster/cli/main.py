@@ -18,7 +18,7 @@ from ..core.index_url import resolve_index_url
 from ..core.isolation import resolve_isolation
 from ..core.layout import OutputLayout
 from ..core.requirements import Constraints, toplevel_requirements
-from . import dagster_run
+from . import build_cmds, dagster_run, graph_cmd, overrides_cmd
 from .progress import ProgressPrinter
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -264,8 +264,12 @@ def ui_command(output_dir: Path, port: int, host: str) -> None:
     sys.exit(ui.serve(output_dir, host, port))
 
 
+for _module in (overrides_cmd, graph_cmd, build_cmds):
+    _module.register(cli)
+
+
 def main() -> None:
-    cli(obj={})
+    cli(obj={}, auto_envvar_prefix="FROMAGER_DAGSTER")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,9 @@
+"""Commands: graph, stats, canonicalize, wheel-server."""
+
+from __future__ import annotations
+
+import click
+
+
+def register(group: click.Group) -> None:
+    """Add this module's commands to ``group``."""
