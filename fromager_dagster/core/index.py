@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from typing import Any, Literal
 from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 
 import requests
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.tags import Tag, sys_tags
 from packaging.utils import (
     InvalidSdistFilename,
     InvalidWheelFilename,
@@ -64,6 +67,44 @@ class DistFile:
     kind: DistKind
     sha256: str | None
     requires_python: str | None
+    upload_time: datetime | None = None  # PEP 700 upload-time / data-upload-time, when given
+
+
+def wheel_tag_rank(filename: str) -> int | None:
+    """Preference of a wheel for this interpreter (lower is better); ``None``: incompatible."""
+    try:
+        _, _, _, tags = parse_wheel_filename(filename)
+    except InvalidWheelFilename:
+        return None
+    ranks = _supported_tags()
+    found = [ranks[tag] for tag in tags if tag in ranks]
+    return min(found) if found else None
+
+
+@functools.cache
+def _supported_tags() -> dict[Tag, int]:
+    return {tag: rank for rank, tag in enumerate(sys_tags())}
+
+
+def best_wheel(files: Iterable[DistFile]) -> DistFile | None:
+    """The wheel among ``files`` that this interpreter prefers (``None``: none is compatible)."""
+    ranked = [
+        (rank, file.filename, file)
+        for file in files
+        if file.kind == "wheel" and (rank := wheel_tag_rank(file.filename)) is not None
+    ]
+    return min(ranked, key=lambda item: item[:2])[2] if ranked else None
+
+
+def parse_upload_time(text: str | None) -> datetime | None:
+    """An ISO 8601 upload time (``Z`` or an offset) as an aware datetime; ``None`` if unreadable."""
+    if not text:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def parse_dist_filename(filename: str) -> tuple[NormalizedName, Version, DistKind] | None:
@@ -206,6 +247,7 @@ class IndexClient:
             kind=parsed[2],
             sha256=sha256.lower() if sha256 else None,
             requires_python=link.requires_python,
+            upload_time=parse_upload_time(link.upload_time),
         )
 
     def _python_ok(self, requires_python: str) -> bool:
@@ -223,6 +265,7 @@ class _Link:
     sha256: str | None
     requires_python: str | None
     yanked: bool
+    upload_time: str | None = None
 
 
 def _reason(exc: requests.RequestException) -> str:
@@ -249,6 +292,7 @@ def _links_from_json(data: Any, page_url: str) -> list[_Link]:
                 sha256=hashes.get("sha256"),
                 requires_python=str(requires_python).strip() if requires_python else None,
                 yanked=yanked is True or isinstance(yanked, str),
+                upload_time=item.get("upload-time"),
             )
         )
     return links
@@ -287,4 +331,5 @@ def _html_links(anchors: Iterable[dict[str, str | None]], base: str) -> Iterable
             sha256=None,
             requires_python=requires_python.strip() if requires_python else None,
             yanked="data-yanked" in attrs,
+            upload_time=attrs.get("data-upload-time"),
         )

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import resolvelib
@@ -12,7 +13,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
 from .errors import ResolutionError
-from .index import DistFile
+from .index import DistFile, best_wheel
 from .requirements import Constraint, Constraints
 
 
@@ -49,9 +50,31 @@ def _allows_prereleases(req: Requirement, constraint: Constraint | None) -> bool
     return bool(constraint is not None and constraint.specifier.prereleases)
 
 
+@dataclass(frozen=True)
+class SourcePolicy:
+    """Per package: which index, whether its wheel is taken pre-built, how old a release must be.
+
+    The defaults take the newest sdist from the main index, whatever its age.
+    """
+
+    prebuilt: Callable[[NormalizedName], bool] = lambda name: False
+    min_release_age: Callable[[NormalizedName], float | None] = lambda name: None  # days
+    finder: Callable[[NormalizedName], PackageFinder | None] = lambda name: None  # None: main
+    now: datetime | None = None  # default: the time of each lookup
+
+    def too_new(self, name: NormalizedName, file: DistFile) -> bool:
+        days = self.min_release_age(name)
+        if not days or file.upload_time is None:
+            return False  # an index without upload times cannot prove a release is young
+        now = self.now or datetime.now(UTC)
+        return now - file.upload_time < timedelta(days=days)
+
+
 class _Provider(resolvelib.AbstractProvider):  # type: ignore[type-arg]
-    def __init__(self, finder: PackageFinder, constraints: Constraints) -> None:
-        self._finder = finder
+    def __init__(
+        self, choices: Callable[[NormalizedName], dict[Version, DistFile]], constraints: Constraints
+    ) -> None:
+        self._choices = choices
         self._constraints = constraints
 
     def identify(self, requirement_or_candidate: Any) -> NormalizedName:
@@ -72,10 +95,7 @@ class _Provider(resolvelib.AbstractProvider):  # type: ignore[type-arg]
         if constraint is not None and constraint.blocked:
             return []
         prereleases = any(_allows_prereleases(r, constraint) for r in reqs)
-        by_version: dict[Version, DistFile] = {}
-        for file in self._finder.files(identifier):
-            if file.kind == "sdist":
-                by_version.setdefault(file.version, file)
+        by_version = self._choices(identifier)
         matches = []
         for version in sorted(by_version, reverse=True):
             if version in bad:
@@ -97,21 +117,55 @@ class _Provider(resolvelib.AbstractProvider):  # type: ignore[type-arg]
 
 
 class Resolver:
-    """Picks the newest sdist version of each requirement that every constraint admits."""
+    """Picks the newest version of each requirement that every constraint admits.
 
-    def __init__(self, finder: PackageFinder, constraints: Constraints) -> None:
+    A version is a candidate when it has an sdist (or, for a pre-built package, a wheel this
+    interpreter can install) that is old enough under the policy.
+    """
+
+    def __init__(
+        self, finder: PackageFinder, constraints: Constraints, policy: SourcePolicy | None = None
+    ) -> None:
         self._finder = finder
         self._constraints = constraints
+        self._policy = policy or SourcePolicy()
+
+    def choices(self, name: NormalizedName) -> dict[Version, DistFile]:
+        """The file each version would be built (or taken pre-built) from."""
+        finder = self._policy.finder(name) or self._finder
+        files = [f for f in finder.files(name) if not self._policy.too_new(name, f)]
+        if self._policy.prebuilt(name):
+            by_version: dict[Version, list[DistFile]] = {}
+            for file in files:
+                by_version.setdefault(file.version, []).append(file)
+            best = {v: best_wheel(group) for v, group in by_version.items()}
+            return {v: w for v, w in best.items() if w is not None}
+        chosen: dict[Version, DistFile] = {}
+        for file in files:
+            if file.kind == "sdist":
+                chosen.setdefault(file.version, file)
+        return chosen
 
     def resolve(self, requirement: Requirement) -> ResolvedPackage:
         """Resolve one requirement on its own (build and install edges)."""
         return self.resolve_together([requirement])[canonicalize_name(requirement.name)]
 
+    def resolve_all(self, requirement: Requirement) -> list[ResolvedPackage]:
+        """Every version ``requirement`` and the constraints admit, newest first
+        (``--multiple-versions``); ResolutionError when there is none."""
+        name = canonicalize_name(requirement.name)
+        provider = _Provider(self.choices, self._constraints)
+        matches = provider.find_matches(name, {name: iter([requirement])}, {name: iter(())})
+        if not matches:
+            raise self._impossible([_Cause(requirement)])
+        constraint = self._constraints.get(name)
+        return [ResolvedPackage(name, c.version, c.source, constraint) for c in matches]
+
     def resolve_together(
         self, requirements: Sequence[Requirement]
     ) -> dict[NormalizedName, ResolvedPackage]:
         """Resolve requirements that must agree (the top level): one version per package."""
-        provider = _Provider(self._finder, self._constraints)
+        provider = _Provider(self.choices, self._constraints)
         resolver: resolvelib.Resolver[Any, Any, Any] = resolvelib.Resolver(
             provider, resolvelib.BaseReporter()
         )
@@ -154,8 +208,15 @@ class Resolver:
         )
 
     def _available(self, name: str) -> str:
-        versions = sorted({f.version for f in self._finder.files(name) if f.kind == "sdist"})
+        canonical = canonicalize_name(name)
+        kind = "pre-built wheel" if self._policy.prebuilt(canonical) else "sdist"
+        versions = sorted(self.choices(canonical))
         if not versions:
-            return "no source distributions"
+            return f"no usable {kind}s"
         shown = ", ".join(str(v) for v in versions[-5:])
-        return f"{len(versions)} sdist versions, newest {shown}"
+        return f"{len(versions)} {kind} versions, newest {shown}"
+
+
+@dataclass(frozen=True)
+class _Cause:
+    requirement: Requirement
