@@ -1,0 +1,52 @@
+"""Pre-built wheels: the index's best wheel of one exact version, downloaded hash-verified."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import requests
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from . import sources
+from .errors import SourceError
+from .index import IndexClient, best_wheel
+
+
+def download_prebuilt_wheel(
+    index: IndexClient,
+    name: str,
+    version: str,
+    dest_dir: Path,
+    *,
+    session: requests.Session | None = None,
+) -> Path:
+    """Download the wheel of ``name==version`` this interpreter prefers into ``dest_dir``.
+
+    Among the index's wheels of exactly that version, the one whose tags come first in
+    ``packaging.tags.sys_tags()``. The download is verified against the index's sha256 (a
+    file already in ``dest_dir`` with that hash is reused). SourceError names the package
+    and what the index has when no wheel fits.
+    """
+    canonical = canonicalize_name(name)
+    try:
+        wanted = Version(version)
+    except InvalidVersion as exc:
+        raise SourceError(
+            f"{version!r} is not a valid version", package=canonical, version=version
+        ) from exc
+    files = [f for f in index.files(canonical) if f.version == wanted]
+    chosen = best_wheel(files)
+    if chosen is None:
+        wheels = sorted(f.filename for f in files if f.kind == "wheel")
+        found = (
+            f"its wheels ({', '.join(wheels)}) do not fit this interpreter"
+            if wheels
+            else "it has no wheel of that version"
+        )
+        raise SourceError(
+            f"no pre-built wheel of {canonical}=={version} on {index.index_url}: {found}",
+            package=canonical,
+            version=version,
+        )
+    return sources.download(session or index.session, chosen, dest_dir)

@@ -1,0 +1,74 @@
+"""Pre-built wheels: the best compatible wheel of one exact version, hash-verified."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from packaging.tags import sys_tags
+
+from fromager_dagster.core.errors import HashMismatchError, SourceError
+from fromager_dagster.core.index import IndexClient
+from fromager_dagster.core.index_server import LocalIndexServer
+from fromager_dagster.core.index_url import resolve_index_url
+from fromager_dagster.core.prebuilt import download_prebuilt_wheel
+from fromager_dagster.core.sources import sha256_file
+from tests.core.conftest import DistFactory
+
+
+def test_picks_the_preferred_compatible_wheel(dist_factory: DistFactory, tmp_path: Path) -> None:
+    best = str(next(iter(sys_tags())))  # this interpreter's most specific tag
+    dist_factory.wheel("fx-w", "1.0", tag="py3-none-any")
+    preferred = dist_factory.wheel("fx-w", "1.0", tag=best)
+    dist_factory.wheel("fx-w", "1.0", tag="cp27-cp27m-win32")
+    dist_factory.wheel("fx-w", "2.0", tag=best)  # another version is never taken
+    dist_factory.sdist("fx-w", "1.0")
+    dest = tmp_path / "prebuilt"
+    with LocalIndexServer([dist_factory.folder]) as server:
+        index = IndexClient(server.url)
+        path = download_prebuilt_wheel(index, "FX_W", "1.0", dest)
+        assert path == dest / preferred.name
+        assert path.read_bytes() == preferred.read_bytes()
+        # a second call reuses the verified file
+        before = path.stat().st_mtime_ns
+        assert download_prebuilt_wheel(index, "fx-w", "1.0", dest) == path
+        assert path.stat().st_mtime_ns == before
+    assert [p.name for p in dest.iterdir()] == [preferred.name]
+
+
+def test_no_compatible_wheel_names_what_is_there(dist_factory: DistFactory, tmp_path: Path) -> None:
+    dist_factory.wheel("fx-w", "1.0", tag="cp27-cp27m-win32")
+    dist_factory.sdist("fx-w", "1.0")
+    dist_factory.sdist("fx-s", "1.0")
+    with LocalIndexServer([dist_factory.folder]) as server:
+        index = IndexClient(server.url)
+        with pytest.raises(SourceError) as info:
+            download_prebuilt_wheel(index, "fx-w", "1.0", tmp_path / "dest")
+        assert "fx-w==1.0" in str(info.value)
+        assert "fx_w-1.0-cp27-cp27m-win32.whl" in str(info.value)
+        assert info.value.package == "fx-w" and info.value.version == "1.0"
+        with pytest.raises(SourceError, match=r"fx-s==1\.0 .*no wheel of that version"):
+            download_prebuilt_wheel(index, "fx-s", "1.0", tmp_path / "dest")
+        with pytest.raises(SourceError, match="not a valid version"):
+            download_prebuilt_wheel(index, "fx-s", "one", tmp_path / "dest")
+    assert not (tmp_path / "dest").exists() or not list((tmp_path / "dest").iterdir())
+
+
+def test_hash_mismatch_leaves_nothing(dist_factory: DistFactory, tmp_path: Path) -> None:
+    wheel = dist_factory.wheel("fx-w", "1.0")
+    with LocalIndexServer([dist_factory.folder]) as server:
+        index = IndexClient(server.url)
+        index.files("fx-w")  # the index's sha256 is read now...
+        wheel.write_bytes(wheel.read_bytes() + b"tampered")  # ...and the file changes after
+        with pytest.raises(HashMismatchError):
+            download_prebuilt_wheel(index, "fx-w", "1.0", tmp_path / "dest")
+    assert list((tmp_path / "dest").iterdir()) == []
+
+
+@pytest.mark.network
+def test_real_index_pure_python_wheel(tmp_path: Path) -> None:
+    index = IndexClient(resolve_index_url())
+    [listed] = [f for f in index.files("packaging") if f.filename.endswith("24.2-py3-none-any.whl")]
+    path = download_prebuilt_wheel(index, "packaging", "24.2", tmp_path)
+    assert path.name == "packaging-24.2-py3-none-any.whl"
+    assert listed.sha256 is not None and sha256_file(path) == listed.sha256
