@@ -19,6 +19,7 @@ from ..core.isolation import resolve_isolation
 from ..core.layout import OutputLayout
 from ..core.requirements import Constraints, toplevel_requirements
 from . import build_cmds, dagster_run, graph_cmd, overrides_cmd
+from .options import load_cli_settings, mode_options, settings_options
 from .progress import ProgressPrinter
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -118,6 +119,8 @@ def build_options(func: F) -> F:
     help="Run the engine directly in this process instead of as Dagster runs.",
 )
 @build_options
+@settings_options
+@mode_options
 @click.pass_context
 def bootstrap_command(
     ctx: click.Context,
@@ -131,6 +134,14 @@ def bootstrap_command(
     jobs: int,
     index_url: str | None,
     network_isolation: bool | None,
+    variant: str,
+    settings_file: Path | None,
+    settings_dir: Path | None,
+    patches_dir: Path | None,
+    test_mode: bool,
+    skip_constraints: bool,
+    multiple_versions: bool,
+    min_release_age: float | None,
 ) -> None:
     """Resolve, download and build REQUIREMENTS and everything they need, from source.
 
@@ -144,8 +155,15 @@ def bootstrap_command(
         reqs = toplevel_requirements(requirements, requirement_files)
         parsed_constraints = Constraints.from_files(constraints)
         index = IndexClient(resolve_index_url(index_url))
+        settings = load_cli_settings(variant, settings_file, settings_dir, patches_dir)
         options = BootstrapOptions(
-            jobs=jobs, sdist_only=sdist_only, isolate=resolve_isolation(network_isolation)
+            jobs=jobs,
+            sdist_only=sdist_only,
+            isolate=resolve_isolation(network_isolation),
+            test_mode=test_mode,
+            skip_constraints=skip_constraints,
+            multiple_versions=multiple_versions,
+            min_release_age=min_release_age,
         )
         layout = OutputLayout(output_dir.resolve())
         click.echo(
@@ -156,7 +174,7 @@ def bootstrap_command(
         )
         if not no_dagster:
             name = collection or dagster_run.collection_name(reqs)
-            settings = dagster_run.DagsterBootstrap(
+            run_settings = dagster_run.DagsterBootstrap(
                 output_dir=layout.root,
                 name=name,
                 collections_file=dagster_run.write_collection(
@@ -171,7 +189,7 @@ def bootstrap_command(
                 isolate=options.isolate,
                 build_wheels=not sdist_only,
             )
-            outcome = dagster_run.run_bootstrap(settings, ProgressPrinter(verbose=verbose))
+            outcome = dagster_run.run_bootstrap(run_settings, ProgressPrinter(verbose=verbose))
     except FromagerDagsterError as exc:
         _fail(exc, verbose)
         return
@@ -186,11 +204,17 @@ def bootstrap_command(
             layout=layout,
             options=options,
             progress=ProgressPrinter(verbose=verbose),
+            settings=settings,
         )
     except FromagerDagsterError as exc:
         _fail(exc, verbose)
         return
     _summary(result, layout)
+    if result.failures:
+        for failure in result.failures:
+            click.echo(f"error: {failure.one_line()}", err=True)
+        click.echo(f"failure report: {result.failure_report}", err=True)
+        sys.exit(1)
 
 
 def _dagster_summary(
@@ -226,9 +250,11 @@ def _outputs(layout: OutputLayout) -> None:
 
 def _summary(result: BootstrapResult, layout: OutputLayout) -> None:
     nodes = len(result.graph.nodes) - 1
+    prebuilt = f", {len(result.prebuilt)} pre-built" if result.prebuilt else ""
+    failed = f", {len(result.failures)} failed" if result.failures else ""
     click.echo(
         f"done in {result.seconds:.1f}s: {nodes} packages, {len(result.built)} built, "
-        f"{len(result.reused)} reused",
+        f"{len(result.reused)} reused{prebuilt}{failed}",
         err=True,
     )
     if result.timings:
@@ -237,7 +263,8 @@ def _summary(result: BootstrapResult, layout: OutputLayout) -> None:
     click.echo(f"wheels:      {layout.wheels_downloads}", err=True)
     click.echo(f"graph:       {result.outputs['graph']}", err=True)
     click.echo(f"build order: {result.outputs['build_order']}", err=True)
-    click.echo(f"constraints: {result.outputs['constraints']}", err=True)
+    if "constraints" in result.outputs:
+        click.echo(f"constraints: {result.outputs['constraints']}", err=True)
     click.echo(f"logs:        {layout.logs_dir}", err=True)
 
 

@@ -14,6 +14,8 @@ _VERBS = {
     "build": "building",
     "built": "built",
     "reused": "reusing",
+    "prebuilt": "using pre-built wheel of",
+    "patched": "patched",
     "failed": "FAILED",
 }
 
@@ -35,7 +37,7 @@ class ProgressPrinter:
         with self.lock:
             if event == "build":
                 self.building.add(key)
-            elif event in ("built", "reused", "failed"):
+            elif event in ("built", "reused", "prebuilt", "failed"):
                 self.building.discard(key)
                 self.done += 1
             elapsed = time.perf_counter() - self.started
@@ -43,7 +45,7 @@ class ProgressPrinter:
             text = f"[{elapsed:6.1f}s] {verb} {key}"
             if detail and event != "failed":
                 text += f" ({detail})"
-            if event in ("built", "reused") and self.building:
+            if event in ("built", "reused", "prebuilt") and self.building:
                 text += f"  [{self.done} done, building: {', '.join(sorted(self.building))}]"
             print(text, file=self.stream, flush=True)
 

@@ -30,13 +30,16 @@ from packaging.utils import canonicalize_name
 from . import sources, wheels
 from .buildenv import BuildEnv, BuildEnvFactory
 from .errors import BuildCycleError, BuildError, FromagerDagsterError
+from .failures import write_failure_report
 from .graph import BUILD_TYPES, ROOT, DependencyGraph, ReqType, write_atomic
-from .hooks import BuildSystem, HookCaller, read_build_system
-from .index import IndexClient
+from .hooks import BuildSystem, HookCaller
+from .index import DistFile, IndexClient, best_wheel
 from .index_server import LocalIndexServer, write_simple_tree
 from .layout import OutputLayout
+from .prepare import PreparedSource, hook_environ, prepare_source
 from .requirements import Constraints
-from .resolver import ResolvedPackage, Resolver
+from .resolver import ResolvedPackage, Resolver, SourcePolicy
+from .settings import Settings
 
 DEFAULT_SOURCE_DATE_EPOCH = 315532800  # 1980-01-01, the earliest time a zip can hold
 
@@ -56,9 +59,12 @@ class BootstrapOptions:
     jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
     sdist_only: bool = False
     isolate: bool = True
-    build_tag: int = 0
     source_date_epoch: int = DEFAULT_SOURCE_DATE_EPOCH
     keep_build_envs: bool = False
+    test_mode: bool = False  # keep going; fall back to a pre-built wheel; write a report
+    skip_constraints: bool = False  # do not write constraints.txt
+    multiple_versions: bool = False  # every version each requirement admits, not the newest
+    min_release_age: float | None = None  # days; a package's resolver_dist setting wins
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,9 @@ class BootstrapResult:
     reused: list[str]
     seconds: float
     timings: dict[str, float]
+    failures: list[FromagerDagsterError] = field(default_factory=list)  # test mode only
+    failure_report: Path | None = None  # test mode only, when something failed
+    prebuilt: list[str] = field(default_factory=list)
 
 
 class DependencyFailedError(BuildError):
@@ -129,7 +138,9 @@ class _Run:
         envs: BuildEnvFactory,
         options: BootstrapOptions,
         progress: Progress,
+        settings: Settings,
     ) -> None:
+        self.settings = settings
         self.resolver = resolver
         self.index = index
         self.layout = layout
@@ -146,6 +157,8 @@ class _Run:
         self.timings: dict[str, float] = defaultdict(float)
         self.built: list[str] = []
         self.reused: list[str] = []
+        self.prebuilt: list[str] = []
+        self.recovered: list[FromagerDagsterError] = []  # test mode: failed, then pre-built
         self.hook_pool = ThreadPoolExecutor(
             max_workers=max(4, 2 * options.jobs), thread_name_prefix="aux"
         )
@@ -209,20 +222,28 @@ class _Run:
 
     def _link(
         self, parent: str, req: Requirement, req_type: ReqType, pkg: ResolvedPackage | None = None
-    ) -> str:
-        if pkg is None:
+    ) -> list[str]:
+        """Add the edge(s) ``parent -> req`` and start work on each new child; their keys."""
+        if pkg is not None:
+            chosen = [pkg]
+        else:
             self.progress("resolve", str(req))
             with self._timed("resolve", self.net_slots):
-                pkg = self.resolver.resolve(req)
-        self.graph.add_node(
-            pkg.name,
-            str(pkg.version),
-            download_url=pkg.source.url,
-            constraint=str(pkg.constraint) if pkg.constraint is not None else None,
-        )
-        self.graph.add_edge(parent, pkg.key, req_type, req)
-        self._spawn(pkg, set(req.extras))
-        return pkg.key
+                if self.options.multiple_versions:
+                    chosen = self.resolver.resolve_all(req)
+                else:
+                    chosen = [self.resolver.resolve(req)]
+        for found in chosen:
+            self.graph.add_node(
+                found.name,
+                str(found.version),
+                download_url=found.source.url,
+                pre_built=found.source.kind == "wheel",
+                constraint=str(found.constraint) if found.constraint is not None else None,
+            )
+            self.graph.add_edge(parent, found.key, req_type, req)
+            self._spawn(found, set(req.extras))
+        return [found.key for found in chosen]
 
     def _spawn(self, pkg: ResolvedPackage, extras: set[str]) -> None:
         with self.lock:
@@ -245,9 +266,17 @@ class _Run:
 
     def _process(self, node: _Node) -> None:
         try:
-            self._discover_build(node)
-            if not self.options.sdist_only:
-                self._ensure_wheel(node.key)
+            try:
+                if node.pkg.source.kind == "wheel":
+                    self._take_prebuilt(node, node.pkg.source)
+                else:
+                    self._discover_build(node)
+                    if not self.options.sdist_only:
+                        self._ensure_wheel(node.key)
+            except FromagerDagsterError as exc:
+                # a failed wheel build has had its chance to fall back in _ensure_wheel
+                if exc is node.wheel_error or not self._fall_back(node, exc):
+                    raise
             self._link_install(node)
         except FromagerDagsterError as exc:
             self._fail(node, exc)
@@ -264,6 +293,40 @@ class _Run:
         finally:
             node.build_known.set()
             node.install_known.set()
+
+    def _take_prebuilt(self, node: _Node, wheel: DistFile) -> None:
+        """Use the index's wheel as it is (a pre_built package, or a test-mode fallback)."""
+        self.progress("download", node.key, wheel.filename)
+        with self._timed("download", self.net_slots):
+            path = sources.download(self.index.session, wheel, self.layout.wheels_prebuilt)
+        node.wheel = path  # no lock: a failed build may hold it while falling back here
+        node.build_known.set()
+        with self.lock:
+            self.prebuilt.append(node.key)
+        self.progress("prebuilt", node.key, path.name)
+
+    def _fall_back(self, node: _Node, exc: FromagerDagsterError) -> bool:
+        """Test mode: record the failure, then carry on with a pre-built wheel if there is one."""
+        if not self.options.test_mode or isinstance(exc, DependencyFailedError | BuildCycleError):
+            return False
+        exc.package = exc.package or node.pkg.name
+        exc.version = exc.version or str(node.pkg.version)
+        with self.lock:
+            self.recovered.append(exc)
+        self.progress("failed", node.key, exc.one_line())
+        try:
+            files = self.index.files(node.pkg.name)
+        except FromagerDagsterError:
+            return False
+        wheel = best_wheel(f for f in files if f.version == node.pkg.version)
+        if wheel is None:
+            with self.lock:
+                self.recovered.remove(exc)
+            return False
+        self.graph.add_node(node.pkg.name, str(node.pkg.version)).pre_built = True
+        self.graph.nodes[node.key].download_url = wheel.url
+        self._take_prebuilt(node, wheel)
+        return True
 
     def _fail(self, node: _Node, exc: FromagerDagsterError) -> None:
         exc.package = exc.package or node.pkg.name
@@ -284,7 +347,8 @@ class _Run:
         wheel = self.layout.wheels_downloads / str(record.get("wheel", ""))
         if (
             record.get("source_sha256") != node.pkg.source.sha256
-            or record.get("build_tag") != self.options.build_tag
+            or record.get("build_tag") != self._build_tag(node)
+            or record.get("settings") != self._fingerprint(node)
             or not wheel.is_file()
             or sources.sha256_file(wheel) != record.get("wheel_sha256")
         ):
@@ -316,11 +380,23 @@ class _Run:
             )
         with self._timed("unpack"):
             pkg_dir = self.layout.package_dir(name, version)
-            source_dir = sources.unpack(archive, self.layout.work_dir)
+            prepared = prepare_source(
+                archive,
+                self.layout.work_dir,
+                settings=self.settings,
+                name=name,
+                version=version,
+                log=log,
+            )
+        for patch in prepared.patches:
+            self.progress("patched", node.key, patch.name)
         # the re-packed sdist is an output nobody waits for: make it off the critical path
-        self._background(self._repack, node, source_dir)
-        build_system = read_build_system(source_dir, package=name)
-        system_children = [self._link(node.key, r, "build-system") for r in build_system.requires]
+        self._background(self._repack, node, prepared.root)
+        build_system = prepared.build_system
+        source_dir = prepared.project_dir
+        system_children = [
+            key for r in build_system.requires for key in self._link(node.key, r, "build-system")
+        ]
         node.build_reqs["build-system"] = [str(r) for r in build_system.requires]
 
         self.progress("discover", node.key)
@@ -333,14 +409,14 @@ class _Run:
             # writes egg-info into the tree): the sdist hook, and a speculative build_wheel that is
             # kept when the backend asks for nothing beyond what is already installed.
             sdist_hooks = self._hook_caller(
-                node, self._copy_source(source_dir, pkg_dir / "sdist-src"), build_system
+                node, self._copy_source(prepared, pkg_dir / "sdist-src"), build_system
             )
             sdist_future = self.hook_pool.submit(sdist_hooks.requires_for_sdist)
             if not self.options.sdist_only:
                 spec_log = pkg_dir / "speculative-build.log"
                 spec_hooks = self._hook_caller(
                     node,
-                    self._copy_source(source_dir, pkg_dir / "spec-src"),
+                    self._copy_source(prepared, pkg_dir / "spec-src"),
                     build_system,
                     log=spec_log,
                 )
@@ -365,16 +441,29 @@ class _Run:
             node.env,
             log=log or self._log(node),
             isolate=self.options.isolate,
-            extra_environ={"SOURCE_DATE_EPOCH": str(self.options.source_date_epoch)},
+            extra_environ=hook_environ(
+                self.settings,
+                node.pkg.name,
+                str(node.pkg.version),
+                source_date_epoch=self.options.source_date_epoch,
+            ),
             package=node.pkg.name,
             version=str(node.pkg.version),
+            config_settings=self.settings.package(node.pkg.name).config_settings,
         )
 
+    def _build_tag(self, node: _Node) -> int:
+        return self.settings.build_tag(node.pkg.name, str(node.pkg.version))
+
+    def _fingerprint(self, node: _Node) -> str:
+        return self.settings.fingerprint(node.pkg.name, str(node.pkg.version))
+
     @staticmethod
-    def _copy_source(source_dir: Path, dest: Path) -> Path:
+    def _copy_source(prepared: PreparedSource, dest: Path) -> Path:
+        """A copy of the whole tree; the copy's project folder."""
         shutil.rmtree(dest, ignore_errors=True)
-        shutil.copytree(source_dir, dest, symlinks=True)
-        return dest
+        shutil.copytree(prepared.root, dest, symlinks=True)
+        return dest / prepared.project_dir.relative_to(prepared.root)
 
     def _adopt_speculative(self, node: _Node) -> Path | None:
         """The speculative wheel, if its environment was exactly the one the build needs."""
@@ -469,6 +558,9 @@ class _Run:
                 node.wheel = self._build_wheel(node)
                 return node.wheel
             except FromagerDagsterError as exc:
+                if self._fall_back(node, exc):
+                    assert node.wheel is not None
+                    return node.wheel
                 node.wheel_error = exc
                 raise
 
@@ -492,7 +584,7 @@ class _Run:
         wheel = wheels.finalize_wheel(
             built,
             self.layout.wheels_downloads,
-            build_tag=self.options.build_tag,
+            build_tag=self._build_tag(node),
             source_date_epoch=self.options.source_date_epoch,
         )
         shutil.rmtree(pkg_dir / "spec-dist", ignore_errors=True)
@@ -501,7 +593,8 @@ class _Run:
             shutil.rmtree(node.env.path, ignore_errors=True)
         record = {
             "source_sha256": node.pkg.source.sha256,
-            "build_tag": self.options.build_tag,
+            "build_tag": self._build_tag(node),
+            "settings": self._fingerprint(node),
             "build_requires": node.build_reqs,
             "wheel": wheel.name,
             "wheel_sha256": sources.sha256_file(wheel),
@@ -539,10 +632,21 @@ class _Run:
 
     def run(self, toplevel: Sequence[Requirement]) -> None:
         self.progress("resolve", ", ".join(str(r) for r in toplevel))
-        with self._timed("resolve"):
-            chosen = self.resolver.resolve_together(toplevel)
-        for req in toplevel:
-            self._link(ROOT, req, "toplevel", chosen[canonicalize_name(req.name)])
+        if self.options.multiple_versions:
+            for req in toplevel:
+                self._link_toplevel(req)
+        else:
+            try:
+                with self._timed("resolve"):
+                    chosen = self.resolver.resolve_together(toplevel)
+            except FromagerDagsterError:
+                if not self.options.test_mode:
+                    raise
+                for req in toplevel:  # find which requirement cannot be met; keep the others
+                    self._link_toplevel(req)
+            else:
+                for req in toplevel:
+                    self._link(ROOT, req, "toplevel", chosen[canonicalize_name(req.name)])
         joined = 0
         while True:
             with self.lock:
@@ -556,12 +660,44 @@ class _Run:
             future.result()
         self.hook_pool.shutdown()
 
+    def _link_toplevel(self, req: Requirement) -> None:
+        try:
+            self._link(ROOT, req, "toplevel")
+        except FromagerDagsterError as exc:
+            if not self.options.test_mode:
+                raise
+            exc.package = exc.package or canonicalize_name(req.name)
+            with self.lock:
+                self.recovered.append(exc)  # nothing to build: reported, not fatal
+            self.progress("failed", str(req), exc.one_line())
+
     def failures(self) -> list[FromagerDagsterError]:
         return [
             n.error
             for n in self.nodes.values()
             if n.error is not None and not isinstance(n.error, DependencyFailedError)
         ] or [n.error for n in self.nodes.values() if n.error is not None]
+
+
+def source_policy(
+    settings: Settings, index: IndexClient, *, min_release_age: float | None = None
+) -> SourcePolicy:
+    """What the settings say about where and how each package's files are chosen."""
+    lock = threading.Lock()
+    finders: dict[str, IndexClient] = {}
+
+    def finder(name: str) -> IndexClient | None:
+        url = settings.package(name).resolver_dist.sdist_server_url
+        if not url:
+            return None
+        with lock:
+            return finders.setdefault(url, IndexClient(url, session=index.session))
+
+    def age(name: str) -> float | None:
+        own = settings.package(name).resolver_dist.min_release_age
+        return own if own is not None else min_release_age
+
+    return SourcePolicy(prebuilt=settings.pre_built, min_release_age=age, finder=finder)
 
 
 def bootstrap(
@@ -572,26 +708,39 @@ def bootstrap(
     layout: OutputLayout,
     options: BootstrapOptions | None = None,
     progress: Progress | None = None,
+    settings: Settings | None = None,
 ) -> BootstrapResult:
-    """Discover and build ``requirements`` and everything they need; write the outputs."""
+    """Discover and build ``requirements`` and everything they need; write the outputs.
+
+    Outside test mode any failure raises BootstrapFailed (after the independent work is done).
+    In test mode the run keeps going, falls back to pre-built wheels where the index has one,
+    writes fromager's failure report and returns the failures in the result.
+    """
     options = options or BootstrapOptions()
+    settings = settings or Settings()
     layout.ensure()
     started = time.perf_counter()
+    policy = source_policy(settings, index, min_release_age=options.min_release_age)
     with LocalIndexServer(layout.wheel_roots) as server:
         run = _Run(
-            resolver=Resolver(index, constraints),
+            resolver=Resolver(index, constraints, policy),
             index=index,
             layout=layout,
             envs=BuildEnvFactory(server.url, cache_dir=layout.work_dir / "uv-cache"),
             options=options,
             progress=progress or _no_progress,
+            settings=settings,
         )
         run.run(list(requirements))
     failures = run.failures()
     write_simple_tree(layout.wheel_roots, layout.wheels_simple)
-    if failures:
+    if failures and not options.test_mode:
         raise BootstrapFailed(failures)
-    outputs = run.graph.write(layout.work_dir)
+    outputs = run.graph.write(
+        layout.work_dir,
+        constraints=not (options.skip_constraints or options.multiple_versions),
+    )
+    reported = [*run.recovered, *failures]
     return BootstrapResult(
         graph=run.graph,
         outputs=outputs,
@@ -599,4 +748,7 @@ def bootstrap(
         reused=sorted(run.reused),
         seconds=time.perf_counter() - started,
         timings=dict(run.timings),
+        failures=reported,
+        failure_report=write_failure_report(layout.work_dir, reported) if reported else None,
+        prebuilt=sorted(run.prebuilt),
     )

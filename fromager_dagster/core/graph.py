@@ -244,18 +244,20 @@ class DependencyGraph:
             lines.append(node_key(name, chosen))
         return lines
 
-    def write(self, work_dir: Path) -> dict[str, Path]:
-        """Write graph.json, build-order.json and constraints.txt atomically; return their paths."""
+    def write(self, work_dir: Path, *, constraints: bool = True) -> dict[str, Path]:
+        """Write graph.json, build-order.json and (unless skipped) constraints.txt atomically;
+        return their paths."""
         work_dir.mkdir(parents=True, exist_ok=True)
         paths = {
             "graph": work_dir / "graph.json",
             "build_order": work_dir / "build-order.json",
-            "constraints": work_dir / "constraints.txt",
         }
-        constraints = "".join(f"{line}\n" for line in self.constraints())
+        text = "".join(f"{line}\n" for line in self.constraints()) if constraints else None
         write_atomic(paths["graph"], json.dumps(self.to_json(), indent=2))
         write_atomic(paths["build_order"], json.dumps(self.build_order(), indent=2))
-        write_atomic(paths["constraints"], constraints)
+        if text is not None:
+            paths["constraints"] = work_dir / "constraints.txt"
+            write_atomic(paths["constraints"], text)
         return paths
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from fromager_dagster.core.errors import ConfigError
+from fromager_dagster.core.settings import Settings, load_settings
 
 ENV_FILE = "FROMAGER_DAGSTER_COLLECTIONS"
 ENV_HOME = "FROMAGER_DAGSTER_HOME"
@@ -38,6 +39,10 @@ _FIELDS: dict[str, tuple[str, Any]] = {
     "exclusive_build": _STR_LIST,
     "flaky_build": _STR_LIST,
     "schedule": _STR,
+    "overrides": _OPT_STR,
+    "settings_file": _OPT_STR,
+    "settings_dir": _OPT_STR,
+    "patches_dir": _OPT_STR,
 }
 
 
@@ -56,6 +61,19 @@ class Collection:
     exclusive_build: tuple[str, ...] = ()
     flaky_build: tuple[str, ...] = ()
     schedule: str = DEFAULT_SCHEDULE
+    # fromager's overrides: settings.yaml, settings/<package>.yaml and patches/
+    settings_file: Path | None = None
+    settings_dir: Path | None = None
+    patches_dir: Path | None = None
+
+    def settings(self, variant: str | None = None) -> Settings:
+        """The collection's build settings for ``variant`` (default: its own); local files only."""
+        return load_settings(
+            settings_file=self.settings_file,
+            settings_dir=self.settings_dir,
+            patches_dir=self.patches_dir,
+            variant=variant or self.variant,
+        )
 
     @property
     def ident(self) -> str:
@@ -163,4 +181,26 @@ def _collection(name: str, body: Mapping[str, Any], base: Path) -> Collection:
         exclusive_build=tuple(body.get("exclusive_build", [])),
         flaky_build=tuple(body.get("flaky_build", [])),
         schedule=body.get("schedule", DEFAULT_SCHEDULE),
+        **_overrides(body, base),
     )
+
+
+def _overrides(body: Mapping[str, Any], base: Path) -> dict[str, Path | None]:
+    """The three settings paths: each as given, else under ``overrides:`` (default: the
+    ``overrides/`` folder beside the collections file, when there is one)."""
+    if "overrides" in body:
+        folder = base / body["overrides"] if body["overrides"] else None
+    else:
+        folder = base / "overrides" if (base / "overrides").is_dir() else None
+    found: dict[str, Path | None] = {}
+    for key, default in (
+        ("settings_file", "settings.yaml"),
+        ("settings_dir", "settings"),
+        ("patches_dir", "patches"),
+    ):
+        if body.get(key):
+            found[key] = base / body[key]
+        else:
+            candidate = folder / default if folder is not None else None
+            found[key] = candidate if candidate is not None and candidate.exists() else None
+    return found

@@ -27,6 +27,7 @@ class DiscoveryConfig(dg.Config):
     variant: str
     index_url: str | None = None
     sdist_only: bool = True
+    min_release_age: float | None = None  # days; packages' resolver_dist settings win
 
 
 def discovery_key(collection: Collection) -> dg.AssetKey:
@@ -105,8 +106,10 @@ def discovery_asset(collection: Collection) -> dg.AssetsDefinition:
                     jobs=max_concurrent(),
                     sdist_only=config.sdist_only,
                     isolate=fromager.isolation(),
+                    min_release_age=config.min_release_age,
                 ),
                 progress=progress,
+                settings=collection.settings(config.variant),
             )
         except FromagerDagsterError as exc:
             failures = exc.failures if isinstance(exc, BootstrapFailed) else [exc]
@@ -136,7 +139,7 @@ def discovery_asset(collection: Collection) -> dg.AssetsDefinition:
                 "edges": dg.MetadataValue.int(edges),
                 "graph_path": dg.MetadataValue.path(str(result.outputs["graph"])),
                 "build_order_path": dg.MetadataValue.path(str(result.outputs["build_order"])),
-                "constraints_path": dg.MetadataValue.path(str(result.outputs["constraints"])),
+                "constraints_path": dg.MetadataValue.path(str(result.outputs.get("constraints"))),
                 "built_for_discovery": ", ".join(result.built),
                 "reused_for_discovery": ", ".join(result.reused),
                 "seconds": dg.MetadataValue.float(round(result.seconds, 2)),

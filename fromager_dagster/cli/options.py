@@ -1,0 +1,115 @@
+"""Command-line options shared by the commands that resolve or build: settings and run modes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from ..core.settings import DEFAULT_VARIANT, Settings, load_settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_PATH = click.Path(path_type=Path)
+
+
+def _apply(func: F, options: list[Callable[[F], F]]) -> F:
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def settings_options(func: F) -> F:
+    """--variant, --settings-file, --settings-dir and -p/--patches-dir (fromager's names)."""
+    return _apply(
+        func,
+        [
+            click.option(
+                "--variant",
+                default=DEFAULT_VARIANT,
+                show_default=True,
+                help="Build variant: selects each package's variant env, pre_built, patches "
+                "and changelog.",
+            ),
+            click.option(
+                "--settings-file",
+                type=_PATH,
+                default=None,
+                help="Global settings file. Default: overrides/settings.yaml if it exists.",
+            ),
+            click.option(
+                "--settings-dir",
+                type=_PATH,
+                default=None,
+                help="Folder of per-package settings files. Default: overrides/settings.",
+            ),
+            click.option(
+                "-p",
+                "--patches-dir",
+                type=_PATH,
+                default=None,
+                help="Folder of per-package patches. Default: overrides/patches.",
+            ),
+        ],
+    )
+
+
+def load_cli_settings(
+    variant: str,
+    settings_file: Path | None,
+    settings_dir: Path | None,
+    patches_dir: Path | None,
+) -> Settings:
+    """The settings the options name; unnamed ones default to ``overrides/`` in the current
+    folder when it holds them (an explicit path that is missing is an error)."""
+
+    def default(given: Path | None, relative: str) -> Path | None:
+        if given is not None:
+            return given
+        candidate = Path("overrides") / relative
+        return candidate if candidate.exists() else None
+
+    return load_settings(
+        settings_file=default(settings_file, "settings.yaml"),
+        settings_dir=default(settings_dir, "settings"),
+        patches_dir=default(patches_dir, "patches"),
+        variant=variant,
+    )
+
+
+def mode_options(func: F) -> F:
+    """Bootstrap's run modes: --test-mode, --skip-constraints, --multiple-versions,
+    --min-release-age."""
+    return _apply(
+        func,
+        [
+            click.option(
+                "--test-mode",
+                is_flag=True,
+                help="Keep going after a failure, fall back to a pre-built wheel where the "
+                "index has one, write work-dir/test-mode-failures-*.json; exit 1 if anything "
+                "failed.",
+            ),
+            click.option(
+                "--skip-constraints",
+                is_flag=True,
+                help="Do not write constraints.txt (for collections with conflicting versions).",
+            ),
+            click.option(
+                "--multiple-versions",
+                is_flag=True,
+                help="Bootstrap every version each requirement and the constraints admit, not "
+                "only the newest (implies --skip-constraints).",
+            ),
+            click.option(
+                "--min-release-age",
+                type=click.FloatRange(min=0),
+                default=None,
+                metavar="DAYS",
+                help="Only use releases uploaded at least DAYS days ago (a package's "
+                "resolver_dist.min_release_age setting wins).",
+            ),
+        ],
+    )

@@ -1,0 +1,83 @@
+"""Preparing a package's source for its build: unpack, patch, find the project, apply overrides.
+
+Discovery (bootstrap) and the hermetic build (builder) both start here, so a package is
+built from exactly the same tree, build system and environment in both stages.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from . import sources
+from .errors import ConfigError
+from .hooks import BuildSystem, read_build_system
+from .patches import apply_patches
+from .settings import ProjectOverride, Settings
+
+
+@dataclass(frozen=True)
+class PreparedSource:
+    """A source tree ready for its PEP 517 hooks."""
+
+    root: Path  # the unpacked, patched tree: what the re-packed sdist holds
+    project_dir: Path  # where the hooks run: ``root`` or its ``build_dir`` setting
+    build_system: BuildSystem  # with project_override applied
+    patches: tuple[Path, ...]  # applied, in order
+
+
+def prepare_source(
+    archive: Path, work_dir: Path, *, settings: Settings, name: str, version: str, log: Path
+) -> PreparedSource:
+    """Unpack ``archive`` under ``work_dir`` and apply the package's patches and overrides."""
+    root = sources.unpack(archive, work_dir)
+    applied = apply_patches(
+        root, settings.patches(name, version), log=log, package=name, version=version
+    )
+    package = settings.package(name)
+    project_dir = root
+    if package.build_dir:
+        project_dir = (root / package.build_dir).resolve()
+        if not project_dir.is_relative_to(root.resolve()) or not project_dir.is_dir():
+            raise ConfigError(
+                f"build_dir {package.build_dir!r} is not a folder inside the source of "
+                f"{name}=={version}; fix it in {package.source_file or 'the settings'}",
+                package=name,
+                version=version,
+            )
+    build_system = override_build_system(
+        read_build_system(project_dir, package=name), package.project_override
+    )
+    return PreparedSource(root, project_dir, build_system, tuple(applied))
+
+
+def override_build_system(build_system: BuildSystem, override: ProjectOverride) -> BuildSystem:
+    """``[build-system].requires`` after ``remove_build_requires`` and ``update_build_requires``.
+
+    An update replaces the requirement of the same name, or is added when there is none.
+    """
+    removed = {canonicalize_name(name) for name in override.remove_build_requires}
+    updates = [Requirement(text) for text in override.update_build_requires]
+    replaced = {canonicalize_name(req.name) for req in updates}
+    kept = [
+        req
+        for req in build_system.requires
+        if canonicalize_name(req.name) not in removed | replaced
+    ]
+    if not removed and not updates:
+        return build_system
+    return replace(build_system, requires=(*kept, *updates))
+
+
+def hook_environ(
+    settings: Settings, name: str, version: str, *, source_date_epoch: int
+) -> dict[str, str]:
+    """The extra environment of every hook and build of ``name==version``."""
+    return {
+        "SOURCE_DATE_EPOCH": str(source_date_epoch),
+        **settings.environ(name, version, os.environ),
+    }
