@@ -6,10 +6,11 @@ BIN = $(VENV)/bin
 
 .PHONY: setup run ui test lint bench clean
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml tests/fixtures/plugin_example/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e tests/fixtures/plugin_example
 	touch $@
 
 setup: $(BIN)/.installed
