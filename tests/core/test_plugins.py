@@ -135,6 +135,12 @@ def test_update_extra_environ_override_gets_only_the_arguments_it_declares(
 def test_steps_a_plugin_does_not_define_and_packages_without_plugin_have_no_override() -> None:
     plugins = Plugins.load()
     assert plugins.override("fixture-plugged", "build_wheel") is None
+    assert plugins.describe("fixture-plugged") == (
+        "entry point fixture_plugged = fromager_dagster_plugin_example.fixture_plugged "
+        "(fromager_dagster.project_overrides from fromager-dagster-plugin-example 0.1.0): "
+        "get_build_system_dependencies, update_extra_environ"
+    )
+    assert plugins.describe("fixture-unplugged") is None
     assert plugins.override("fixture-unplugged", "get_build_system_dependencies") is None
     with pytest.raises(ValueError, match="unknown step 'build_wheels'"):
         plugins.override("fixture-plugged", "build_wheels")

@@ -192,6 +192,18 @@ class Plugins:
         """Override names of the packages that have a plugin."""
         return sorted(self._overrides)
 
+    def describe(self, name: str) -> str | None:
+        """The plugin overriding package ``name`` and the steps it overrides, or None.
+
+        Names the entry point and its distribution's version: put it in a build's fingerprint
+        so that upgrading the plugin rebuilds the package.
+        """
+        steps = self._overrides.get(override_name(name))
+        if not steps:
+            return None
+        label = next(iter(steps.values())).label
+        return f"{label}: {', '.join(sorted(steps))}"
+
     def hooks(self, hook: str) -> list[str]:
         """Labels of the plugins registered for ``hook``, in the order they run."""
         return [p.label for p in self._hooks.get(hook, [])]
