@@ -1,22 +1,39 @@
-"""Hermetic build of one graph node: from the recorded graph and downloaded sources only."""
+"""Building one package's wheel: hermetically from the graph, or from an index like fromager.
+
+``build_node`` is the production stage: the graph's recorded build requirements and the
+downloaded sources, nothing else. ``build_package`` is fromager's ``build``: the sdist from an
+index, the build requirements discovered by the PEP 517 hooks and installed from a wheel
+server. Both honour the package's settings (patches, environment, config_settings, build
+tag) and take ``pre_built`` packages' wheels as they are. The step functions below them are
+fromager's ``step`` subcommands; each reads what the previous one left on disk.
+"""
 
 from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.utils import canonicalize_name, parse_wheel_filename
-from packaging.version import Version
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
 
 from . import sources, wheels
-from .buildenv import BuildEnvFactory
-from .errors import BuildError, SourceError
+from .buildenv import BuildEnv, BuildEnvFactory
+from .errors import BuildError, ConfigError, SourceError
 from .graph import DependencyGraph
 from .hooks import HookCaller, read_build_system
+from .index import SDIST_EXTENSIONS, IndexClient
 from .index_server import LocalIndexServer
 from .layout import OutputLayout
+from .prebuilt import download_prebuilt_wheel
+from .prepare import PreparedSource, hook_environ, override_build_system, prepare_source
+from .requirements import Constraints
+from .resolver import Resolver
+from .settings import Settings
 
 DEFAULT_SOURCE_DATE_EPOCH = 315532800
 
@@ -31,23 +48,66 @@ class BuiltWheel:
     size: int
     seconds: float
     log_path: Path
-    source_path: Path
+    source_path: Path  # the sdist it was built from (the wheel itself when pre-built)
     reused: bool = False
+    prebuilt: bool = False
 
 
-def find_wheel(layout: OutputLayout, name: str, version: str) -> Path | None:
-    """The wheel of ``name==version`` in the local repository (built or pre-built), if any."""
+@dataclass(frozen=True)
+class BuildSettings:
+    """What the settings say about one package-version's build (defaults without settings)."""
+
+    settings: Settings
+    build_tag: int
+    environ: dict[str, str]
+    config_settings: dict[str, str | list[str]]
+    pre_built: bool
+
+    @classmethod
+    def of(
+        cls,
+        settings: Settings | None,
+        name: str,
+        version: str,
+        *,
+        source_date_epoch: int = DEFAULT_SOURCE_DATE_EPOCH,
+    ) -> BuildSettings:
+        chosen = settings if settings is not None else Settings()
+        package = chosen.package(name)
+        return cls(
+            settings=chosen,
+            build_tag=chosen.build_tag(name, version),
+            environ=hook_environ(chosen, name, version, source_date_epoch=source_date_epoch),
+            config_settings={
+                k: v if isinstance(v, str) else list(v) for k, v in package.config_settings.items()
+            },
+            pre_built=chosen.pre_built(name),
+        )
+
+
+def find_wheel(
+    layout: OutputLayout, name: str, version: str, *, build_tag: int | None = None
+) -> Path | None:
+    """The wheel of ``name==version`` in the local repository (built or pre-built), if any.
+
+    With ``build_tag``, a built wheel (``wheels-repo/downloads``) must carry that build tag;
+    pre-built wheels are taken whatever their tag.
+    """
     wanted_name, wanted_version = canonicalize_name(name), Version(version)
     for root in layout.wheel_roots:
         if not root.is_dir():
             continue
         for path in sorted(root.glob("*.whl")):
             try:
-                wheel_name, wheel_version, _, _ = parse_wheel_filename(path.name)
+                wheel_name, wheel_version, build, _ = parse_wheel_filename(path.name)
             except ValueError:
                 continue
-            if wheel_name == wanted_name and wheel_version == wanted_version:
-                return path
+            if wheel_name != wanted_name or wheel_version != wanted_version:
+                continue
+            tag = build[0] if build else 0
+            if build_tag is not None and root == layout.wheels_downloads and tag != build_tag:
+                continue
+            return path
     return None
 
 
@@ -65,6 +125,28 @@ def find_source(layout: OutputLayout, name: str, version: str, download_url: str
     return path
 
 
+def downloaded_source(layout: OutputLayout, name: str, version: str) -> Path:
+    """The sdist of ``name==version`` in ``sdists-repo/downloads``; SourceError if absent."""
+    wanted_name, wanted_version = canonicalize_name(name), Version(version)
+    folder = layout.sdists_downloads
+    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+        for ext in SDIST_EXTENSIONS:
+            if not path.name.endswith(ext):
+                continue
+            try:
+                found = parse_sdist_filename(path.name[: -len(ext)] + ".tar.gz")
+            except ValueError:
+                continue
+            if found == (wanted_name, wanted_version):
+                return path
+    raise SourceError(
+        f"no source archive of {wanted_name}=={version} in {folder}; run "
+        "`step download-source-archive` first",
+        package=wanted_name,
+        version=version,
+    )
+
+
 def missing_build_requirements(graph: DependencyGraph, key: str, layout: OutputLayout) -> list[str]:
     """Build requirements of ``key`` whose wheels are not in the local repository."""
     missing = []
@@ -75,13 +157,44 @@ def missing_build_requirements(graph: DependencyGraph, key: str, layout: OutputL
     return missing
 
 
+def take_prebuilt(
+    layout: OutputLayout, name: str, version: str, *, index: IndexClient | None
+) -> BuiltWheel:
+    """The pre-built wheel of ``name==version``: the one in the repository, else the index's."""
+    start = time.perf_counter()
+    existing = find_wheel(layout, name, version)
+    reused = existing is not None
+    if existing is None:
+        if index is None:
+            raise SourceError(
+                f"the pre-built wheel of {name}=={version} is not in {layout.wheels_prebuilt} "
+                "and no index was given to download it from",
+                package=name,
+                version=version,
+            )
+        existing = download_prebuilt_wheel(index, name, version, layout.wheels_prebuilt)
+    return BuiltWheel(
+        key=f"{name}=={version}",
+        path=existing,
+        sha256=sources.sha256_file(existing),
+        size=existing.stat().st_size,
+        seconds=time.perf_counter() - start,
+        log_path=layout.log_path(name, version),
+        source_path=existing,
+        reused=reused,
+        prebuilt=True,
+    )
+
+
 def build_node(
     graph: DependencyGraph,
     key: str,
     *,
     layout: OutputLayout,
     isolate: bool,
-    build_tag: int = 0,
+    settings: Settings | None = None,
+    index: IndexClient | None = None,
+    build_tag: int | None = None,
     source_date_epoch: int = DEFAULT_SOURCE_DATE_EPOCH,
     index_url: str | None = None,
     keep_build_env: bool = False,
@@ -91,12 +204,16 @@ def build_node(
     No discovery hook runs and no index is asked: the build environment gets exactly the
     wheels of ``graph.build_requirements(key)`` from the local repository (served on
     127.0.0.1, or ``index_url`` if a server is already running). A missing requirement wheel
-    fails at once, naming it.
+    fails at once, naming it. ``settings`` (None: defaults) give the patches, environment,
+    config_settings and build tag (``build_tag`` overrides it). A pre-built node (in the graph
+    or the settings) is taken from ``wheels-repo/prebuilt``, or downloaded from ``index``.
     """
     node = graph.nodes[key]
     name, version = node.canonicalized_name, node.version
     layout.ensure()
-    log = layout.log_path(name, version)
+    wanted = BuildSettings.of(settings, name, version, source_date_epoch=source_date_epoch)
+    if node.pre_built or wanted.pre_built:
+        return take_prebuilt(layout, name, version, index=index)
     missing = missing_build_requirements(graph, key, layout)
     if missing:
         raise BuildError(
@@ -108,47 +225,273 @@ def build_node(
         )
     archive = find_source(layout, name, version, node.download_url)
     start = time.perf_counter()
+    log = layout.log_path(name, version)
     log.write_text(f"# hermetic build of {key} from {archive.name}\n", encoding="utf-8")
-    source_dir = sources.unpack(archive, layout.work_dir)
-    sources.repack_sdist(
-        source_dir,
+    prepared = prepare_source(
+        archive, layout.work_dir, settings=wanted.settings, name=name, version=version, log=log
+    )
+    build_sdist(layout, name, version, prepared, source_date_epoch=source_date_epoch)
+    pins = graph.build_requirements(key)
+    with _wheel_server(layout, index_url) as url:
+        envs = BuildEnvFactory(url, cache_dir=layout.work_dir / "uv-cache")
+        env = envs.create(layout.package_dir(name, version) / "build-env", log=log)
+        envs.install(env, pins, log=log)
+    tag = wanted.build_tag if build_tag is None else build_tag
+    wheel = _build_wheel(layout, name, version, prepared, env, wanted, tag, isolate, log)
+    if not keep_build_env:
+        shutil.rmtree(env.path, ignore_errors=True)
+    return _built(key, wheel, log, archive, start)
+
+
+def build_package(
+    name: str,
+    version: str,
+    *,
+    index: IndexClient,
+    layout: OutputLayout,
+    isolate: bool,
+    wheel_server_url: str | None = None,
+    constraints: Constraints | None = None,
+    settings: Settings | None = None,
+    source_date_epoch: int = DEFAULT_SOURCE_DATE_EPOCH,
+    keep_build_env: bool = False,
+) -> BuiltWheel:
+    """fromager's ``build``: ``name==version`` from ``index``'s sdist, build requirements
+    discovered by the hooks and installed only from ``wheel_server_url`` (default: the local
+    repository, served on 127.0.0.1). A pre-built package's wheel comes from ``index``."""
+    canonical = canonicalize_name(name)
+    layout.ensure()
+    wanted = BuildSettings.of(settings, canonical, version, source_date_epoch=source_date_epoch)
+    if wanted.pre_built:
+        return take_prebuilt(layout, canonical, version, index=index)
+    start = time.perf_counter()
+    archive = download_source(index, canonical, version, layout, constraints=constraints)
+    log = layout.log_path(canonical, version)
+    log.write_text(f"# build of {canonical}=={version} from {archive.name}\n", encoding="utf-8")
+    prepared = prepare_source(
+        archive,
+        layout.work_dir,
+        settings=wanted.settings,
+        name=canonical,
+        version=version,
+        log=log,
+    )
+    build_sdist(layout, canonical, version, prepared, source_date_epoch=source_date_epoch)
+    env = prepare_build(
+        layout,
+        canonical,
+        version,
+        prepared,
+        wheel_server_url=wheel_server_url,
+        settings=wanted,
+        isolate=isolate,
+        log=log,
+    )
+    wheel = _build_wheel(
+        layout, canonical, version, prepared, env, wanted, wanted.build_tag, isolate, log
+    )
+    if not keep_build_env:
+        shutil.rmtree(env.path, ignore_errors=True)
+    return _built(f"{canonical}=={version}", wheel, log, archive, start)
+
+
+# -- the steps ------------------------------------------------------------------------------
+
+
+def download_source(
+    index: IndexClient,
+    name: str,
+    version: str,
+    layout: OutputLayout,
+    *,
+    constraints: Constraints | None = None,
+) -> Path:
+    """Download the sdist of ``name==version`` from ``index`` (hash-verified) into
+    ``sdists-repo/downloads``; ResolutionError when the index has none."""
+    try:
+        Version(version)
+    except InvalidVersion as exc:
+        raise ConfigError(f"{version!r} is not a valid version of {name}", package=name) from exc
+    resolver = Resolver(index, constraints or Constraints.from_lines([]))
+    package = resolver.resolve(Requirement(f"{canonicalize_name(name)}=={version}"))
+    if package.source.kind != "sdist":
+        raise SourceError(
+            f"{package.source.filename} is not a source archive", package=name, version=version
+        )
+    return sources.download(index.session, package.source, layout.sdists_downloads)
+
+
+def prepare_downloaded(
+    layout: OutputLayout, name: str, version: str, *, settings: Settings | None = None
+) -> PreparedSource:
+    """``step prepare-source``: unpack and patch the downloaded sdist of ``name==version``."""
+    archive = downloaded_source(layout, name, version)
+    log = layout.log_path(name, version)
+    layout.logs_dir.mkdir(parents=True, exist_ok=True)
+    with log.open("a", encoding="utf-8") as out:
+        out.write(f"# prepare source of {name}=={version} from {archive.name}\n")
+    chosen = settings if settings is not None else Settings()
+    return prepare_source(
+        archive, layout.work_dir, settings=chosen, name=name, version=version, log=log
+    )
+
+
+def prepared_source(
+    layout: OutputLayout, name: str, version: str, *, settings: Settings | None = None
+) -> PreparedSource:
+    """The tree ``step prepare-source`` left (not unpacked again); SourceError if absent."""
+    archive = downloaded_source(layout, name, version)
+    stem = next(
+        (archive.name[: -len(ext)] for ext in SDIST_EXTENSIONS if archive.name.endswith(ext)),
+        archive.stem,
+    )
+    unpacked = layout.work_dir / stem
+    if not unpacked.is_dir():
+        raise SourceError(
+            f"the source of {name}=={version} is not prepared in {unpacked}; run "
+            "`step prepare-source` first",
+            package=name,
+            version=version,
+        )
+    entries = list(unpacked.iterdir())
+    root = entries[0] if len(entries) == 1 and entries[0].is_dir() else unpacked
+    package = (settings if settings is not None else Settings()).package(name)
+    project_dir = (root / package.build_dir).resolve() if package.build_dir else root
+    build_system = override_build_system(
+        read_build_system(project_dir, package=name), package.project_override
+    )
+    return PreparedSource(root, project_dir, build_system, ())
+
+
+def build_sdist(
+    layout: OutputLayout,
+    name: str,
+    version: str,
+    prepared: PreparedSource,
+    *,
+    source_date_epoch: int = DEFAULT_SOURCE_DATE_EPOCH,
+) -> Path:
+    """``step build-sdist``: the prepared tree as a reproducible sdist in ``sdists-repo/builds``."""
+    return sources.repack_sdist(
+        prepared.root,
         layout.repacked_sdist(name, version),
         name=name,
         version=version,
         source_date_epoch=source_date_epoch,
     )
-    build_system = read_build_system(source_dir, package=name)
-    pins = graph.build_requirements(key)
-    pkg_dir = layout.package_dir(name, version)
-    server = LocalIndexServer(layout.wheel_roots) if index_url is None else None
-    try:
-        if server is not None:
-            server.start()
-            index_url = server.url
-        assert index_url is not None
-        envs = BuildEnvFactory(index_url, cache_dir=layout.work_dir / "uv-cache")
-        env = envs.create(pkg_dir / "build-env", log=log)
-        envs.install(env, pins, log=log)
-    finally:
-        if server is not None:
-            server.stop()
-    hooks = HookCaller(
-        source_dir,
-        build_system,
+
+
+def prepare_build(
+    layout: OutputLayout,
+    name: str,
+    version: str,
+    prepared: PreparedSource,
+    *,
+    wheel_server_url: str | None,
+    settings: BuildSettings,
+    isolate: bool,
+    log: Path | None = None,
+) -> BuildEnv:
+    """``step prepare-build``: a fresh environment with the build-system requirements, then
+    what ``get_requires_for_build_wheel`` asks for, installed from the wheel server only."""
+    log = log or layout.log_path(name, version)
+    with _wheel_server(layout, wheel_server_url) as url:
+        envs = BuildEnvFactory(url, cache_dir=layout.work_dir / "uv-cache")
+        env = envs.create(layout.package_dir(name, version) / "build-env", log=log)
+        envs.install(env, [str(r) for r in prepared.build_system.requires], log=log)
+        hooks = _hooks(prepared, env, settings, isolate, log, name, version)
+        envs.install(env, [str(r) for r in hooks.requires_for_wheel()], log=log)
+    return env
+
+
+def build_env(layout: OutputLayout, name: str, version: str) -> BuildEnv:
+    """The environment ``step prepare-build`` left; BuildError if there is none."""
+    env = BuildEnv(layout.package_dir(name, version) / "build-env")
+    if not env.python.exists():
+        raise BuildError(
+            f"no build environment in {env.path}; run `step prepare-build` first",
+            package=name,
+            version=version,
+            step="prepare build",
+        )
+    return env
+
+
+def build_wheel(
+    layout: OutputLayout,
+    name: str,
+    version: str,
+    prepared: PreparedSource,
+    env: BuildEnv,
+    *,
+    settings: BuildSettings,
+    isolate: bool,
+) -> Path:
+    """``step build-wheel``: build in ``env`` and finalize into ``wheels-repo/downloads``."""
+    log = layout.log_path(name, version)
+    return _build_wheel(
+        layout, name, version, prepared, env, settings, settings.build_tag, isolate, log
+    )
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+@contextmanager
+def _wheel_server(layout: OutputLayout, url: str | None) -> Iterator[str]:
+    """``url``, or the local repository served on 127.0.0.1 for the duration."""
+    if url is not None:
+        yield url
+        return
+    with LocalIndexServer(layout.wheel_roots) as server:
+        yield server.url
+
+
+def _hooks(
+    prepared: PreparedSource,
+    env: BuildEnv,
+    settings: BuildSettings,
+    isolate: bool,
+    log: Path,
+    name: str,
+    version: str,
+) -> HookCaller:
+    return HookCaller(
+        prepared.project_dir,
+        prepared.build_system,
         env,
         log=log,
         isolate=isolate,
-        extra_environ={"SOURCE_DATE_EPOCH": str(source_date_epoch)},
+        extra_environ=settings.environ,
         package=name,
         version=version,
+        config_settings=settings.config_settings,
     )
-    built = hooks.build_wheel(pkg_dir / "dist")
+
+
+def _build_wheel(
+    layout: OutputLayout,
+    name: str,
+    version: str,
+    prepared: PreparedSource,
+    env: BuildEnv,
+    settings: BuildSettings,
+    build_tag: int,
+    isolate: bool,
+    log: Path,
+) -> Path:
+    dist = layout.package_dir(name, version) / "dist"
+    hooks = _hooks(prepared, env, settings, isolate, log, name, version)
+    built = hooks.build_wheel(dist)
+    epoch = int(settings.environ.get("SOURCE_DATE_EPOCH", DEFAULT_SOURCE_DATE_EPOCH))
     wheel = wheels.finalize_wheel(
-        built, layout.wheels_downloads, build_tag=build_tag, source_date_epoch=source_date_epoch
+        built, layout.wheels_downloads, build_tag=build_tag, source_date_epoch=epoch
     )
-    shutil.rmtree(pkg_dir / "dist", ignore_errors=True)
-    if not keep_build_env:
-        shutil.rmtree(env.path, ignore_errors=True)
+    shutil.rmtree(dist, ignore_errors=True)
+    return wheel
+
+
+def _built(key: str, wheel: Path, log: Path, source: Path, start: float) -> BuiltWheel:
     return BuiltWheel(
         key=key,
         path=wheel,
@@ -156,5 +499,5 @@ def build_node(
         size=wheel.stat().st_size,
         seconds=time.perf_counter() - start,
         log_path=log,
-        source_path=archive,
+        source_path=source,
     )
