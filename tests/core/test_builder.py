@@ -1,0 +1,172 @@
+"""Building one package: hermetically from the graph with its settings, pre-built, from an index."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fromager_dagster.core import builder
+from fromager_dagster.core.bootstrap import BootstrapOptions, bootstrap
+from fromager_dagster.core.errors import BuildError, ResolutionError, SourceError
+from fromager_dagster.core.graph import DependencyGraph
+from fromager_dagster.core.index import IndexClient
+from fromager_dagster.core.index_server import LocalIndexServer
+from fromager_dagster.core.layout import OutputLayout
+from fromager_dagster.core.requirements import Constraints, toplevel_requirements
+from fromager_dagster.core.settings import load_settings
+from tests.fixtures.packages import FixturePackage, make_index, make_wheel
+
+TOOL = FixturePackage("fx-tool")
+ENV = FixturePackage("fx-env", build_system_requires=("fx-tool",), record_env=("FX_FLAG",))
+PRE = FixturePackage("fx-pre")
+PATCH = """\
+--- /dev/null
++++ b/fx_env/patched.txt
+@@ -0,0 +1 @@
++patched by the overrides folder
+"""
+
+
+@pytest.fixture
+def upstream(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    folder = make_index([TOOL, ENV, PRE], tmp_path / "upstream")
+    make_wheel(PRE, folder)
+    with LocalIndexServer([folder]) as server:
+        yield folder, server.url
+
+
+def _discover(url: str, layout: OutputLayout, *requirements: str) -> DependencyGraph:
+    result = bootstrap(
+        toplevel_requirements(list(requirements), []),
+        index=IndexClient(url),
+        constraints=Constraints.from_lines([]),
+        layout=layout,
+        options=BootstrapOptions(jobs=2, sdist_only=True, isolate=False),
+    )
+    return result.graph
+
+
+def _member(wheel: Path, name: str) -> str:
+    with zipfile.ZipFile(wheel) as zf:
+        return zf.read(name).decode()
+
+
+def test_build_node_applies_the_package_settings(
+    upstream: tuple[Path, str], tmp_path: Path
+) -> None:
+    layout = OutputLayout(tmp_path / "out")
+    graph = _discover(upstream[1], layout, "fx-env")
+    overrides = tmp_path / "overrides"
+    (overrides / "settings").mkdir(parents=True)
+    (overrides / "settings" / "fx_env.yaml").write_text(
+        "env:\n  FX_FLAG: 'on-${__version__}'\n"
+        "config_settings:\n  mode: fast\n"
+        "changelog:\n  '1.0': ['rebuilt with a patch']\n"
+    )
+    (overrides / "patches" / "fx_env").mkdir(parents=True)
+    (overrides / "patches" / "fx_env" / "0001-add-file.patch").write_text(PATCH)
+    settings = load_settings(settings_dir=overrides / "settings", patches_dir=overrides / "patches")
+
+    built = builder.build_node(
+        graph, "fx-env==1.0", layout=layout, isolate=False, settings=settings
+    )
+
+    assert built.path == layout.wheels_downloads / "fx_env-1.0-1-py3-none-any.whl"  # build tag 1
+    seen = json.loads(_member(built.path, "fx_env/build-env.json"))
+    assert seen == {"env": {"FX_FLAG": "on-1.0"}, "config_settings": {"mode": "fast"}}
+    assert _member(built.path, "fx_env/patched.txt") == "patched by the overrides folder\n"
+    assert "0001-add-file.patch" in built.log_path.read_text()
+    with tarfile.open(layout.repacked_sdist("fx-env", "1.0")) as tar:
+        assert "fx_env-1.0/fx_env/patched.txt" in tar.getnames()
+    # the hermetic build ran no discovery hook
+    assert "get_requires_for_build" not in built.log_path.read_text()
+
+    # without settings: defaults (no patch, build tag 0, no extra environment)
+    plain = builder.build_node(graph, "fx-env==1.0", layout=layout, isolate=False)
+    assert plain.path.name == "fx_env-1.0-0-py3-none-any.whl"
+    assert json.loads(_member(plain.path, "fx_env/build-env.json"))["env"] == {"FX_FLAG": None}
+
+
+def test_missing_build_requirement_is_named(upstream: tuple[Path, str], tmp_path: Path) -> None:
+    layout = OutputLayout(tmp_path / "out")
+    graph = _discover(upstream[1], layout, "fx-env")
+    for wheel in layout.wheels_downloads.glob("fx_tool-*.whl"):
+        wheel.unlink()
+    with pytest.raises(BuildError, match=r"fx-tool==1\.0 are missing") as info:
+        builder.build_node(graph, "fx-env==1.0", layout=layout, isolate=False)
+    assert info.value.package == "fx-env" and info.value.step == "prepare build"
+
+
+def test_pre_built_nodes_take_the_index_wheel(upstream: tuple[Path, str], tmp_path: Path) -> None:
+    layout = OutputLayout(tmp_path / "out")
+    graph = DependencyGraph()
+    graph.add_node("fx-pre", "1.0", pre_built=True)
+    graph.add_node("fx-tool", "1.0")
+    with pytest.raises(SourceError, match="no index was given"):
+        builder.build_node(graph, "fx-pre==1.0", layout=layout, isolate=False)
+
+    index = IndexClient(upstream[1])
+    first = builder.build_node(graph, "fx-pre==1.0", layout=layout, isolate=False, index=index)
+    assert first.prebuilt and not first.reused
+    assert first.path == layout.wheels_prebuilt / "fx_pre-1.0-py3-none-any.whl"
+    assert first.path.read_bytes() == (upstream[0] / first.path.name).read_bytes()
+    again = builder.build_node(graph, "fx-pre==1.0", layout=layout, isolate=False, index=index)
+    assert again.prebuilt and again.reused and again.path == first.path
+
+    # the settings can make a package pre-built too (variant cpu, the default)
+    settings_dir = tmp_path / "settings"
+    settings_dir.mkdir()
+    (settings_dir / "fx_tool.yaml").write_text("variants:\n  cpu:\n    pre_built: true\n")
+    settings = load_settings(settings_dir=settings_dir)
+    make_wheel(TOOL, upstream[0])
+    tool = builder.build_node(
+        graph, "fx-tool==1.0", layout=layout, isolate=False, index=index, settings=settings
+    )
+    assert tool.prebuilt and tool.path.parent == layout.wheels_prebuilt
+
+
+def test_build_package_and_the_steps(upstream: tuple[Path, str], tmp_path: Path) -> None:
+    folder, url = upstream
+    index = IndexClient(url)
+    # fromager's build: build requirements discovered by the hooks, installed from the wheel
+    # server (here the upstream index, which also holds fx-tool's wheel)
+    make_wheel(TOOL, folder)
+    layout = OutputLayout(tmp_path / "out")
+    built = builder.build_package(
+        "FX_Env", "1.0", index=index, layout=layout, isolate=False, wheel_server_url=url
+    )
+    assert built.path == layout.wheels_downloads / "fx_env-1.0-0-py3-none-any.whl"
+    log = built.log_path.read_text()
+    assert "fx-tool" in log and "get_requires_for_build_wheel" in log
+    assert (layout.sdists_downloads / "fx_env-1.0.tar.gz").is_file()
+    with pytest.raises(ResolutionError, match="fx-env"):
+        builder.build_package("fx-env", "9.9", index=index, layout=layout, isolate=False)
+
+    # the steps, each reading what the previous one left (build requirements: local repository)
+    steps = OutputLayout(tmp_path / "steps").ensure()
+    archive = builder.download_source(index, "fx-tool", "1.0", steps)
+    assert archive == steps.sdists_downloads / "fx_tool-1.0.tar.gz"
+    prepared = builder.prepare_downloaded(steps, "fx-tool", "1.0")
+    assert (prepared.root / "pyproject.toml").is_file()
+    again = builder.prepared_source(steps, "fx-tool", "1.0")
+    assert again.root == prepared.root and again.build_system == prepared.build_system
+    defaults = builder.BuildSettings.of(None, "fx-tool", "1.0")
+    env = builder.prepare_build(
+        steps, "fx-tool", "1.0", again, wheel_server_url=None, settings=defaults, isolate=False
+    )
+    assert builder.build_env(steps, "fx-tool", "1.0") == env
+    sdist = builder.build_sdist(steps, "fx-tool", "1.0", again)
+    assert sdist == steps.repacked_sdist("fx-tool", "1.0") and sdist.is_file()
+    wheel = builder.build_wheel(
+        steps, "fx-tool", "1.0", again, env, settings=defaults, isolate=False
+    )
+    assert wheel == steps.wheels_downloads / "fx_tool-1.0-0-py3-none-any.whl"
+    with pytest.raises(SourceError, match="step download-source-archive"):
+        builder.prepare_downloaded(steps, "fx-env", "1.0")
+    with pytest.raises(BuildError, match="step prepare-build"):
+        builder.build_env(steps, "fx-env", "1.0")
