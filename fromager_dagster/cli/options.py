@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import click
 
-from ..core.settings import DEFAULT_VARIANT, Settings, load_settings
+from ..core.settings import DEFAULT_VARIANT, Settings, default_paths, load_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -64,18 +64,9 @@ def load_cli_settings(
 ) -> Settings:
     """The settings the options name; unnamed ones default to ``overrides/`` in the current
     folder when it holds them (an explicit path that is missing is an error)."""
-
-    def default(given: Path | None, relative: str) -> Path | None:
-        if given is not None:
-            return given
-        candidate = Path("overrides") / relative
-        return candidate if candidate.exists() else None
-
+    found = default_paths(settings_file, settings_dir, patches_dir)
     return load_settings(
-        settings_file=default(settings_file, "settings.yaml"),
-        settings_dir=default(settings_dir, "settings"),
-        patches_dir=default(patches_dir, "patches"),
-        variant=variant,
+        settings_file=found[0], settings_dir=found[1], patches_dir=found[2], variant=variant
     )
 
 

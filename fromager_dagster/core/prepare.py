@@ -16,6 +16,7 @@ from packaging.utils import canonicalize_name
 from . import sources
 from .errors import ConfigError
 from .hooks import BuildSystem, read_build_system
+from .patches import apply_patches
 from .settings import ProjectOverride, Settings
 
 
@@ -33,8 +34,6 @@ def prepare_source(
     archive: Path, work_dir: Path, *, settings: Settings, name: str, version: str, log: Path
 ) -> PreparedSource:
     """Unpack ``archive`` under ``work_dir`` and apply the package's patches and overrides."""
-    from .patches import apply_patches  # TODO(lead): top-level once core/patches.py lands
-
     root = sources.unpack(archive, work_dir)
     applied = apply_patches(
         root, settings.patches(name, version), log=log, package=name, version=version

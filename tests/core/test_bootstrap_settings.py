@@ -16,7 +16,7 @@ from fromager_dagster.core.errors import PatchError
 from fromager_dagster.core.index import IndexClient
 from fromager_dagster.core.layout import OutputLayout
 from fromager_dagster.core.requirements import Constraints, parse_requirement
-from fromager_dagster.core.settings import load_settings
+from fromager_dagster.core.settings import default_paths, load_settings
 from tests.core.test_bootstrap import Upstream, upstream  # noqa: F401  (fixture)
 from tests.fixtures.packages import FixturePackage, make_wheel
 
@@ -54,11 +54,9 @@ def run(
     **options: object,
 ):
     url = upstream.server.url if upstream.server else upstream.start()
+    found = default_paths(root=overrides.parent) if overrides else (None, None, None)
     settings = load_settings(
-        settings_file=overrides / "settings.yaml" if overrides else None,
-        settings_dir=overrides / "settings" if overrides else None,
-        patches_dir=overrides / "patches" if overrides else None,
-        variant=variant,
+        settings_file=found[0], settings_dir=found[1], patches_dir=found[2], variant=variant
     )
     return bootstrap(
         [parse_requirement(r) for r in reqs],
@@ -134,7 +132,7 @@ def test_patches_are_applied_logged_and_repacked(upstream: Upstream, tmp_path: P
         assert zf.read("fx_a/patched.txt") == b"patched by overrides\n"
     with tarfile.open(out / "sdists-repo" / "builds" / "fx_a-1.0.tar.gz") as tf:
         assert "fx_a-1.0/fx_a/patched.txt" in tf.getnames()
-    log = (out / "work-dir" / "logs" / "fx_a-1.0.log").read_text(encoding="utf-8")
+    log = (out / "work-dir" / "logs" / "fx-a-1.0.log").read_text(encoding="utf-8")
     assert "0001-add-file.patch" in log and "0001-other-version.patch" not in log
 
 
@@ -194,10 +192,11 @@ def test_test_mode_keeps_going_falls_back_and_reports(upstream: Upstream, tmp_pa
         FixturePackage("fx-broken", fail_build=True),
         FixturePackage("fx-lost", fail_build=True),
         FixturePackage("fx-fine"),
+        FixturePackage("fx-old"),
     )
     make_wheel(FixturePackage("fx-broken"), upstream.folder)  # fx-lost has no fallback
     out = tmp_path / "out"
-    result = run(upstream, out, ["fx-a", "fx-fine", "fx-missing"], test_mode=True)
+    result = run(upstream, out, ["fx-a", "fx-fine", "fx-old>=2"], test_mode=True)
     assert sorted(result.built) == ["fx-a==1.0", "fx-fine==1.0"]
     assert result.prebuilt == ["fx-broken==1.0"]
     assert result.failure_report is not None
@@ -205,10 +204,11 @@ def test_test_mode_keeps_going_falls_back_and_reports(upstream: Upstream, tmp_pa
     assert result.failure_report.name.startswith("test-mode-failures-")
     report = json.loads(result.failure_report.read_text())
     by_package = {f["package"]: f for f in report["failures"]}
-    assert sorted(by_package) == ["fx-broken", "fx-lost", "fx-missing"]
+    assert sorted(by_package) == ["fx-broken", "fx-lost", "fx-old"]
     assert by_package["fx-lost"]["version"] == "1.0"
-    assert by_package["fx-missing"]["failure_type"] == "resolution"
-    assert by_package["fx-missing"]["version"] is None
+    assert by_package["fx-old"]["failure_type"] == "resolution"
+    assert by_package["fx-old"]["version"] is None
+    assert by_package["fx-broken"]["failure_type"] == "bootstrap"
     for failure in report["failures"]:
         assert set(failure) == {
             "package",
