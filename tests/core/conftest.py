@@ -5,10 +5,13 @@ from __future__ import annotations
 import io
 import tarfile
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
 import pytest
+
+from tests.fixtures.packages import Upstream
 
 
 def _metadata(name: str, version: str, requires_python: str | None) -> str:
@@ -79,3 +82,12 @@ class DistFactory:
 def dist_factory(tmp_path: Path) -> DistFactory:
     """A ``DistFactory`` writing into ``tmp_path / "dists"``."""
     return DistFactory(tmp_path / "dists")
+
+
+@pytest.fixture
+def upstream(tmp_path: Path) -> Iterator[Upstream]:
+    up = Upstream(tmp_path / "upstream")
+    up.folder.mkdir()
+    yield up
+    if up.server is not None:
+        up.server.stop()

@@ -8,7 +8,6 @@ import socket
 import tarfile
 import threading
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,37 +20,10 @@ from fromager_dagster.core.errors import (
     UnsafeArchiveError,
 )
 from fromager_dagster.core.index import IndexClient
-from fromager_dagster.core.index_server import LocalIndexServer
 from fromager_dagster.core.isolation import isolation_problem
 from fromager_dagster.core.layout import OutputLayout
 from fromager_dagster.core.requirements import Constraints, parse_requirement
-from tests.fixtures.packages import FixturePackage, make_index
-
-
-class Upstream:
-    """A folder of fixture sdists served on 127.0.0.1 as the 'upstream' index."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.yanked: dict[str, str] = {}
-        self.server: LocalIndexServer | None = None
-
-    def add(self, *packages: FixturePackage) -> None:
-        make_index(packages, self.folder)
-
-    def start(self) -> str:
-        self.server = LocalIndexServer([self.folder], yanked=self.yanked)
-        self.server.start()
-        return self.server.url
-
-
-@pytest.fixture
-def upstream(tmp_path: Path) -> Iterator[Upstream]:
-    up = Upstream(tmp_path / "upstream")
-    up.folder.mkdir()
-    yield up
-    if up.server is not None:
-        up.server.stop()
+from tests.fixtures.packages import FixturePackage, Upstream
 
 
 def run(

@@ -17,8 +17,7 @@ from fromager_dagster.core.index import IndexClient
 from fromager_dagster.core.layout import OutputLayout
 from fromager_dagster.core.requirements import Constraints, parse_requirement
 from fromager_dagster.core.settings import default_paths, load_settings
-from tests.core.test_bootstrap import Upstream, upstream  # noqa: F401  (fixture)
-from tests.fixtures.packages import FixturePackage, make_wheel
+from tests.fixtures.packages import FixturePackage, Upstream, make_wheel
 
 ADD_FILE_PATCH = """\
 --- /dev/null
