@@ -20,14 +20,14 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from . import sources, wheels
+from . import source_urls, sources, wheels
 from .buildenv import BuildEnv, BuildEnvFactory
 from .errors import BuildCycleError, BuildError, FromagerDagsterError
 from .failures import write_failure_report
@@ -36,10 +36,12 @@ from .hooks import BuildSystem, HookCaller
 from .index import DistFile, IndexClient, best_wheel
 from .index_server import LocalIndexServer, write_simple_tree
 from .layout import OutputLayout
+from .plugins import PluginFinder, Plugins
 from .prepare import PreparedSource, hook_environ, prepare_source
-from .requirements import Constraints
-from .resolver import ResolvedPackage, Resolver, SourcePolicy
+from .requirements import Constraints, marker_holds, parse_requirement
+from .resolver import PackageFinder, ResolvedPackage, Resolver, SourcePolicy
 from .settings import Settings
+from .vcs import GitSources
 
 DEFAULT_SOURCE_DATE_EPOCH = 315532800  # 1980-01-01, the earliest time a zip can hold
 
@@ -122,6 +124,9 @@ class _Node:
     extras_done: set[str] = field(default_factory=set)
     installed: set[str] = field(default_factory=set)
     speculative: Future[Path] | None = None
+    environ: dict[str, str] | None = None  # the hooks' extra environment, once known
+    sdist: Path | None = None  # the re-packed sdist, once written
+    repacking: Future[None] | None = None
 
     @property
     def key(self) -> str:
@@ -139,8 +144,12 @@ class _Run:
         options: BootstrapOptions,
         progress: Progress,
         settings: Settings,
+        plugins: Plugins,
+        git: GitSources,
     ) -> None:
         self.settings = settings
+        self.plugins = plugins
+        self.git = git
         self.resolver = resolver
         self.index = index
         self.layout = layout
@@ -229,7 +238,10 @@ class _Run:
         else:
             self.progress("resolve", str(req))
             with self._timed("resolve", self.net_slots):
-                if self.options.multiple_versions:
+                from_git = self.git.resolve(req)
+                if from_git is not None:
+                    chosen = [from_git]
+                elif self.options.multiple_versions:
                     chosen = self.resolver.resolve_all(req)
                 else:
                     chosen = [self.resolver.resolve(req)]
@@ -278,6 +290,14 @@ class _Run:
                 if exc is node.wheel_error or not self._fall_back(node, exc):
                     raise
             self._link_install(node)
+            self.plugins.run_hooks(
+                "post_bootstrap",
+                name=node.pkg.name,
+                version=node.pkg.version,
+                variant=self.settings.variant,
+                sdist=self._repacked(node),
+                wheel=node.wheel,
+            )
         except FromagerDagsterError as exc:
             self._fail(node, exc)
         except Exception as exc:  # a bug or an unexpected OS error: keep the run consistent
@@ -300,6 +320,13 @@ class _Run:
         with self._timed("download", self.net_slots):
             path = sources.download(self.index.session, wheel, self.layout.wheels_prebuilt)
         node.wheel = path  # no lock: a failed build may hold it while falling back here
+        self.plugins.run_hooks(
+            "prebuilt_wheel",
+            name=node.pkg.name,
+            version=node.pkg.version,
+            variant=self.settings.variant,
+            wheel=path,
+        )
         node.build_known.set()
         with self.lock:
             self.prebuilt.append(node.key)
@@ -375,9 +402,7 @@ class _Run:
         log.write_text(f"# {node.key} from {node.pkg.source.url}\n", encoding="utf-8")
         self.progress("download", node.key)
         with self._timed("download", self.net_slots):
-            archive = sources.download(
-                self.index.session, node.pkg.source, self.layout.sdists_downloads
-            )
+            archive = self._download(node, log)
         with self._timed("unpack"):
             pkg_dir = self.layout.package_dir(name, version)
             prepared = prepare_source(
@@ -391,9 +416,9 @@ class _Run:
         for patch in prepared.patches:
             self.progress("patched", node.key, patch.name)
         # the re-packed sdist is an output nobody waits for: make it off the critical path
-        self._background(self._repack, node, prepared.root)
-        build_system = prepared.build_system
+        node.repacking = self._background(self._repack, node, prepared.root)
         source_dir = prepared.project_dir
+        build_system = self._plugin_build_system(node, prepared, log)
         system_children = [
             key for r in build_system.requires for key in self._link(node.key, r, "build-system")
         ]
@@ -412,7 +437,7 @@ class _Run:
                 node, self._copy_source(prepared, pkg_dir / "sdist-src"), build_system
             )
             sdist_future = self.hook_pool.submit(sdist_hooks.requires_for_sdist)
-            if not self.options.sdist_only:
+            if not self.options.sdist_only and not self._overridden(node, "build_wheel"):
                 spec_log = pkg_dir / "speculative-build.log"
                 spec_hooks = self._hook_caller(
                     node,
@@ -441,22 +466,79 @@ class _Run:
             node.env,
             log=log or self._log(node),
             isolate=self.options.isolate,
-            extra_environ=hook_environ(
-                self.settings,
-                node.pkg.name,
-                str(node.pkg.version),
-                source_date_epoch=self.options.source_date_epoch,
-            ),
+            extra_environ=self._environ(node, source_dir),
             package=node.pkg.name,
             version=str(node.pkg.version),
             config_settings=self.settings.package(node.pkg.name).config_settings,
         )
 
+    def _overridden(self, node: _Node, step: str) -> bool:
+        return self.plugins.override(node.pkg.name, step) is not None
+
+    def _download(self, node: _Node, log: Path) -> Path:
+        """The sdist: from a plugin, the settings' download_source URL, or the index."""
+        name, dest = node.pkg.name, self.layout.sdists_downloads
+        step = self.plugins.override(name, "download_source")
+        if step is not None:
+            return step(
+                name=name,
+                version=node.pkg.version,
+                url=node.pkg.source.url,
+                dest_dir=dest,
+                settings=self.settings,
+                session=self.index.session,
+                log=log,
+            )
+        found = source_urls.download_override(
+            self.index.session, node.pkg, self.settings.package(name), dest
+        )
+        if found is not None:
+            return found[0]
+        return sources.download(self.index.session, node.pkg.source, dest)
+
+    def _plugin_build_system(self, node: _Node, prepared: PreparedSource, log: Path) -> BuildSystem:
+        step = self.plugins.override(node.pkg.name, "get_build_system_dependencies")
+        if step is None:
+            return prepared.build_system
+        texts = step(
+            name=node.pkg.name,
+            version=node.pkg.version,
+            source_dir=prepared.project_dir,
+            settings=self.settings,
+            log=log,
+        )
+        where = f"{node.key} build-system plugin"
+        reqs = [parse_requirement(text, source=where) for text in texts]
+        return replace(prepared.build_system, requires=tuple(r for r in reqs if marker_holds(r)))
+
+    def _environ(self, node: _Node, source_dir: Path) -> dict[str, str]:
+        """The hooks' extra environment: settings, then an update_extra_environ plugin."""
+        if node.environ is None:
+            name, version = node.pkg.name, str(node.pkg.version)
+            environ = hook_environ(
+                self.settings, name, version, source_date_epoch=self.options.source_date_epoch
+            )
+            step = self.plugins.override(name, "update_extra_environ")
+            if step is not None:
+                added = step(
+                    name=node.pkg.name,
+                    version=node.pkg.version,
+                    source_dir=source_dir,
+                    settings=self.settings,
+                    extra_environ=dict(environ),
+                    log=self._log(node),
+                )
+                environ.update(added or {})
+            node.environ = environ
+        return node.environ
+
     def _build_tag(self, node: _Node) -> int:
         return self.settings.build_tag(node.pkg.name, str(node.pkg.version))
 
     def _fingerprint(self, node: _Node) -> str:
-        return self.settings.fingerprint(node.pkg.name, str(node.pkg.version))
+        settings = self.settings.fingerprint(node.pkg.name, str(node.pkg.version))
+        plugin = self.plugins.describe(node.pkg.name)
+        return settings if plugin is None else f"{settings} {plugin}"
 
     @staticmethod
     def _copy_source(prepared: PreparedSource, dest: Path) -> Path:
@@ -491,7 +573,7 @@ class _Run:
     def _repack(self, node: _Node, source_dir: Path) -> None:
         name, version = node.pkg.name, str(node.pkg.version)
         with self._timed("repack"):
-            sources.repack_sdist(
+            node.sdist = sources.repack_sdist(
                 source_dir,
                 self.layout.repacked_sdist(name, version),
                 name=name,
@@ -499,15 +581,23 @@ class _Run:
                 source_date_epoch=self.options.source_date_epoch,
             )
 
-    def _background(self, func: Any, node: _Node, *args: Any) -> None:
+    def _background(self, func: Any, node: _Node, *args: Any) -> Future[None]:
         def task() -> None:
             try:
                 func(node, *args)
             except FromagerDagsterError as exc:
                 self._fail(node, exc)
 
+        future = self.hook_pool.submit(task)
         with self.lock:
-            self.background.append(self.hook_pool.submit(task))
+            self.background.append(future)
+        return future
+
+    def _repacked(self, node: _Node) -> Path | None:
+        """The re-packed sdist, once the background re-pack is done (None if it failed)."""
+        if node.repacking is not None:
+            node.repacking.result()
+        return node.sdist
 
     def _install(self, node: _Node, children: list[str]) -> list[str]:
         """Wait for the wheels of ``children`` and their install closure; install them."""
@@ -578,8 +668,21 @@ class _Run:
         if built is None:
             self._install(node, self.graph.children(node.key, BUILD_TYPES))
             assert node.hooks is not None
+            step = self.plugins.override(node.pkg.name, "build_wheel")
             with self._timed("builds", self.slots):
-                built = node.hooks.build_wheel(pkg_dir / "dist")
+                if step is None:
+                    built = node.hooks.build_wheel(pkg_dir / "dist")
+                else:
+                    built = step(
+                        name=node.pkg.name,
+                        version=node.pkg.version,
+                        source_dir=node.hooks.source_dir,
+                        out_dir=pkg_dir / "dist",
+                        settings=self.settings,
+                        hooks=node.hooks,
+                        extra_environ=dict(node.environ or {}),
+                        log=self._log(node),
+                    )
         assert node.env is not None
         wheel = wheels.finalize_wheel(
             built,
@@ -600,6 +703,14 @@ class _Run:
             "wheel_sha256": sources.sha256_file(wheel),
         }
         write_atomic(self._cache_path(node), json.dumps(record, indent=2))
+        self.plugins.run_hooks(
+            "post_build",
+            name=node.pkg.name,
+            version=node.pkg.version,
+            variant=self.settings.variant,
+            sdist=self._repacked(node),
+            wheel=wheel,
+        )
         with self.lock:
             self.built.append(node.key)
         self.progress("built", node.key, f"{time.perf_counter() - start:.1f}s")
@@ -632,6 +743,10 @@ class _Run:
 
     def run(self, toplevel: Sequence[Requirement]) -> None:
         self.progress("resolve", ", ".join(str(r) for r in toplevel))
+        from_git = [r for r in toplevel if self.git.source_for(r) is not None]
+        for req in from_git:
+            self._link_toplevel(req)
+        toplevel = [r for r in toplevel if r not in from_git]
         if self.options.multiple_versions:
             for req in toplevel:
                 self._link_toplevel(req)
@@ -680,13 +795,21 @@ class _Run:
 
 
 def source_policy(
-    settings: Settings, index: IndexClient, *, min_release_age: float | None = None
+    settings: Settings,
+    index: IndexClient,
+    *,
+    min_release_age: float | None = None,
+    plugins: Plugins | None = None,
 ) -> SourcePolicy:
-    """What the settings say about where and how each package's files are chosen."""
+    """What the settings (and find_candidates plugins) say about where and how each
+    package's files are chosen."""
     lock = threading.Lock()
     finders: dict[str, IndexClient] = {}
+    plugged = PluginFinder(index, plugins, settings) if plugins is not None else None
 
-    def finder(name: str) -> IndexClient | None:
+    def finder(name: str) -> PackageFinder | None:
+        if plugins is not None and plugins.override(name, "find_candidates") is not None:
+            return plugged
         url = settings.package(name).resolver_dist.sdist_server_url
         if not url:
             return None
@@ -720,7 +843,18 @@ def bootstrap(
     settings = settings or Settings()
     layout.ensure()
     started = time.perf_counter()
-    policy = source_policy(settings, index, min_release_age=options.min_release_age)
+    plugins = Plugins.load()
+    policy = source_policy(
+        settings, index, min_release_age=options.min_release_age, plugins=plugins
+    )
+    git = GitSources(
+        settings,
+        constraints,
+        downloads_dir=layout.sdists_downloads,
+        work_dir=layout.work_dir,
+        logs_dir=layout.logs_dir,
+        source_date_epoch=options.source_date_epoch,
+    )
     with LocalIndexServer(layout.wheel_roots) as server:
         run = _Run(
             resolver=Resolver(index, constraints, policy),
@@ -730,6 +864,8 @@ def bootstrap(
             options=options,
             progress=progress or _no_progress,
             settings=settings,
+            plugins=plugins,
+            git=git,
         )
         run.run(list(requirements))
     failures = run.failures()

@@ -231,3 +231,51 @@ def test_skip_constraints_and_multiple_versions(upstream: Upstream, tmp_path: Pa
     assert sorted(k for k in many.graph.nodes if k) == ["fx-a==1.0", "fx-a==1.1"]
     assert sorted(many.built) == ["fx-a==1.0", "fx-a==1.1"]
     assert not (tmp_path / "many" / "work-dir" / "constraints.txt").exists()
+
+
+def test_installed_plugin_overrides_steps_and_its_hook_runs(
+    upstream: Upstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """tests/fixtures/plugin_example (installed by `make setup`) plugs fixture-plugged."""
+    upstream.add(
+        FixturePackage("fixture-plugged", record_env=("FIXTURE_PLUGGED",)),
+        FixturePackage("fixture-plugged-helper"),
+    )
+    hook_log = tmp_path / "post-build.jsonl"
+    monkeypatch.setenv("FROMAGER_DAGSTER_PLUGIN_EXAMPLE_LOG", str(hook_log))
+    out = tmp_path / "out"
+    result = run(upstream, out, ["fixture-plugged"])
+    graph = result.graph.to_json()
+    assert [
+        (e["req_type"], e["key"], e["req"]) for e in graph["fixture-plugged==1.0"]["edges"]
+    ] == [("build-system", "fixture-plugged-helper==1.0", "fixture-plugged-helper>=1.0")]
+    wheel = out / "wheels-repo" / "downloads" / "fixture_plugged-1.0-0-py3-none-any.whl"
+    seen = wheel_json(wheel, "fixture_plugged/build-env.json")
+    assert seen["env"] == {"FIXTURE_PLUGGED": "fixture-plugged==1.0"}
+    lines = [json.loads(line) for line in hook_log.read_text().splitlines()]
+    assert sorted((x["name"], x["wheel"], x["sdist"]) for x in lines) == [
+        ("fixture-plugged", wheel.name, "fixture_plugged-1.0.tar.gz"),
+        (
+            "fixture-plugged-helper",
+            "fixture_plugged_helper-1.0-0-py3-none-any.whl",
+            "fixture_plugged_helper-1.0.tar.gz",
+        ),
+    ]
+
+
+def test_git_requirement_is_cloned_built_and_recorded(upstream: Upstream, tmp_path: Path) -> None:
+    from tests.core.test_vcs import commit_all, git, write_tree
+
+    repo = tmp_path / "fx-git-repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    write_tree(FixturePackage("fx-git", version="1.0", install_requires=("fx-dep",)), repo)
+    sha = commit_all(repo, "fx-git 1.0")
+    git(repo, "tag", "v1.0")
+    upstream.add(FixturePackage("fx-dep"))
+    out = tmp_path / "out"
+    result = run(upstream, out, [f"fx-git @ git+file://{repo}@v1.0"])
+    assert sorted(result.built) == ["fx-dep==1.0", "fx-git==1.0"]
+    node = result.graph.to_json()["fx-git==1.0"]
+    assert node["download_url"] == f"git+file://{repo}@{sha}"
+    assert (out / "sdists-repo" / "downloads" / "fx_git-1.0.tar.gz").is_file()
