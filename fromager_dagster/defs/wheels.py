@@ -1,14 +1,22 @@
 """Graph-backed wheel assets: one asset and one install check per package-version-variant."""
 
+import functools
 import hashlib
+import inspect
 import json
 import re
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
+from dagster._core.definitions.assets.definition.assets_definition import (
+    stringify_asset_key_to_input_name,
+)
+from dagster._core.definitions.input import InputDefinition
+from packaging.utils import canonicalize_name
 
 from fromager_dagster.core.buildenv import BuildEnvFactory
 from fromager_dagster.core.builder import BuiltWheel, build_node, find_source, find_wheel
@@ -29,6 +37,7 @@ from fromager_dagster.core.wheels import wheel_top_level_modules
 from .collections import Collection
 from .resources import FromagerResource
 
+CHECK_NAME = "installs_and_imports"
 RETRY_POLICY = dg.RetryPolicy(max_retries=2, delay=1, backoff=dg.Backoff.EXPONENTIAL)
 SETTINGS_PLACEHOLDER = "settings:none"  # replaced by a digest of overrides/ once settings exist
 _KILLED = re.compile(r"exited with status -\d+")
@@ -46,6 +55,7 @@ def tag_value(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", text)[:63]
 
 
+@functools.cache
 def wheel_key(variant: str, name: str, version: str) -> dg.AssetKey:
     return dg.AssetKey(["wheels", key_part(variant), key_part(name), key_part(version)])
 
@@ -116,7 +126,14 @@ def wheel_asset(
     collection: Collection,
     op_tags: dict[str, str] | None = None,
 ) -> dg.AssetsDefinition:
-    """The asset that builds node ``key`` of ``graph`` (and its blocking install check)."""
+    """The asset that builds node ``key`` of ``graph`` (and its blocking install check).
+
+    Built from Dagster's public constructors (``AssetSpec``, ``OpDefinition``,
+    ``AssetsDefinition``) with the names ``@multi_asset`` would give (op, inputs, outputs), not
+    through the decorator: the decorator inspects the body's signature and resolves a Dagster
+    type for every dependency input, about 1 ms per asset, which a code location of 1,000
+    packages (some 3,600 dependency inputs) pays on every load.
+    """
     node = graph.nodes[key]
     name, version, variant = node.canonicalized_name, node.version, collection.variant
     asset_key = node_asset_key(graph, variant, key)
@@ -124,47 +141,74 @@ def wheel_asset(
     deps = [node_asset_key(graph, variant, dep) for dep in build_reqs]
     requirement = f"{name}=={version}"
     layout = OutputLayout(collection.output_dir)
-    flaky = canonical_in(name, collection.flaky_build)
-    check_spec = dg.AssetCheckSpec("installs_and_imports", asset=asset_key, blocking=True)
-    op_name = wheel_op_name(collection, name, version)
-
-    @dg.multi_asset(
-        name=op_name,
-        specs=[
-            dg.AssetSpec(
-                asset_key,
-                deps=deps,
-                group_name=collection.ident,
-                kinds={"python", "wheel"},
-                description=(
-                    f"Wheel of {requirement} ({variant}) built from source, hermetically: its "
-                    f"build environment holds only {', '.join(build_reqs) or 'no'} build "
-                    "requirements "
-                    "from the local repository."
-                ),
-                tags={
-                    "package": tag_value(name),
-                    "version": tag_value(version),
-                    "variant": tag_value(variant),
-                    "collection": tag_value(collection.name),
-                },
-                code_version=code_version(graph, key, variant),
-                metadata={
-                    "requirement": requirement,
-                    "source_url": dg.MetadataValue.url(node.download_url)
-                    if node.download_url
-                    else "",
-                    "build_requirements": ", ".join(build_reqs),
-                },
-                skippable=False,
-            )
-        ],
-        check_specs=[check_spec],
-        op_tags=op_tags or {},
-        retry_policy=RETRY_POLICY,
-        required_resource_keys={"fromager"},
+    flaky = name in _canonical_set(collection.flaky_build)
+    spec = dg.AssetSpec(
+        asset_key,
+        deps=[_asset_dep(dep) for dep in deps],
+        group_name=collection.ident,
+        kinds={"python", "wheel"},
+        description=(
+            f"Wheel of {requirement} ({variant}) built from source, hermetically: its "
+            f"build environment holds only {', '.join(build_reqs) or 'no'} build requirements "
+            "from the local repository."
+        ),
+        tags={
+            "package": tag_value(name),
+            "version": tag_value(version),
+            "variant": tag_value(variant),
+            "collection": tag_value(collection.name),
+        },
+        code_version=code_version(graph, key, variant),
+        metadata={
+            "requirement": requirement,
+            "source_url": dg.MetadataValue.url(node.download_url) if node.download_url else "",
+            "build_requirements": ", ".join(build_reqs),
+        },
+        skippable=False,
     )
-    def _build(context: dg.AssetExecutionContext):  # type: ignore[no-untyped-def]
+    check_spec = dg.AssetCheckSpec(CHECK_NAME, asset=asset_key, blocking=True)
+
+    return _assets_definition(
+        spec,
+        check_spec,
+        op_name=wheel_op_name(collection, name, version),
+        compute_fn=WheelBuild(graph, key, layout, asset_key, flaky=flaky),
+        op_tags=op_tags or {},
+    )
+
+
+def _call_signature(cls: type) -> inspect.Signature:
+    """``cls.__call__``'s signature without ``self``: what ``inspect.signature(instance)``
+    would compute on every call."""
+    signature = inspect.signature(cls.__call__)  # type: ignore[operator]
+    return signature.replace(parameters=list(signature.parameters.values())[1:])
+
+
+class WheelBuild:
+    """The body of a wheel asset's op: build node ``key`` (or reuse the wheel an earlier build
+    made from the same inputs), then check that it installs and imports.
+
+    Dagster calls it as ``compute_fn(context, inputs)`` and reads its signature to choose the
+    context type; the signature is the class's, computed once rather than once per op.
+    """
+
+    def __init__(
+        self,
+        graph: DependencyGraph,
+        key: str,
+        layout: OutputLayout,
+        asset_key: dg.AssetKey,
+        *,
+        flaky: bool,
+    ) -> None:
+        self.graph, self.key, self.layout, self.asset_key = graph, key, layout, asset_key
+        self.flaky = flaky
+
+    def __call__(
+        self, context: dg.AssetExecutionContext, inputs: Mapping[str, Any]
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        graph, key, layout = self.graph, self.key, self.layout
+        node = graph.nodes[key]
         fromager: FromagerResource = context.resources.fromager
         try:
             built = reusable_wheel(graph, key, layout) if fromager.reuse_wheels else None
@@ -174,11 +218,11 @@ def wheel_asset(
                 )
                 write_build_record(graph, key, layout, built)
         except Exception as exc:
-            raise _translate(exc, context, flaky=flaky) from exc
+            raise _translate(exc, context, flaky=self.flaky) from exc
         yield dg.MaterializeResult(
-            asset_key=asset_key,
+            asset_key=self.asset_key,
             metadata={
-                "requirement": requirement,
+                "requirement": f"{node.canonicalized_name}=={node.version}",
                 "source_url": node.download_url,
                 "source_sha256": sha256_file(built.source_path),
                 "wheel_path": dg.MetadataValue.path(str(built.path)),
@@ -189,9 +233,74 @@ def wheel_asset(
                 "reused": dg.MetadataValue.bool(built.reused),
             },
         )
-        yield install_check(layout, name, version, asset_key)
+        yield install_check(layout, node.canonicalized_name, node.version, self.asset_key)
 
-    return _build
+
+WheelBuild.__signature__ = _call_signature(WheelBuild)  # type: ignore[attr-defined]
+
+
+@functools.cache
+def _asset_dep(key: dg.AssetKey) -> dg.AssetDep:
+    """One ``AssetDep`` per upstream key, shared by every asset that needs it."""
+    return dg.AssetDep(key)
+
+
+_ASSET_OUT = dg.Out(dg.Nothing)  # an asset spec without an I/O manager: no value, order only
+_CHECK_OUT = dg.Out(None, is_required=True)  # what @multi_asset declares for a check
+
+
+@functools.cache
+def _canonical_set(names: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(canonicalize_name(n) for n in names)
+
+
+@functools.cache
+def _nothing_input(input_name: str) -> InputDefinition:
+    """One ordering-only (``Nothing``) input definition per name, shared by every op."""
+    return dg.In(dg.Nothing).to_definition(input_name)
+
+
+def _assets_definition(
+    spec: dg.AssetSpec,
+    check_spec: dg.AssetCheckSpec,
+    *,
+    op_name: str,
+    compute_fn: Callable[..., Iterator[Any]],
+    op_tags: Mapping[str, str],
+) -> dg.AssetsDefinition:
+    """What ``@multi_asset(name=op_name, specs=[spec], check_specs=[check_spec], ...)`` builds:
+    one op whose inputs are the spec's deps (type ``Nothing``) and whose outputs are the asset
+    and its check, with the same names and attributes."""
+    keys_by_input_name = {
+        stringify_asset_key_to_input_name(d.asset_key): d.asset_key for d in spec.deps
+    }
+    output_name = spec.key.to_python_identifier()
+    check_output_name = check_spec.get_python_identifier()
+    op = dg.OpDefinition(
+        compute_fn=compute_fn,
+        name=op_name,
+        ins={name: _nothing_input(name) for name in keys_by_input_name},  # type: ignore[misc]
+        outs={
+            # Out() resolves its Dagster type on every call; _replace copies the resolved one
+            output_name: _ASSET_OUT._replace(
+                description=spec.description,
+                is_required=not spec.skippable,
+                code_version=spec.code_version,
+                metadata=spec.metadata,
+            ),
+            check_output_name: _CHECK_OUT,
+        },
+        required_resource_keys={"fromager"},
+        tags=op_tags,
+        retry_policy=RETRY_POLICY,
+    )
+    return dg.AssetsDefinition(
+        keys_by_input_name=keys_by_input_name,
+        keys_by_output_name={output_name: spec.key},
+        node_def=op,
+        check_specs_by_output_name={check_output_name: check_spec},
+        specs=[spec],
+    )
 
 
 def _record_path(layout: OutputLayout, name: str, version: str) -> Path:
@@ -261,12 +370,6 @@ def write_build_record(
     tmp.replace(path)
 
 
-def canonical_in(name: str, names: Sequence[str]) -> bool:
-    from packaging.utils import canonicalize_name
-
-    return canonicalize_name(name) in {canonicalize_name(n) for n in names}
-
-
 def _translate(exc: Exception, context: dg.AssetExecutionContext, *, flaky: bool) -> Exception:
     """Transient -> RetryRequested (per the retry policy); anything else -> final Failure."""
     text = (
@@ -299,7 +402,7 @@ def install_check(
     if wheel is None:
         return dg.AssetCheckResult(
             asset_key=asset_key,
-            check_name="installs_and_imports",
+            check_name=CHECK_NAME,
             passed=False,
             metadata={"error": f"no wheel of {name}=={version} in the local repository"},
         )
@@ -325,7 +428,7 @@ def install_check(
             shutil.copyfile(log, kept)
     return dg.AssetCheckResult(
         asset_key=asset_key,
-        check_name="installs_and_imports",
+        check_name=CHECK_NAME,
         passed=passed,
         metadata={"modules": ", ".join(modules), "detail": detail, "wheel": str(wheel.name)},
     )
