@@ -64,7 +64,12 @@ def test_dagster_path_matches_engine_and_records_runs(index: str, tmp_path: Path
 
     err = via_dagster.stderr
     assert "building fx-tool==1.0" in err and "built fx-app==1.0" in err
-    assert "4 packages, 4 built, 0 reused" in err
+    assert "4 packages, 4 built, 0 reused" in err  # built in this session, some by discovery
+    # the build run takes discovery's wheels: shown as reused, never as "building"
+    build_run = err.split("(build_fx_app_job)", 1)[1]
+    for name in ("fx-tool", "fx-lib", "fx-dep"):
+        assert f"reusing {name}==1.0" in build_run and f"building {name}==1.0" not in build_run
+    assert "building fx-app==1.0" in build_run and "built fx-app==1.0" in build_run
     assert "Traceback" not in err and " - dagster - " not in err
     run_lines = [line for line in err.splitlines() if line.startswith("dagster run: ")]
     assert [line.split()[3] for line in run_lines] == ["discover_fx_app_job", "build_fx_app_job"]
@@ -88,6 +93,7 @@ def test_dagster_path_matches_engine_and_records_runs(index: str, tmp_path: Path
     again = _cli(*common, "-O", str(tmp_path / "dagster"))
     assert again.returncode == 0, again.stderr
     assert "4 packages, 0 built, 4 reused" in again.stderr
+    assert "building" not in again.stderr.split("(build_fx_app_job)", 1)[1]
     assert _wheels(tmp_path / "dagster") == expected
 
 
