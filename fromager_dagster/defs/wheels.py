@@ -40,7 +40,6 @@ from .resources import FromagerResource
 CHECK_NAME = "installs_and_imports"
 RETRY_POLICY = dg.RetryPolicy(max_retries=2, delay=1, backoff=dg.Backoff.EXPONENTIAL)
 SETTINGS_PLACEHOLDER = "settings:none"  # replaced by a digest of overrides/ once settings exist
-_KILLED = re.compile(r"exited with status -\d+")
 
 
 def key_part(text: str) -> str:
@@ -81,15 +80,16 @@ def code_version(graph: DependencyGraph, key: str, variant: str) -> str:
 def is_transient(exc: BaseException, *, flaky: bool = False) -> bool:
     """Worth retrying: network and download trouble, killed processes, OS errors.
 
-    A BuildError is deterministic unless its process was killed by a signal, or the package
-    is declared flaky (collection key ``flaky_build``).
+    A BuildError is deterministic unless its process was killed by a signal (``exit_code``
+    negative: out of memory, a timeout, an operator), or the package is declared flaky
+    (collection key ``flaky_build``).
     """
     if isinstance(exc, HashMismatchError | UnsafeArchiveError):
         return False
     if isinstance(exc, IndexAccessError | SourceError | OSError):
         return True
     if isinstance(exc, BuildError):
-        return flaky or bool(_KILLED.search(str(exc)))
+        return flaky or exc.killed
     return False
 
 

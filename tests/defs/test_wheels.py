@@ -2,6 +2,10 @@
 
 import hashlib
 import json
+import pickle
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -106,9 +110,30 @@ def test_transient_classification() -> None:
     assert is_transient(SourceError("download reset"))
     assert is_transient(OSError("killed"))
     assert not is_transient(HashMismatchError("bad hash"))
-    assert not is_transient(BuildError("PEP 517 hook build_wheel exited with status 1"))
-    assert is_transient(BuildError("PEP 517 hook build_wheel exited with status -9"))
-    assert is_transient(BuildError("exited with status 1"), flaky=True)
+    failed = BuildError("PEP 517 hook build_wheel exited with status 1", exit_code=1)
+    assert not is_transient(failed)
+    assert is_transient(BuildError("PEP 517 hook build_wheel was killed", exit_code=-9))
+    # the decision reads the exit code, not the message
+    assert not is_transient(BuildError("PEP 517 hook build_wheel exited with status -9"))
+    assert not is_transient(BuildError("uv failed", exit_code=2))
+    assert is_transient(BuildError("exited with status 1", exit_code=1), flaky=True)
+
+
+def test_killed_process_is_transient_across_processes() -> None:
+    """A process killed by a signal, as subprocess reports it, survives pickling (step
+    processes send errors to the orchestrator) and is retried; a plain failure is not."""
+    code = "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"
+    killed = subprocess.run([sys.executable, "-c", code], check=False).returncode
+    failed = subprocess.run([sys.executable, "-c", "raise SystemExit(3)"], check=False).returncode
+    assert killed == -signal.SIGKILL and failed == 3
+    for exit_code, transient in ((killed, True), (failed, False)):
+        error = BuildError(f"hook exited with status {exit_code}", exit_code=exit_code)
+        copy = pickle.loads(pickle.dumps(error))
+        assert (copy.exit_code, copy.killed, is_transient(copy)) == (
+            exit_code,
+            transient,
+            transient,
+        )
 
 
 def test_materialize_fixture_chain(upstream: tuple[Path, str], tmp_path: Path) -> None:
