@@ -519,6 +519,8 @@ def bootstrap_parallel_command(
         summary = dagster_run.run_graph_build(plan, printer)
         summary.runs[:0] = discovered.runs
         summary.seconds += discovered.seconds
+        # a wheel discovery built is built by this command, not reused from an earlier one
+        summary.built, summary.reused = dagster_run.tally(summary.runs)
     except FromagerDagsterError as exc:
         _fail(exc, verbose)
     _finish(summary, context, test_mode=test_mode, packages=len(graph.nodes) - 1)

@@ -400,7 +400,7 @@ def run_bootstrap(settings: DagsterBootstrap, printer: ProgressPrinter) -> Dagst
             runs.append(_run(instance, settings, collection, target, session, printer))
     layout = OutputLayout(settings.output_dir.resolve())
     write_simple_tree(layout.wheel_roots, layout.wheels_simple)
-    built, reused = _tally(runs)
+    built, reused = tally(runs)
     graph_path = layout.work_dir / "graph.json"
     nodes = len(DependencyGraph.load(graph_path).nodes) - 1 if graph_path.is_file() else 0
     return DagsterResult(home, runs, built, reused, nodes, time.perf_counter() - started)
@@ -503,7 +503,7 @@ def _reusable_steps(collection: Collection, graph: DependencyGraph | None) -> se
     }
 
 
-def _tally(runs: list[RunOutcome]) -> tuple[list[str], list[str]]:
+def tally(runs: list[RunOutcome]) -> tuple[list[str], list[str]]:
     """Built in this session (by discovery or a build run) and reused from an earlier one."""
     built: set[str] = set()
     reused: set[str] = set()

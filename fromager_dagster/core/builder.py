@@ -10,6 +10,7 @@ fromager's ``step`` subcommands; each reads what the previous one left on disk.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from packaging.version import InvalidVersion, Version
 from . import sources, wheels
 from .buildenv import BuildEnv, BuildEnvFactory
 from .errors import BuildError, ConfigError, SourceError
-from .graph import DependencyGraph
+from .graph import DependencyGraph, write_atomic
 from .hooks import HookCaller, read_build_system
 from .index import SDIST_EXTENSIONS, IndexClient
 from .index_server import LocalIndexServer
@@ -321,46 +322,59 @@ def download_source(
     return sources.download(index.session, package.source, layout.sdists_downloads)
 
 
+def _prepared_marker(layout: OutputLayout, name: str, version: str) -> Path:
+    return layout.package_dir(name, version) / "prepared-source.json"
+
+
 def prepare_downloaded(
     layout: OutputLayout, name: str, version: str, *, settings: Settings | None = None
 ) -> PreparedSource:
-    """``step prepare-source``: unpack and patch the downloaded sdist of ``name==version``."""
+    """``step prepare-source``: unpack and patch the downloaded sdist of ``name==version``;
+    record where the tree is for the later steps."""
     archive = downloaded_source(layout, name, version)
     log = layout.log_path(name, version)
     layout.logs_dir.mkdir(parents=True, exist_ok=True)
     with log.open("a", encoding="utf-8") as out:
         out.write(f"# prepare source of {name}=={version} from {archive.name}\n")
     chosen = settings if settings is not None else Settings()
-    return prepare_source(
+    prepared = prepare_source(
         archive, layout.work_dir, settings=chosen, name=name, version=version, log=log
     )
+    marker = _prepared_marker(layout, name, version)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "archive": archive.name,
+        "root": str(prepared.root),
+        "project_dir": str(prepared.project_dir),
+        "patches": [str(p) for p in prepared.patches],
+    }
+    write_atomic(marker, json.dumps(record, indent=2))
+    return prepared
 
 
 def prepared_source(
     layout: OutputLayout, name: str, version: str, *, settings: Settings | None = None
 ) -> PreparedSource:
     """The tree ``step prepare-source`` left (not unpacked again); SourceError if absent."""
-    archive = downloaded_source(layout, name, version)
-    stem = next(
-        (archive.name[: -len(ext)] for ext in SDIST_EXTENSIONS if archive.name.endswith(ext)),
-        archive.stem,
-    )
-    unpacked = layout.work_dir / stem
-    if not unpacked.is_dir():
+    try:
+        record = json.loads(_prepared_marker(layout, name, version).read_text(encoding="utf-8"))
+        root, project_dir = Path(record["root"]), Path(record["project_dir"])
+        patches = tuple(Path(p) for p in record["patches"])
+        found = root.is_dir() and project_dir.is_dir()
+    except (OSError, ValueError, KeyError, TypeError):
+        found = False
+    if not found:
         raise SourceError(
-            f"the source of {name}=={version} is not prepared in {unpacked}; run "
+            f"the source of {name}=={version} is not prepared in {layout.work_dir}; run "
             "`step prepare-source` first",
             package=name,
             version=version,
         )
-    entries = list(unpacked.iterdir())
-    root = entries[0] if len(entries) == 1 and entries[0].is_dir() else unpacked
     package = (settings if settings is not None else Settings()).package(name)
-    project_dir = (root / package.build_dir).resolve() if package.build_dir else root
     build_system = override_build_system(
         read_build_system(project_dir, package=name), package.project_override
     )
-    return PreparedSource(root, project_dir, build_system, ())
+    return PreparedSource(root, project_dir, build_system, patches)
 
 
 def build_sdist(

@@ -24,6 +24,7 @@ from tests.fixtures.packages import FixturePackage, make_index, make_wheel
 TOOL = FixturePackage("fx-tool")
 ENV = FixturePackage("fx-env", build_system_requires=("fx-tool",), record_env=("FX_FLAG",))
 PRE = FixturePackage("fx-pre")
+PLAIN = FixturePackage("fxplain")  # its sdist unpacks into work-dir/fxplain-1.0, its package dir
 PATCH = """\
 --- /dev/null
 +++ b/fx_env/patched.txt
@@ -34,7 +35,7 @@ PATCH = """\
 
 @pytest.fixture
 def upstream(tmp_path: Path) -> Iterator[tuple[Path, str]]:
-    folder = make_index([TOOL, ENV, PRE], tmp_path / "upstream")
+    folder = make_index([TOOL, ENV, PRE, PLAIN], tmp_path / "upstream")
     make_wheel(PRE, folder)
     with LocalIndexServer([folder]) as server:
         yield folder, server.url
@@ -149,23 +150,26 @@ def test_build_package_and_the_steps(upstream: tuple[Path, str], tmp_path: Path)
 
     # the steps, each reading what the previous one left (build requirements: local repository)
     steps = OutputLayout(tmp_path / "steps").ensure()
-    archive = builder.download_source(index, "fx-tool", "1.0", steps)
-    assert archive == steps.sdists_downloads / "fx_tool-1.0.tar.gz"
-    prepared = builder.prepare_downloaded(steps, "fx-tool", "1.0")
+    archive = builder.download_source(index, "fxplain", "1.0", steps)
+    assert archive == steps.sdists_downloads / "fxplain-1.0.tar.gz"
+    prepared = builder.prepare_downloaded(steps, "fxplain", "1.0")
     assert (prepared.root / "pyproject.toml").is_file()
-    again = builder.prepared_source(steps, "fx-tool", "1.0")
-    assert again.root == prepared.root and again.build_system == prepared.build_system
-    defaults = builder.BuildSettings.of(None, "fx-tool", "1.0")
+    defaults = builder.BuildSettings.of(None, "fxplain", "1.0")
     env = builder.prepare_build(
-        steps, "fx-tool", "1.0", again, wheel_server_url=None, settings=defaults, isolate=False
+        steps, "fxplain", "1.0", prepared, wheel_server_url=None, settings=defaults, isolate=False
     )
-    assert builder.build_env(steps, "fx-tool", "1.0") == env
-    sdist = builder.build_sdist(steps, "fx-tool", "1.0", again)
-    assert sdist == steps.repacked_sdist("fx-tool", "1.0") and sdist.is_file()
+    assert builder.build_env(steps, "fxplain", "1.0") == env
+    # the environment now sits beside the tree; later steps still find the tree itself
+    again = builder.prepared_source(steps, "fxplain", "1.0")
+    assert again.root == prepared.root and again.build_system == prepared.build_system
+    sdist = builder.build_sdist(steps, "fxplain", "1.0", again)
+    assert sdist == steps.repacked_sdist("fxplain", "1.0") and sdist.is_file()
     wheel = builder.build_wheel(
-        steps, "fx-tool", "1.0", again, env, settings=defaults, isolate=False
+        steps, "fxplain", "1.0", again, env, settings=defaults, isolate=False
     )
-    assert wheel == steps.wheels_downloads / "fx_tool-1.0-0-py3-none-any.whl"
+    assert wheel == steps.wheels_downloads / "fxplain-1.0-0-py3-none-any.whl"
+    with pytest.raises(SourceError, match="step prepare-source"):
+        builder.prepared_source(steps, "fx-tool", "1.0")
     with pytest.raises(SourceError, match="step download-source-archive"):
         builder.prepare_downloaded(steps, "fx-env", "1.0")
     with pytest.raises(BuildError, match="step prepare-build"):
