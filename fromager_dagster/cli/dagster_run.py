@@ -49,7 +49,16 @@ ENV_DAGSTER_HOME = "DAGSTER_HOME"
 COLLECTIONS_FILE = "collections.yaml"
 SESSION_TAG = "fromager/session"
 COLLECTION_TAG = "fromager/collection"
-_ENGINE_EVENTS = {"resolve", "download", "discover", "build", "built", "reused", "prebuilt"}
+_ENGINE_EVENTS = {
+    "resolve",
+    "download",
+    "discover",
+    "build",
+    "built",
+    "reused",
+    "prebuilt",
+    "failed",
+}
 # The runs' own console logger would repeat every event; the watcher prints progress instead.
 _QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 _DAGSTER_YAML = """\
@@ -311,7 +320,7 @@ class RunWatcher:
             lines = lines or [user.description or ""]
         elif data is not None and data.error is not None:
             lines = [f"{who}: {(_user_error(data.error)[1].splitlines() or [''])[0]}"]
-        for line in lines:
+        for line in lines if not self.own_events else ():
             self.printer("failed", who, line)
         self.outcome.errors.extend(line for line in lines if line)
         if data is not None and data.error is not None:
@@ -858,6 +867,7 @@ def _sequence_failure(
     materialize: Callable[..., dg.AssetMaterialization],
 ) -> Iterator[Any]:
     """Fail the step; in test mode first take the index's wheel, so later builds can use it."""
+    context.log.info(f"failed {entry.key} {exc.one_line()}")
     record = FailureRecord.from_exception(exc, package=entry.name, version=entry.version)
     metadata: dict[str, Any] = {
         "error": exc.one_line(),
