@@ -568,7 +568,12 @@ def step_download(
     def action(context: _Context, name: str, version: str) -> Path:
         index = IndexClient(resolve_index_url(index_url))
         return builder.download_source(
-            index, name, version, context.layout, constraints=context.constraints
+            index,
+            name,
+            version,
+            context.layout,
+            constraints=context.constraints,
+            settings=context.settings,
         )
 
     _step(ctx, options, dist_name, dist_version, action)

@@ -35,6 +35,7 @@ from .prepare import PreparedSource, hook_environ, override_build_system, prepar
 from .requirements import Constraints
 from .resolver import Resolver
 from .settings import Settings
+from .source_urls import download_override
 
 DEFAULT_SOURCE_DATE_EPOCH = 315532800
 
@@ -266,7 +267,9 @@ def build_package(
     if wanted.pre_built:
         return take_prebuilt(layout, canonical, version, index=index)
     start = time.perf_counter()
-    archive = download_source(index, canonical, version, layout, constraints=constraints)
+    archive = download_source(
+        index, canonical, version, layout, constraints=constraints, settings=wanted.settings
+    )
     log = layout.log_path(canonical, version)
     log.write_text(f"# build of {canonical}=={version} from {archive.name}\n", encoding="utf-8")
     prepared = prepare_source(
@@ -306,15 +309,23 @@ def download_source(
     layout: OutputLayout,
     *,
     constraints: Constraints | None = None,
+    settings: Settings | None = None,
 ) -> Path:
-    """Download the sdist of ``name==version`` from ``index`` (hash-verified) into
-    ``sdists-repo/downloads``; ResolutionError when the index has none."""
+    """Download the sdist of ``name==version`` into ``sdists-repo/downloads``: from the
+    settings' ``download_source.url`` when there is one, else from ``index`` (hash-verified);
+    ResolutionError when the index has no such version."""
     try:
         Version(version)
     except InvalidVersion as exc:
         raise ConfigError(f"{version!r} is not a valid version of {name}", package=name) from exc
     resolver = Resolver(index, constraints or Constraints.from_lines([]))
     package = resolver.resolve(Requirement(f"{canonicalize_name(name)}=={version}"))
+    if settings is not None:
+        found = download_override(
+            index.session, package, settings.package(name), layout.sdists_downloads
+        )
+        if found is not None:
+            return found[0]
     if package.source.kind != "sdist":
         raise SourceError(
             f"{package.source.filename} is not a source archive", package=name, version=version

@@ -19,7 +19,7 @@ from fromager_dagster.core.index_server import LocalIndexServer
 from fromager_dagster.core.layout import OutputLayout
 from fromager_dagster.core.requirements import Constraints, toplevel_requirements
 from fromager_dagster.core.settings import load_settings
-from tests.fixtures.packages import FixturePackage, make_index, make_wheel
+from tests.fixtures.packages import FixturePackage, make_index, make_sdist, make_wheel
 
 TOOL = FixturePackage("fx-tool")
 ENV = FixturePackage("fx-env", build_system_requires=("fx-tool",), record_env=("FX_FLAG",))
@@ -174,3 +174,31 @@ def test_build_package_and_the_steps(upstream: tuple[Path, str], tmp_path: Path)
         builder.prepare_downloaded(steps, "fx-env", "1.0")
     with pytest.raises(BuildError, match="step prepare-build"):
         builder.build_env(steps, "fx-env", "1.0")
+
+
+def test_build_package_takes_the_download_source_url(
+    upstream: tuple[Path, str], tmp_path: Path
+) -> None:
+    mirror = tmp_path / "mirror"
+    make_sdist(FixturePackage("fx-tool", record_env=("FROM_MIRROR",)), mirror)
+    settings_dir = tmp_path / "settings"
+    settings_dir.mkdir()
+    with LocalIndexServer([mirror]) as server:
+        files = server.url.replace("/simple/", "/files/")
+        (settings_dir / "fx_tool.yaml").write_text(
+            f"download_source:\n  url: '{files}${{canonicalized_name}}-${{version}}.tar.gz'\n"
+            "  destination_filename: 'fx_tool-${version}.tar.gz'\n"
+        )
+        (mirror / "fx-tool-1.0.tar.gz").write_bytes((mirror / "fx_tool-1.0.tar.gz").read_bytes())
+        layout = OutputLayout(tmp_path / "out")
+        built = builder.build_package(
+            "fx-tool",
+            "1.0",
+            index=IndexClient(upstream[1]),  # the version comes from the index...
+            layout=layout,
+            isolate=False,
+            settings=load_settings(settings_dir=settings_dir),
+        )
+    # ...the archive from the URL: only the mirror's copy records FROM_MIRROR
+    assert "FROM_MIRROR" in _member(built.path, "fx_tool/build-env.json")
+    assert built.source_path == layout.sdists_downloads / "fx_tool-1.0.tar.gz"
