@@ -460,7 +460,8 @@ def _run(
     job_def = target.get_definition()
     graph = _graph(collection)
     requirements = _requirements_by_step(collection, graph)
-    reusable = _reusable_steps(collection, graph) if settings.reuse else set()
+    building = job_def.name == build_job_name(collection)
+    reusable = _reusable_steps(collection, graph) if settings.reuse and building else set()
     tags = {SESSION_TAG: session, COLLECTION_TAG: collection.ident, "fromager/cli": command}
 
     def execute() -> Any:
