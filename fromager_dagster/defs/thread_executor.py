@@ -24,8 +24,6 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Any
 
-import dagster as dg
-from dagster import Field, Int, Noneable
 from dagster._core.events import DagsterEvent, EngineEventData
 from dagster._core.execution.api import ExecuteRunWithPlanIterable
 from dagster._core.execution.compute_logs import create_compute_log_file_key
@@ -38,15 +36,14 @@ from dagster._core.execution.plan.execute_plan import (
 )
 from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
 from dagster._core.execution.plan.plan import ExecutionPlan
-from dagster._core.execution.retries import RetryMode, get_retries_config
+from dagster._core.execution.retries import RetryMode
 from dagster._core.execution.step_dependency_config import StepDependencyConfig
-from dagster._core.execution.tags import get_tag_concurrency_limits_config
 from dagster._core.executor.base import Executor
 from dagster._utils.error import serializable_error_info_from_exc_info
 from dagster_shared.error import SerializableErrorInfo
 
 _DONE = object()
-_POLL_SECONDS = 0.05
+_IDLE_SECONDS = 1.0  # longest wait for step events: how soon a termination request is seen
 
 
 class ThreadExecutor(Executor):
@@ -106,7 +103,6 @@ class ThreadExecutor(Executor):
     def _threaded_iterator(
         self, job_context: PlanExecutionContext, execution_plan: ExecutionPlan
     ) -> Iterator[DagsterEvent]:
-        limit = self._max_concurrent
         events: queue.SimpleQueue[tuple[str, object]] = queue.SimpleQueue()
         running: dict[str, tuple[threading.Thread, Any, list[DagsterEvent]]] = {}
         stopping = False
@@ -118,7 +114,7 @@ class ThreadExecutor(Executor):
                 ActiveExecution(
                     execution_plan,
                     retry_mode=job_context.retry_mode,
-                    max_concurrent=limit,
+                    max_concurrent=self._max_concurrent,
                     tag_concurrency_limits=self._tag_concurrency_limits,
                     instance_concurrency_context=concurrency,
                     step_dependency_config=job_context.step_dependency_config,
@@ -134,36 +130,15 @@ class ThreadExecutor(Executor):
                         "Thread executor: termination requested; letting running steps finish",
                         EngineEventData.interrupted(list(running)),
                     )
-                while not stopping:
-                    steps = active.get_steps_to_execute(limit=limit - len(running))
-                    yield from active.concurrency_event_iterator(job_context)
-                    if not steps:
-                        break
-                    for step in steps:
-                        step_context = job_context.for_step(step, active.get_known_state())
-                        thread = threading.Thread(
-                            target=_run_step,
-                            args=(step.key, step_context, events),
-                            name=f"dagster-step-{step.key}",
-                            daemon=True,
-                        )
-                        running[step.key] = (thread, step_context, [])
-                        thread.start()
+                if not stopping:
+                    yield from self._launch(job_context, active, running, events)
                 if not running:
                     if not stopping and not active.is_complete:
                         active.sleep_til_ready()
                     continue
-                try:
-                    item = events.get(timeout=_POLL_SECONDS)
-                except queue.Empty:
-                    continue
-                batch = [item]
-                while True:  # drain what is there, in arrival order (per step: emission order)
-                    try:
-                        batch.append(events.get_nowait())
-                    except queue.Empty:
-                        break
-                for key, payload in batch:
+                # Sleep until a step reports (or a retry delay or a pool claim is due, or a
+                # second passed, to notice a termination request); nothing else can free a step.
+                for key, payload in _next_batch(events, _wait_seconds(active)):
                     _, step_context, step_events = running[key]
                     if isinstance(payload, DagsterEvent):
                         step_events.append(payload)
@@ -192,6 +167,36 @@ class ThreadExecutor(Executor):
                     yield from _trigger_hook(step_context, step_events)
                 yield from active.plan_events_iterator(job_context)
 
+    def _launch(
+        self,
+        job_context: PlanExecutionContext,
+        active: ActiveExecution,
+        running: dict[str, tuple[threading.Thread, Any, list[DagsterEvent]]],
+        events: queue.SimpleQueue[tuple[str, object]],
+    ) -> Iterator[DagsterEvent]:
+        """Start a thread for every step Dagster allows now (order, slots, lanes, pools)."""
+        while True:
+            steps = active.get_steps_to_execute(limit=self._max_concurrent - len(running))
+            yield from active.concurrency_event_iterator(job_context)
+            if not steps:
+                return
+            batch = []
+            for step in steps:  # the whole batch is logged as launched before any step runs
+                step_context = job_context.for_step(step, active.get_known_state())
+                yield DagsterEvent.step_worker_starting(
+                    step_context, f'Starting a thread for "{step.key}".', metadata={}
+                )
+                thread = threading.Thread(
+                    target=_run_step,
+                    args=(step.key, step_context, events),
+                    name=f"dagster-step-{step.key}",
+                    daemon=True,
+                )
+                running[step.key] = (thread, step_context, [])
+                batch.append(thread)
+            for thread in batch:
+                thread.start()
+
     @staticmethod
     def _capture_logs(
         job_context: PlanExecutionContext, execution_plan: ExecutionPlan, stack: ExitStack
@@ -217,6 +222,18 @@ class ThreadExecutor(Executor):
 def _run_step(key: str, step_context: Any, events: queue.SimpleQueue) -> None:  # type: ignore[type-arg]
     """Dagster's step body in this thread; every event, then a done marker, goes to ``events``."""
     try:
+        events.put(
+            (
+                key,
+                DagsterEvent.step_worker_started(
+                    step_context.log,
+                    step_context.job_name,
+                    message=f'Executing step "{key}" in thread {threading.current_thread().name}.',
+                    metadata={"pid": str(os.getpid())},
+                    step_key=key,
+                ),
+            )
+        )
         for event in dagster_event_sequence_for_step(step_context):
             events.put((key, event))
     except BaseException:  # noqa: BLE001 - reported to the orchestrating thread
@@ -225,21 +242,23 @@ def _run_step(key: str, step_context: Any, events: queue.SimpleQueue) -> None:  
     events.put((key, _DONE))
 
 
-THREAD_EXECUTOR_CONFIG = {
-    "max_concurrent": Field(
-        Noneable(Int), default_value=None, description="Steps at once (default: cores)."
-    ),
-    "tag_concurrency_limits": get_tag_concurrency_limits_config(),  # type: ignore[no-untyped-call]
-    "retries": get_retries_config(),  # type: ignore[no-untyped-call]
-}
+def _wait_seconds(active: ActiveExecution) -> float:
+    """Until the next retry delay or pool claim check is due, at most ``_IDLE_SECONDS``."""
+    due: float = active.sleep_interval()  # type: ignore[no-untyped-call]
+    return min(due, _IDLE_SECONDS) if due > 0 else _IDLE_SECONDS
 
 
-@dg.executor(name="threads", config_schema=THREAD_EXECUTOR_CONFIG)
-def thread_executor(init_context: dg.InitExecutorContext) -> ThreadExecutor:
-    """Run the steps of a run in threads of the run worker (see the module docstring)."""
-    config = init_context.executor_config
-    return ThreadExecutor(
-        retries=RetryMode.from_config(config["retries"]),  # type: ignore[arg-type]
-        max_concurrent=config.get("max_concurrent"),  # type: ignore[arg-type]
-        tag_concurrency_limits=config.get("tag_concurrency_limits"),  # type: ignore[arg-type]
-    )
+def _next_batch(
+    events: queue.SimpleQueue[tuple[str, object]], timeout: float
+) -> list[tuple[str, object]]:
+    """The next event (waiting up to ``timeout``) and every one already queued after it, in
+    arrival order (per step: emission order); empty when none arrived."""
+    try:
+        batch = [events.get(timeout=timeout)]
+    except queue.Empty:
+        return []
+    while True:
+        try:
+            batch.append(events.get_nowait())
+        except queue.Empty:
+            return batch

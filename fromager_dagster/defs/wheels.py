@@ -180,7 +180,7 @@ def wheel_asset(
 def _call_signature(cls: type) -> inspect.Signature:
     """``cls.__call__``'s signature without ``self``: what ``inspect.signature(instance)``
     would compute on every call."""
-    signature = inspect.signature(cls.__call__)  # type: ignore[operator]
+    signature = inspect.signature(cls.__call__)
     return signature.replace(parameters=list(signature.parameters.values())[1:])
 
 
@@ -206,7 +206,7 @@ class WheelBuild:
 
     def __call__(
         self, context: dg.AssetExecutionContext, inputs: Mapping[str, Any]
-    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    ) -> Iterator[dg.MaterializeResult[Any] | dg.AssetCheckResult]:
         graph, key, layout = self.graph, self.key, self.layout
         node = graph.nodes[key]
         fromager: FromagerResource = context.resources.fromager

@@ -1,4 +1,4 @@
-"""A job the multiprocess executor can reconstruct in its step processes (collections from env)."""
+"""Build jobs that executors can reconstruct in other processes (collections from the env)."""
 
 import dagster as dg
 
@@ -6,6 +6,8 @@ from fromager_dagster.defs.location import build_definitions
 from fromager_dagster.defs.resources import FromagerResource
 
 
-def build_mp_job() -> dg.JobDefinition:
+def build_fixture_job() -> dg.JobDefinition:
+    """The build job of the one collection in ``$FROMAGER_DAGSTER_COLLECTIONS`` (two lanes)."""
     defs = build_definitions(concurrency=2, fromager=FromagerResource(network_isolation=False))
-    return defs.resolve_job_def("build_mp_job")
+    [name] = [job.name for job in defs.jobs or [] if job.name.startswith("build_")]
+    return defs.resolve_job_def(name)
