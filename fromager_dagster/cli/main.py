@@ -18,6 +18,7 @@ from ..core.index_url import resolve_index_url
 from ..core.isolation import resolve_isolation
 from ..core.layout import OutputLayout
 from ..core.requirements import Constraints, toplevel_requirements
+from ..core.settings import default_paths
 from . import build_cmds, dagster_run, graph_cmd, overrides_cmd
 from .options import load_cli_settings, mode_options, settings_options
 from .progress import ProgressPrinter
@@ -166,6 +167,14 @@ def bootstrap_command(
             min_release_age=min_release_age,
         )
         layout = OutputLayout(output_dir.resolve())
+        in_process = test_mode or multiple_versions or skip_constraints or min_release_age
+        if in_process and not no_dagster:
+            click.echo(
+                "note: --test-mode, --multiple-versions, --skip-constraints and "
+                "--min-release-age run the engine in this process (as --no-dagster)",
+                err=True,
+            )
+            no_dagster = True
         click.echo(
             f"bootstrapping {len(reqs)} requirement(s) from {index.index_url} with {jobs} job(s)"
             f"{', network-isolated' if options.isolate else ''}"
@@ -174,6 +183,10 @@ def bootstrap_command(
         )
         if not no_dagster:
             name = collection or dagster_run.collection_name(reqs)
+            found = [
+                p.resolve() if p is not None else None
+                for p in default_paths(settings_file, settings_dir, patches_dir)
+            ]
             run_settings = dagster_run.DagsterBootstrap(
                 output_dir=layout.root,
                 name=name,
@@ -184,6 +197,10 @@ def bootstrap_command(
                     requirement_files=requirement_files,
                     constraints=constraints,
                     index_url=index_url,
+                    variant=variant,
+                    settings_file=found[0],
+                    settings_dir=found[1],
+                    patches_dir=found[2],
                 ),
                 jobs=jobs,
                 isolate=options.isolate,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -108,3 +110,29 @@ def test_unreachable_index_names_package(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1
     assert "fx-x" in proc.stderr and "127.0.0.1:9" in proc.stderr
+
+
+def test_test_mode_from_the_environment_keeps_going_and_reports(tmp_path: Path) -> None:
+    make_index(
+        [FixturePackage("fx-bad", fail_build=True), FixturePackage("fx-good")], tmp_path / "up"
+    )
+    (tmp_path / "settings").mkdir()
+    (tmp_path / "settings" / "fx_good.yaml").write_text("changelog:\n  '1.0': [fix]\n")
+    with LocalIndexServer([tmp_path / "up"]) as server:
+        proc = subprocess.run(
+            [sys.executable, "-m", "fromager_dagster.cli.main", "bootstrap", "fx-bad", "fx-good"]
+            + ["-O", str(tmp_path / "out"), "--index-url", server.url]
+            + ["--no-network-isolation", "--settings-dir", str(tmp_path / "settings")],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "FROMAGER_DAGSTER_BOOTSTRAP_TEST_MODE": "1"},
+        )
+    assert proc.returncode == 1, proc.stderr
+    assert "2 packages, 1 built, 0 reused, 1 failed" in proc.stderr
+    (report,) = (tmp_path / "out" / "work-dir").glob("test-mode-failures-*.json")
+    assert f"failure report: {report}" in proc.stderr
+    assert [f["package"] for f in json.loads(report.read_text())["failures"]] == ["fx-bad"]
+    assert (
+        tmp_path / "out" / "wheels-repo" / "downloads" / "fx_good-1.0-1-py3-none-any.whl"
+    ).is_file()
