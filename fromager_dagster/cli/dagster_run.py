@@ -506,10 +506,11 @@ def _reusable_steps(collection: Collection, graph: DependencyGraph | None) -> se
     if graph is None:
         return set()
     layout = OutputLayout(collection.output_dir)
+    settings = collection.settings()
     return {
         wheel_op_name(collection, node.canonicalized_name, node.version)
         for key, node in graph.nodes.items()
-        if key and not node.pre_built and reusable_wheel(graph, key, layout) is not None
+        if key and not node.pre_built and reusable_wheel(graph, key, layout, settings) is not None
     }
 
 

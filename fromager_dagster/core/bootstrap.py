@@ -37,7 +37,7 @@ from .index import DistFile, IndexClient, best_wheel
 from .index_server import LocalIndexServer, write_simple_tree
 from .layout import OutputLayout
 from .plugins import PluginFinder, Plugins
-from .prepare import PreparedSource, hook_environ, prepare_source
+from .prepare import PreparedSource, build_fingerprint, hook_environ, prepare_source
 from .requirements import Constraints, marker_holds, parse_requirement
 from .resolver import PackageFinder, ResolvedPackage, Resolver, SourcePolicy
 from .settings import Settings
@@ -536,9 +536,7 @@ class _Run:
         return self.settings.build_tag(node.pkg.name, str(node.pkg.version))
 
     def _fingerprint(self, node: _Node) -> str:
-        settings = self.settings.fingerprint(node.pkg.name, str(node.pkg.version))
-        plugin = self.plugins.describe(node.pkg.name)
-        return settings if plugin is None else f"{settings} {plugin}"
+        return build_fingerprint(self.settings, self.plugins, node.pkg.name, str(node.pkg.version))
 
     @staticmethod
     def _copy_source(prepared: PreparedSource, dest: Path) -> Path:

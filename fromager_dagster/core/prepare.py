@@ -17,6 +17,7 @@ from . import sources
 from .errors import ConfigError
 from .hooks import BuildSystem, read_build_system
 from .patches import apply_patches
+from .plugins import Plugins
 from .settings import ProjectOverride, Settings
 
 
@@ -81,3 +82,12 @@ def hook_environ(
         "SOURCE_DATE_EPOCH": str(source_date_epoch),
         **settings.environ(name, version, os.environ),
     }
+
+
+def build_fingerprint(settings: Settings, plugins: Plugins | None, name: str, version: str) -> str:
+    """What, beyond the source and the build requirements, decides the build of
+    ``name==version``: its settings (env, patches, build tag...) and the plugin overriding it.
+    Recorded with every build and compared before a wheel is reused."""
+    fingerprint = settings.fingerprint(name, version)
+    plugin = plugins.describe(name) if plugins is not None else None
+    return fingerprint if plugin is None else f"{fingerprint} {plugin}"

@@ -31,6 +31,9 @@ from fromager_dagster.core.errors import (
 from fromager_dagster.core.graph import BUILD_TYPES, ROOT, DependencyGraph
 from fromager_dagster.core.index_server import LocalIndexServer
 from fromager_dagster.core.layout import OutputLayout
+from fromager_dagster.core.plugins import Plugins
+from fromager_dagster.core.prepare import build_fingerprint
+from fromager_dagster.core.settings import Settings
 from fromager_dagster.core.sources import sha256_file
 from fromager_dagster.core.wheels import wheel_top_level_modules
 
@@ -39,7 +42,6 @@ from .resources import FromagerResource
 
 CHECK_NAME = "installs_and_imports"
 RETRY_POLICY = dg.RetryPolicy(max_retries=2, delay=1, backoff=dg.Backoff.EXPONENTIAL)
-SETTINGS_PLACEHOLDER = "settings:none"  # replaced by a digest of overrides/ once settings exist
 
 
 def key_part(text: str) -> str:
@@ -64,15 +66,15 @@ def node_asset_key(graph: DependencyGraph, variant: str, key: str) -> dg.AssetKe
     return wheel_key(variant, node.canonicalized_name, node.version)
 
 
-def code_version(graph: DependencyGraph, key: str, variant: str) -> str:
-    """sha256 over the source identity, the sorted build-requirement keys and the settings."""
+def code_version(graph: DependencyGraph, key: str, settings: Settings) -> str:
+    """sha256 over the source identity, the sorted build-requirement keys, the variant and
+    the package's build fingerprint (settings, patch contents, overriding plugin)."""
     node = graph.nodes[key]
-    source = node.download_url
     parts = {
-        "source": source,
+        "source": node.download_url,
         "build_requirements": sorted(graph.build_requirements(key)),
-        "variant": variant,
-        "settings": SETTINGS_PLACEHOLDER,
+        "variant": settings.variant,
+        "settings": _fingerprint(settings, node.canonicalized_name, node.version),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
@@ -98,8 +100,12 @@ def wheel_op_name(collection: Collection, name: str, version: str) -> str:
     return "build_" + re.sub(r"[^A-Za-z0-9_]", "_", f"{collection.ident}_{name}_{version}")
 
 
+def _fingerprint(settings: Settings, name: str, version: str) -> str:
+    return build_fingerprint(settings, Plugins.load(), name, version)
+
+
 def lanes_for(
-    collection: Collection, graph: DependencyGraph, lanes: int
+    collection: Collection, graph: DependencyGraph, lanes: int, settings: Settings | None = None
 ) -> dict[str, dict[str, str]]:
     """Op tags per node key: the "lanes" trick for exclusive builds.
 
@@ -111,7 +117,7 @@ def lanes_for(
     position = 0
     for entry in graph.build_order():
         key = f"{entry['dist']}=={entry['version']}"
-        if entry["dist"] in exclusive:
+        if entry["dist"] in exclusive or (settings and settings.exclusive_build(entry["dist"])):
             tags[key] = {f"lane_{i}": "1" for i in range(lanes)} | {"fromager/exclusive": "true"}
         else:
             tags[key] = {f"lane_{position % lanes}": "1"}
@@ -125,6 +131,7 @@ def wheel_asset(
     *,
     collection: Collection,
     op_tags: dict[str, str] | None = None,
+    settings: Settings | None = None,
 ) -> dg.AssetsDefinition:
     """The asset that builds node ``key`` of ``graph`` (and its blocking install check).
 
@@ -136,6 +143,7 @@ def wheel_asset(
     """
     node = graph.nodes[key]
     name, version, variant = node.canonicalized_name, node.version, collection.variant
+    settings = settings or collection.settings()
     asset_key = node_asset_key(graph, variant, key)
     build_reqs = graph.build_requirements(key)
     deps = [node_asset_key(graph, variant, dep) for dep in build_reqs]
@@ -158,7 +166,7 @@ def wheel_asset(
             "variant": tag_value(variant),
             "collection": tag_value(collection.name),
         },
-        code_version=code_version(graph, key, variant),
+        code_version=code_version(graph, key, settings),
         metadata={
             "requirement": requirement,
             "source_url": dg.MetadataValue.url(node.download_url) if node.download_url else "",
@@ -172,7 +180,7 @@ def wheel_asset(
         spec,
         check_spec,
         op_name=wheel_op_name(collection, name, version),
-        compute_fn=WheelBuild(graph, key, layout, asset_key, flaky=flaky),
+        compute_fn=WheelBuild(graph, key, layout, asset_key, flaky=flaky, settings=settings),
         op_tags=op_tags or {},
     )
 
@@ -200,9 +208,11 @@ class WheelBuild:
         asset_key: dg.AssetKey,
         *,
         flaky: bool,
+        settings: Settings,
     ) -> None:
         self.graph, self.key, self.layout, self.asset_key = graph, key, layout, asset_key
         self.flaky = flaky
+        self.settings = settings
 
     def __call__(
         self, context: dg.AssetExecutionContext, inputs: Mapping[str, Any]
@@ -211,12 +221,13 @@ class WheelBuild:
         node = graph.nodes[key]
         fromager: FromagerResource = context.resources.fromager
         try:
-            built = reusable_wheel(graph, key, layout) if fromager.reuse_wheels else None
+            settings = self.settings
+            built = reusable_wheel(graph, key, layout, settings) if fromager.reuse_wheels else None
             if built is None:
                 built = build_node(
-                    graph, key, layout=layout, isolate=fromager.isolation(), build_tag=0
+                    graph, key, layout=layout, isolate=fromager.isolation(), settings=settings
                 )
-                write_build_record(graph, key, layout, built)
+                write_build_record(graph, key, layout, built, settings)
         except Exception as exc:
             raise _translate(exc, context, flaky=self.flaky) from exc
         yield dg.MaterializeResult(
@@ -314,15 +325,17 @@ def _recorded_build_requires(graph: DependencyGraph, key: str) -> dict[str, list
 
 
 def reusable_wheel(
-    graph: DependencyGraph, key: str, layout: OutputLayout, *, build_tag: int = 0
+    graph: DependencyGraph, key: str, layout: OutputLayout, settings: Settings | None = None
 ) -> BuiltWheel | None:
     """The wheel an earlier build (discovery's, or this asset's) made from the same inputs.
 
-    The build record must name the same source archive (sha256), build tag and build
-    requirements as the graph, and its wheel must still be there with the recorded sha256.
+    The build record must name the same source archive (sha256), build tag, build
+    fingerprint (settings, patches, plugin) and build requirements as the graph and settings,
+    and its wheel must still be there with the recorded sha256.
     """
     node = graph.nodes[key]
     name, version = node.canonicalized_name, node.version
+    settings = settings or Settings()
     try:
         record = json.loads(_record_path(layout, name, version).read_text(encoding="utf-8"))
         source = find_source(layout, name, version, node.download_url)
@@ -331,7 +344,8 @@ def reusable_wheel(
     wheel = layout.wheels_downloads / str(record.get("wheel", ""))
     recorded = {t: sorted(set(record.get("build_requires", {}).get(t, []))) for t in BUILD_TYPES}
     if (
-        record.get("build_tag") != build_tag
+        record.get("build_tag") != settings.build_tag(name, version)
+        or record.get("settings") != _fingerprint(settings, name, version)
         or recorded != _recorded_build_requires(graph, key)
         or not wheel.is_file()
         or find_wheel(layout, name, version) is None
@@ -352,13 +366,20 @@ def reusable_wheel(
 
 
 def write_build_record(
-    graph: DependencyGraph, key: str, layout: OutputLayout, built: BuiltWheel, *, build_tag: int = 0
+    graph: DependencyGraph,
+    key: str,
+    layout: OutputLayout,
+    built: BuiltWheel,
+    settings: Settings | None = None,
 ) -> None:
     """Record a build in the engine's format, so later runs (engine or assets) reuse it."""
     node = graph.nodes[key]
+    name, version = node.canonicalized_name, node.version
+    settings = settings or Settings()
     record = {
         "source_sha256": sha256_file(built.source_path),
-        "build_tag": build_tag,
+        "build_tag": settings.build_tag(name, version),
+        "settings": _fingerprint(settings, name, version),
         "build_requires": _recorded_build_requires(graph, key),
         "wheel": built.path.name,
         "wheel_sha256": built.sha256,
@@ -437,10 +458,11 @@ def install_check(
 def wheel_assets(
     graph: DependencyGraph, collection: Collection, *, lanes: int
 ) -> list[dg.AssetsDefinition]:
-    """One wheel asset per non-root node of ``graph``."""
-    tags = lanes_for(collection, graph, lanes)
+    """One wheel asset per non-root node of ``graph``, under the collection's settings."""
+    settings = collection.settings()
+    tags = lanes_for(collection, graph, lanes, settings)
     return [
-        wheel_asset(graph, key, collection=collection, op_tags=tags.get(key))
+        wheel_asset(graph, key, collection=collection, op_tags=tags.get(key), settings=settings)
         for key in graph.nodes
         if key != ROOT and not graph.nodes[key].pre_built
     ]

@@ -13,10 +13,11 @@ import pytest
 
 from fromager_dagster.core.errors import BuildError, HashMismatchError, SourceError
 from fromager_dagster.core.graph import DependencyGraph
+from fromager_dagster.core.settings import Settings, load_settings
 from fromager_dagster.defs.collections import Collection
 from fromager_dagster.defs.location import build_definitions
 from fromager_dagster.defs.resources import FromagerResource
-from fromager_dagster.defs.wheels import code_version, is_transient, key_part, tag_value
+from fromager_dagster.defs.wheels import code_version, is_transient, key_part, lanes_for, tag_value
 from tests.defs.conftest import CHAIN, discover
 
 
@@ -78,12 +79,13 @@ def test_assets_follow_the_graph(written: Collection) -> None:
                 "source": GRAPH["app==1.0+local"]["download_url"],
                 "build_requirements": ["dep==1.0", "lib==2.0"],
                 "variant": "cpu",
-                "settings": "settings:none",
+                "settings": Settings().fingerprint("app", "1.0+local"),
             },
             sort_keys=True,
         ).encode()
     ).hexdigest()
-    assert specs[app].code_version == expected == code_version(graph, "app==1.0+local", "cpu")
+    assert specs[app].code_version == expected
+    assert expected == code_version(graph, "app==1.0+local", Settings())
     checks = {(c.asset_key, c.name) for a in defs.assets or [] for c in a.check_specs}  # type: ignore[union-attr]
     assert checks == {(k, "installs_and_imports") for k in (app, lib, tool, dep)}
     # lanes: the exclusive build takes every lane, the others exactly one
@@ -153,3 +155,21 @@ def test_materialize_fixture_chain(upstream: tuple[Path, str], tmp_path: Path) -
     assert Path(meta["wheel_path"].value).is_file()
     assert meta["wheel_size"].value > 0 and len(meta["wheel_sha256"].value) == 64
     assert Path(meta["log_path"].value).is_file() and meta["source_url"].value.endswith(".tar.gz")
+
+
+def test_settings_change_code_version_and_exclusive_build(tmp_path: Path) -> None:
+    """A package's settings file changes its code version (the UI shows it stale) and
+    ``build_options.exclusive_build`` gives it every lane."""
+    graph = DependencyGraph.from_json(GRAPH)
+    collection = Collection(name="my_set", output_dir=tmp_path / "out")
+    plain = code_version(graph, "lib==2.0", Settings())
+    (tmp_path / "settings").mkdir()
+    (tmp_path / "settings" / "lib.yaml").write_text(
+        "env:\n  LIB_FLAG: on\nbuild_options:\n  exclusive_build: true\n", encoding="utf-8"
+    )
+    settings = load_settings(settings_dir=tmp_path / "settings")
+    assert code_version(graph, "lib==2.0", settings) != plain
+    assert code_version(graph, "dep==1.0", settings) == code_version(graph, "dep==1.0", Settings())
+    tags = lanes_for(collection, graph, 2, settings)
+    assert {k for k in tags["lib==2.0"] if k.startswith("lane_")} == {"lane_0", "lane_1"}
+    assert len([k for k in tags["dep==1.0"] if k.startswith("lane_")]) == 1
