@@ -30,7 +30,7 @@ from packaging.utils import canonicalize_name
 from . import source_urls, sources, wheels
 from .buildenv import BuildEnv, BuildEnvFactory
 from .errors import BuildCycleError, BuildError, FromagerDagsterError
-from .failures import write_failure_report
+from .failures import DEPENDENCY_EXTRACTION_STEP, write_failure_report
 from .graph import BUILD_TYPES, ROOT, DependencyGraph, ReqType, write_atomic
 from .hooks import BuildSystem, HookCaller
 from .index import DistFile, IndexClient, best_wheel
@@ -725,7 +725,11 @@ class _Run:
         # tree, nor delete the environment, while the metadata hook runs.
         with node.wheel_lock:
             if node.wheel is not None:
-                metadata = wheels.read_metadata(node.wheel)
+                try:
+                    metadata = wheels.read_metadata(node.wheel)
+                except FromagerDagsterError as exc:
+                    exc.step = DEPENDENCY_EXTRACTION_STEP  # the wheel is there; its METADATA not
+                    raise
             else:
                 assert node.hooks is not None
                 pkg_dir = self.layout.package_dir(node.pkg.name, str(node.pkg.version))
