@@ -27,7 +27,15 @@ from ..core.layout import OutputLayout
 from ..core.requirements import Constraints, toplevel_requirements
 from ..core.settings import Settings
 from . import dagster_run
-from .options import load_cli_settings, settings_options
+from .options import (
+    CONSTRAINTS,
+    INDEX_URL,
+    NETWORK_ISOLATION,
+    OUTPUT_DIR,
+    apply_options,
+    load_cli_settings,
+    settings_options,
+)
 from .progress import ProgressPrinter
 
 __all__ = ["register", "settings_options"]
@@ -35,50 +43,9 @@ __all__ = ["register", "settings_options"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _apply(func: F, options: list[Callable[[F], F]]) -> F:
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
 def output_options(func: F) -> F:
     """-O, -c, --network-isolation and the settings options, shared by every build command."""
-    return _apply(
-        func,
-        [
-            click.option(
-                "-O",
-                "--output-dir",
-                type=click.Path(file_okay=False, path_type=Path),
-                default=Path("."),
-                show_default=True,
-                help="Where sdists-repo/, wheels-repo/ and work-dir/ are.",
-            ),
-            click.option(
-                "-c",
-                "--constraints-file",
-                "constraints",
-                multiple=True,
-                help="Constraints file (path or URL); repeatable, intersected per package.",
-            ),
-            click.option(
-                "--network-isolation/--no-network-isolation",
-                default=None,
-                help="Run every build hook with no network but loopback. Default: on where "
-                "unshare works.",
-            ),
-            settings_options,
-        ],
-    )
-
-
-def _index_option(func: F) -> F:
-    return click.option(
-        "--index-url",
-        default=None,
-        help="Package index (PEP 503/691). Default: $FROMAGER_DAGSTER_INDEX_URL, "
-        "$PIP_INDEX_URL, pip's configuration, then pip's default.",
-    )(func)
+    return apply_options(func, [OUTPUT_DIR, CONSTRAINTS, NETWORK_ISOLATION, settings_options])
 
 
 def _test_mode_option(func: F) -> F:
@@ -276,7 +243,7 @@ def read_build_order(path: Path) -> list[tuple[str, str, bool]]:
 @click.command("build-sequence")
 @click.argument("build_order_file", type=click.Path(path_type=Path))
 @output_options
-@_index_option
+@INDEX_URL
 @click.option("--force", is_flag=True, help="Rebuild wheels already in the repository.")
 @_test_mode_option
 @click.pass_context
@@ -395,7 +362,7 @@ def _default_workers() -> int:
 @click.command("build-parallel")
 @click.argument("graph_file", type=click.Path(path_type=Path))
 @output_options
-@_index_option
+@INDEX_URL
 @_workers_option
 @click.option("--force", is_flag=True, help="Rebuild wheels an earlier build made.")
 @_test_mode_option
@@ -451,7 +418,7 @@ def build_parallel_command(ctx: click.Context, /, graph_file: Path, **options: A
     help="Requirements file; repeatable.",
 )
 @output_options
-@_index_option
+@INDEX_URL
 @_workers_option
 @_test_mode_option
 @click.pass_context

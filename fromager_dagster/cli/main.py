@@ -20,7 +20,16 @@ from ..core.layout import OutputLayout
 from ..core.requirements import Constraints, toplevel_requirements
 from ..core.settings import default_paths
 from . import build_cmds, dagster_run, graph_cmd, overrides_cmd
-from .options import load_cli_settings, mode_options, settings_options
+from .options import (
+    CONSTRAINTS,
+    INDEX_URL,
+    NETWORK_ISOLATION,
+    OUTPUT_DIR,
+    apply_options,
+    load_cli_settings,
+    mode_options,
+    settings_options,
+)
 from .progress import ProgressPrinter
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -51,46 +60,15 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 
 def build_options(func: F) -> F:
     """Options shared by the commands that discover or build."""
-    options = [
-        click.option(
-            "-c",
-            "--constraints-file",
-            "constraints",
-            multiple=True,
-            help="Constraints file (path or URL); repeatable, intersected per package.",
-        ),
-        click.option(
-            "-O",
-            "--output-dir",
-            type=click.Path(file_okay=False, path_type=Path),
-            default=Path("."),
-            show_default=True,
-            help="Where sdists-repo/, wheels-repo/ and work-dir/ are written.",
-        ),
-        click.option(
-            "-j",
-            "--jobs",
-            type=click.IntRange(min=1),
-            default=os.cpu_count() or 1,
-            show_default="number of cores",
-            help="How many downloads, environments, hooks and builds run at once.",
-        ),
-        click.option(
-            "--index-url",
-            default=None,
-            help="Package index (PEP 503/691). Default: $FROMAGER_DAGSTER_INDEX_URL, "
-            "$PIP_INDEX_URL, pip's configuration, then pip's default.",
-        ),
-        click.option(
-            "--network-isolation/--no-network-isolation",
-            default=None,
-            help="Run every build hook with no network but loopback. Default: on where "
-            "unshare works.",
-        ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    jobs = click.option(
+        "-j",
+        "--jobs",
+        type=click.IntRange(min=1),
+        default=os.cpu_count() or 1,
+        show_default="number of cores",
+        help="How many downloads, environments, hooks and builds run at once.",
+    )
+    return apply_options(func, [CONSTRAINTS, OUTPUT_DIR, jobs, INDEX_URL, NETWORK_ISOLATION])
 
 
 @cli.command("bootstrap")

@@ -15,7 +15,36 @@ F = TypeVar("F", bound=Callable[..., Any])
 _PATH = click.Path(path_type=Path)
 
 
-def _apply(func: F, options: list[Callable[[F], F]]) -> F:
+OUTPUT_DIR = click.option(
+    "-O",
+    "--output-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Where sdists-repo/, wheels-repo/ and work-dir/ are.",
+)
+CONSTRAINTS = click.option(
+    "-c",
+    "--constraints-file",
+    "constraints",
+    multiple=True,
+    help="Constraints file (path or URL); repeatable, intersected per package.",
+)
+INDEX_URL = click.option(
+    "--index-url",
+    default=None,
+    help="Package index (PEP 503/691). Default: $FROMAGER_DAGSTER_INDEX_URL, "
+    "$PIP_INDEX_URL, pip's configuration, then pip's default.",
+)
+NETWORK_ISOLATION = click.option(
+    "--network-isolation/--no-network-isolation",
+    default=None,
+    help="Run every build hook with no network but loopback. Default: on where unshare works.",
+)
+
+
+def apply_options(func: F, options: list[Callable[[F], F]]) -> F:
+    """``func`` decorated by ``options``, listed in the order they show in --help."""
     for option in reversed(options):
         func = option(func)
     return func
@@ -23,7 +52,7 @@ def _apply(func: F, options: list[Callable[[F], F]]) -> F:
 
 def settings_options(func: F) -> F:
     """--variant, --settings-file, --settings-dir and -p/--patches-dir (fromager's names)."""
-    return _apply(
+    return apply_options(
         func,
         [
             click.option(
@@ -73,7 +102,7 @@ def load_cli_settings(
 def mode_options(func: F) -> F:
     """Bootstrap's run modes: --test-mode, --skip-constraints, --multiple-versions,
     --min-release-age."""
-    return _apply(
+    return apply_options(
         func,
         [
             click.option(
