@@ -1,18 +1,19 @@
 """Dagster's own cost on synthetic graphs: definition load time and orchestration per package.
 
     .venv/bin/python benchmarks/synthetic_bench.py [--sizes 20,200,1000] [--repeat 3]
-        [--run-sizes multiprocess=20,200 threads=20,200,1000] [--run-repeat 1] [--out DIR]
+        [--run-sizes default=20,200,1000 multiprocess=20] [--run-repeat 1] [--out DIR]
 
 A synthetic fromager graph.json of N trivial packages (a few build tools every package
 build-depends on, layered build-backend requirements, sparse install edges) is written into a
 temporary collection (collections.yaml + output folder), exactly where the definitions read graphs.
 
 (a) Definitions: in a fresh process each time, ``build_definitions()`` +
-    ``Definitions.validate_loadable``; also the job resolution and the execution plan, which a
+    ``Definitions.validate_loadable`` (wall and CPU seconds); also the execution plan, which a
     step process of the multiprocess executor pays again. Median of ``--repeat``.
 (b) Orchestration: one run materialising every wheel asset of the collection through the real
-    executor (``FROMAGER_DAGSTER_EXECUTOR`` selects it), with the build replaced by a trivial
-    body: the benchmark's job target monkeypatches the build and the install check in every
+    executor (``default``: what the definitions default to, threads; ``threads`` or
+    ``multiprocess``: set through ``FROMAGER_DAGSTER_EXECUTOR``), with the build replaced by a
+    trivial body: the benchmark's job target monkeypatches the build and the install check in every
     process that loads it (switch ``FROMAGER_DAGSTER_BENCH_TRIVIAL_BUILD=1``, set only here;
     production code paths are unchanged). The cost is the CPU time (user + sys) of the run
     process and every process under it, measured by this process with
@@ -177,10 +178,10 @@ def child_defs() -> None:
     from fromager_dagster.defs.location import build_definitions
     from fromager_dagster.defs.resources import FromagerResource
 
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     defs = build_definitions(fromager=FromagerResource(network_isolation=False))
     dg.Definitions.validate_loadable(defs)
-    t2 = time.perf_counter()
+    t2, c2 = time.perf_counter(), time.process_time()
     job = defs.resolve_job_def(JOB)
     t3 = time.perf_counter()
     plan = create_execution_plan(job)
@@ -190,6 +191,7 @@ def child_defs() -> None:
             {
                 "import": t1 - t0,
                 "defs": t2 - t1,
+                "defs_cpu": c2 - c1,
                 "job": t3 - t2,
                 "plan": t4 - t3,
                 "steps": len(plan.step_keys_to_execute),
@@ -257,6 +259,8 @@ def _children_cpu() -> float:
 def _child(command: str, config: Path, extra_env: dict[str, str]) -> tuple[dict, float, float]:
     """Run this script's ``command`` in a fresh process; (its JSON, CPU s of the tree, wall s)."""
     env = {**os.environ, "FROMAGER_DAGSTER_COLLECTIONS": str(config), **extra_env}
+    if ENV_EXECUTOR not in extra_env:
+        env.pop(ENV_EXECUTOR, None)  # "default": what the definitions choose
     before = _children_cpu()
     t0 = time.perf_counter()
     proc = subprocess.run(
@@ -284,8 +288,9 @@ def main() -> None:
     parser.add_argument(
         "--run-sizes",
         nargs="*",
-        default=["multiprocess=20,200"],
-        help="executor=sizes for orchestration runs, e.g. multiprocess=20,200 threads=20,1000",
+        default=["default=20,200"],
+        help="executor=sizes for orchestration runs (executor: default, threads, multiprocess),"
+        " e.g. default=20,200,1000 multiprocess=20",
     )
     parser.add_argument("--run-repeat", type=int, default=1, help="runs per executor and size")
     parser.add_argument("--concurrency", type=int, default=2, help="max concurrent steps")
@@ -306,18 +311,22 @@ def main() -> None:
     sizes = [int(s) for s in ns.sizes.split(",") if s]
     print("\n(a) definitions, fresh process, median of", ns.repeat, flush=True)
     print(
-        f"{'N':>6} {'import s':>9} {'defs+validate s':>16} {'job s':>7} {'plan s':>7} {'target':>8}"
+        f"{'N':>6} {'import s':>9} {'defs+validate s':>16} {'CPU s':>6} {'plan s':>7} "
+        f"{'target':>8}   runs (wall s / load average at start)"
     )
     for n in sizes:
         config = prepare(n, root)
-        rows = [_child("_defs", config, base_env)[0] for _ in range(ns.repeat)]
-        med = {k: statistics.median(r[k] for r in rows) for k in ("import", "defs", "job", "plan")}
+        rows = []
+        for _ in range(ns.repeat):
+            load = _loadavg().split()[0]
+            rows.append({**_child("_defs", config, base_env)[0], "load": load})
+        keys = ("import", "defs", "defs_cpu", "plan")
+        med = {k: statistics.median(r[k] for r in rows) for k in keys}
         verdict = "<1 s ok" if med["defs"] < 1 else "MISSED"
         print(
-            f"{n:>6} {med['import']:>9.2f} {med['defs']:>16.2f} {med['job']:>7.2f} "
-            f"{med['plan']:>7.2f} {verdict:>8}   (defs runs: "
-            + ", ".join(f"{r['defs']:.2f}" for r in rows)
-            + ")",
+            f"{n:>6} {med['import']:>9.2f} {med['defs']:>16.2f} {med['defs_cpu']:>6.2f} "
+            f"{med['plan']:>7.2f} {verdict:>8}   "
+            + ", ".join(f"{r['defs']:.2f}/{r['load']}" for r in rows),
             flush=True,
         )
 
@@ -334,8 +343,9 @@ def main() -> None:
                 **base_env,
                 ENV_TRIVIAL: "1",
                 ENV_DUMMY: str(config.parent / "dummy-1.0-0-py3-none-any.whl"),
-                ENV_EXECUTOR: executor,
             }
+            if executor != "default":
+                env[ENV_EXECUTOR] = executor
             results = []
             for _ in range(ns.run_repeat):
                 load = _loadavg()
