@@ -9,6 +9,7 @@ fingerprint of all of it.
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import json
 import re
@@ -175,7 +176,29 @@ class Settings:
 
     def fingerprint(self, name: str, version: str) -> str:
         """sha256 over everything in the settings that changes the build of ``name==version``
-        (effective env, config_settings, build tag, project_override, patch contents)."""
+        (effective env, config_settings, build tag, project_override, patch contents).
+
+        A package with neither a settings file nor a patch folder has the variant's default
+        fingerprint, computed once (a code location fingerprints every package it loads).
+        """
+        if canonicalize_name(name) in self.packages or override_name(name) in self._patched:
+            return self._fingerprint(name, version)
+        return self._default_fingerprint
+
+    @functools.cached_property
+    def _patched(self) -> frozenset[str]:
+        """Override names that have a patch folder (``<name>`` or ``<name>-<version>``)."""
+        if self.patches_dir is None or not self.patches_dir.is_dir():
+            return frozenset()
+        return frozenset(
+            entry.name.split("-", 1)[0] for entry in self.patches_dir.iterdir() if entry.is_dir()
+        )
+
+    @functools.cached_property
+    def _default_fingerprint(self) -> str:
+        return self._fingerprint("-", "0")  # no package has this name: only the defaults count
+
+    def _fingerprint(self, name: str, version: str) -> str:
         pkg = self.package(name)
         variant = pkg.for_variant(self.variant)
         doc = {
