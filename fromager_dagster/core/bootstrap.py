@@ -338,20 +338,18 @@ class _Run:
             return False
         exc.package = exc.package or node.pkg.name
         exc.version = exc.version or str(node.pkg.version)
-        with self.lock:
-            self.recovered.append(exc)
-        self.progress("failed", node.key, exc.one_line())
         try:
             files = self.index.files(node.pkg.name)
         except FromagerDagsterError:
             return False
         wheel = best_wheel(f for f in files if f.version == node.pkg.version)
         if wheel is None:
-            with self.lock:
-                self.recovered.remove(exc)
-            return False
-        self.graph.add_node(node.pkg.name, str(node.pkg.version)).pre_built = True
-        self.graph.nodes[node.key].download_url = wheel.url
+            return False  # the caller reports the failure
+        with self.lock:
+            self.recovered.append(exc)
+        self.progress("failed", node.key, exc.one_line())
+        recorded = self.graph.nodes[node.key]
+        recorded.pre_built, recorded.download_url = True, wheel.url
         self._take_prebuilt(node, wheel)
         return True
 
