@@ -32,6 +32,8 @@ from .options import (
     INDEX_URL,
     NETWORK_ISOLATION,
     OUTPUT_DIR,
+    REQUIREMENT_FILES,
+    TEST_MODE,
     apply_options,
     load_cli_settings,
     settings_options,
@@ -46,16 +48,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 def output_options(func: F) -> F:
     """-O, -c, --network-isolation and the settings options, shared by every build command."""
     return apply_options(func, [OUTPUT_DIR, CONSTRAINTS, NETWORK_ISOLATION, settings_options])
-
-
-def _test_mode_option(func: F) -> F:
-    return click.option(
-        "--test-mode",
-        is_flag=True,
-        help="Keep going after a failure, take the index's pre-built wheel of a package that "
-        "failed where there is one, write work-dir/test-mode-failures-*.json; exit 1 if "
-        "anything failed.",
-    )(func)
 
 
 def _workers_option(func: F) -> F:
@@ -171,7 +163,7 @@ def _finish(
 @click.argument("dist_version")
 @click.argument("index_url")
 @output_options
-@_test_mode_option
+@TEST_MODE
 @click.pass_context
 def build_command(
     ctx: click.Context, /, dist_name: str, dist_version: str, index_url: str, **options: Any
@@ -245,7 +237,7 @@ def read_build_order(path: Path) -> list[tuple[str, str, bool]]:
 @output_options
 @INDEX_URL
 @click.option("--force", is_flag=True, help="Rebuild wheels already in the repository.")
-@_test_mode_option
+@TEST_MODE
 @click.pass_context
 def build_sequence_command(ctx: click.Context, /, build_order_file: Path, **options: Any) -> None:
     """Build every entry of BUILD_ORDER_FILE (build-order.json) in order, one at a time.
@@ -365,7 +357,7 @@ def _default_workers() -> int:
 @INDEX_URL
 @_workers_option
 @click.option("--force", is_flag=True, help="Rebuild wheels an earlier build made.")
-@_test_mode_option
+@TEST_MODE
 @click.pass_context
 def build_parallel_command(ctx: click.Context, /, graph_file: Path, **options: Any) -> None:
     """Build every wheel of GRAPH_FILE (graph.json), in parallel, hermetically.
@@ -410,17 +402,11 @@ def build_parallel_command(ctx: click.Context, /, graph_file: Path, **options: A
 
 @click.command("bootstrap-parallel")
 @click.argument("requirements", nargs=-1)
-@click.option(
-    "-r",
-    "--requirements-file",
-    "requirement_files",
-    multiple=True,
-    help="Requirements file; repeatable.",
-)
+@REQUIREMENT_FILES
 @output_options
 @INDEX_URL
 @_workers_option
-@_test_mode_option
+@TEST_MODE
 @click.pass_context
 def bootstrap_parallel_command(
     ctx: click.Context,

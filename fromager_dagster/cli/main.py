@@ -25,6 +25,7 @@ from .options import (
     INDEX_URL,
     NETWORK_ISOLATION,
     OUTPUT_DIR,
+    REQUIREMENT_FILES,
     apply_options,
     load_cli_settings,
     mode_options,
@@ -73,13 +74,7 @@ def build_options(func: F) -> F:
 
 @cli.command("bootstrap")
 @click.argument("requirements", nargs=-1)
-@click.option(
-    "-r",
-    "--requirements-file",
-    "requirement_files",
-    multiple=True,
-    help="Requirements file; repeatable.",
-)
+@REQUIREMENT_FILES
 @click.option(
     "--sdist-only",
     is_flag=True,

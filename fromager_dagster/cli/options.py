@@ -36,6 +36,19 @@ INDEX_URL = click.option(
     help="Package index (PEP 503/691). Default: $FROMAGER_DAGSTER_INDEX_URL, "
     "$PIP_INDEX_URL, pip's configuration, then pip's default.",
 )
+REQUIREMENT_FILES = click.option(
+    "-r",
+    "--requirements-file",
+    "requirement_files",
+    multiple=True,
+    help="Requirements file; repeatable.",
+)
+TEST_MODE = click.option(
+    "--test-mode",
+    is_flag=True,
+    help="Keep going after a failure, fall back to a pre-built wheel where the index has one, "
+    "write work-dir/test-mode-failures-*.json; exit 1 if anything failed.",
+)
 NETWORK_ISOLATION = click.option(
     "--network-isolation/--no-network-isolation",
     default=None,
@@ -105,13 +118,7 @@ def mode_options(func: F) -> F:
     return apply_options(
         func,
         [
-            click.option(
-                "--test-mode",
-                is_flag=True,
-                help="Keep going after a failure, fall back to a pre-built wheel where the "
-                "index has one, write work-dir/test-mode-failures-*.json; exit 1 if anything "
-                "failed.",
-            ),
+            TEST_MODE,
             click.option(
                 "--skip-constraints",
                 is_flag=True,
