@@ -33,10 +33,11 @@ from .errors import BuildCycleError, BuildError, FromagerDagsterError
 from .failures import DEPENDENCY_EXTRACTION_STEP, write_failure_report
 from .graph import BUILD_TYPES, ROOT, DependencyGraph, ReqType, write_atomic
 from .hooks import BuildSystem, HookCaller
-from .index import DistFile, IndexClient, best_wheel
+from .index import DistFile, IndexClient
 from .index_server import LocalIndexServer, write_simple_tree
 from .layout import OutputLayout
 from .plugins import PluginFinder, Plugins
+from .prebuilt import fetch_prebuilt_wheel
 from .prepare import PreparedSource, build_fingerprint, hook_environ, prepare_source
 from .requirements import Constraints, marker_holds, parse_requirement
 from .resolver import PackageFinder, ResolvedPackage, Resolver, SourcePolicy
@@ -280,7 +281,7 @@ class _Run:
         try:
             try:
                 if node.pkg.source.kind == "wheel":
-                    self._take_prebuilt(node, node.pkg.source)
+                    self._download_prebuilt(node, node.pkg.source)
                 else:
                     self._discover_build(node)
                     if not self.options.sdist_only:
@@ -314,11 +315,15 @@ class _Run:
             node.build_known.set()
             node.install_known.set()
 
-    def _take_prebuilt(self, node: _Node, wheel: DistFile) -> None:
-        """Use the index's wheel as it is (a pre_built package, or a test-mode fallback)."""
+    def _download_prebuilt(self, node: _Node, wheel: DistFile) -> None:
+        """A pre_built package: the wheel the resolver chose, as it is."""
         self.progress("download", node.key, wheel.filename)
         with self._timed("download", self.net_slots):
             path = sources.download(self.index.session, wheel, self.layout.wheels_prebuilt)
+        self._take_prebuilt(node, path)
+
+    def _take_prebuilt(self, node: _Node, path: Path) -> None:
+        """Use a downloaded pre-built wheel (a pre_built package, or a test-mode fallback)."""
         node.wheel = path  # no lock: a failed build may hold it while falling back here
         self.plugins.run_hooks(
             "prebuilt_wheel",
@@ -339,18 +344,18 @@ class _Run:
         exc.package = exc.package or node.pkg.name
         exc.version = exc.version or str(node.pkg.version)
         try:
-            files = self.index.files(node.pkg.name)
+            with self._timed("download", self.net_slots):
+                found = fetch_prebuilt_wheel(
+                    self.index, node.pkg.name, str(node.pkg.version), self.layout.wheels_prebuilt
+                )
         except FromagerDagsterError:
-            return False
-        wheel = best_wheel(f for f in files if f.version == node.pkg.version)
-        if wheel is None:
-            return False  # the caller reports the failure
+            return False  # no wheel to fall back on: the caller reports the failure
         with self.lock:
             self.recovered.append(exc)
         self.progress("failed", node.key, exc.one_line())
         recorded = self.graph.nodes[node.key]
-        recorded.pre_built, recorded.download_url = True, wheel.url
-        self._take_prebuilt(node, wheel)
+        recorded.pre_built, recorded.download_url = True, found.url
+        self._take_prebuilt(node, found.path)
         return True
 
     def _fail(self, node: _Node, exc: FromagerDagsterError) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
@@ -10,17 +11,30 @@ from packaging.version import InvalidVersion, Version
 
 from . import sources
 from .errors import SourceError
-from .index import IndexClient, best_wheel
+from .index import DistFile, IndexClient, best_wheel
 
 
-def download_prebuilt_wheel(
+@dataclass(frozen=True)
+class PrebuiltDownload:
+    """A pre-built wheel taken from an index: where it is now and where it came from."""
+
+    path: Path  # the verified file in the destination folder
+    file: DistFile  # the index's entry it was downloaded from
+
+    @property
+    def url(self) -> str:
+        """The wheel's URL on the index (a graph node's ``download_url``)."""
+        return self.file.url
+
+
+def fetch_prebuilt_wheel(
     index: IndexClient,
     name: str,
     version: str,
     dest_dir: Path,
     *,
     session: requests.Session | None = None,
-) -> Path:
+) -> PrebuiltDownload:
     """Download the wheel of ``name==version`` this interpreter prefers into ``dest_dir``.
 
     Among the index's wheels of exactly that version, the one whose tags come first in
@@ -49,4 +63,17 @@ def download_prebuilt_wheel(
             package=canonical,
             version=version,
         )
-    return sources.download(session or index.session, chosen, dest_dir)
+    path = sources.download(session or index.session, chosen, dest_dir)
+    return PrebuiltDownload(path=path, file=chosen)
+
+
+def download_prebuilt_wheel(
+    index: IndexClient,
+    name: str,
+    version: str,
+    dest_dir: Path,
+    *,
+    session: requests.Session | None = None,
+) -> Path:
+    """The path of :func:`fetch_prebuilt_wheel`'s download (for callers that need no URL)."""
+    return fetch_prebuilt_wheel(index, name, version, dest_dir, session=session).path

@@ -7,13 +7,17 @@ from pathlib import Path
 import pytest
 from packaging.tags import sys_tags
 
+from fromager_dagster.core.bootstrap import BootstrapOptions, bootstrap
 from fromager_dagster.core.errors import HashMismatchError, SourceError
 from fromager_dagster.core.index import IndexClient
 from fromager_dagster.core.index_server import LocalIndexServer
 from fromager_dagster.core.index_url import resolve_index_url
-from fromager_dagster.core.prebuilt import download_prebuilt_wheel
+from fromager_dagster.core.layout import OutputLayout
+from fromager_dagster.core.prebuilt import download_prebuilt_wheel, fetch_prebuilt_wheel
+from fromager_dagster.core.requirements import Constraints, parse_requirement
 from fromager_dagster.core.sources import sha256_file
 from tests.core.conftest import DistFactory
+from tests.fixtures.packages import FixturePackage, Upstream, make_wheel
 
 
 def test_picks_the_preferred_compatible_wheel(dist_factory: DistFactory, tmp_path: Path) -> None:
@@ -29,10 +33,14 @@ def test_picks_the_preferred_compatible_wheel(dist_factory: DistFactory, tmp_pat
         path = download_prebuilt_wheel(index, "FX_W", "1.0", dest)
         assert path == dest / preferred.name
         assert path.read_bytes() == preferred.read_bytes()
-        # a second call reuses the verified file
+        # a second call reuses the verified file, and tells where it came from
         before = path.stat().st_mtime_ns
-        assert download_prebuilt_wheel(index, "fx-w", "1.0", dest) == path
+        found = fetch_prebuilt_wheel(index, "fx-w", "1.0", dest)
+        assert found.path == path
         assert path.stat().st_mtime_ns == before
+        [listed] = [f for f in index.files("fx-w") if f.filename == preferred.name]
+        assert found.file == listed and found.url == listed.url
+        assert found.url.startswith(server.url.rsplit("/simple", 1)[0])
     assert [p.name for p in dest.iterdir()] == [preferred.name]
 
 
@@ -63,6 +71,28 @@ def test_hash_mismatch_leaves_nothing(dist_factory: DistFactory, tmp_path: Path)
         with pytest.raises(HashMismatchError):
             download_prebuilt_wheel(index, "fx-w", "1.0", tmp_path / "dest")
     assert list((tmp_path / "dest").iterdir()) == []
+
+
+def test_bootstrap_test_mode_falls_back_to_the_same_wheel_and_records_its_url(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    upstream.add(FixturePackage("fx-broken", fail_build=True))
+    wheel = make_wheel(FixturePackage("fx-broken"), upstream.folder)
+    out, url = tmp_path / "out", upstream.start()
+    result = bootstrap(
+        [parse_requirement("fx-broken")],
+        index=IndexClient(url),
+        constraints=Constraints.from_lines([]),
+        layout=OutputLayout(out),
+        options=BootstrapOptions(jobs=1, isolate=False, test_mode=True),
+    )
+    assert result.prebuilt == ["fx-broken==1.0"] and result.built == []
+    [listed] = [f for f in IndexClient(url).files("fx-broken") if f.kind == "wheel"]
+    node = result.graph.to_json()["fx-broken==1.0"]
+    assert (node["pre_built"], node["download_url"]) == (True, listed.url)
+    taken = out / "wheels-repo" / "prebuilt" / wheel.name
+    assert taken.read_bytes() == wheel.read_bytes()
+    assert [f.package for f in result.failures] == ["fx-broken"]
 
 
 @pytest.mark.network
