@@ -40,7 +40,6 @@ ENV_TRIVIAL = "FROMAGER_DAGSTER_BENCH_TRIVIAL_BUILD"
 ENV_DUMMY = "FROMAGER_DAGSTER_BENCH_DUMMY_FILE"
 ENV_EXECUTOR = "FROMAGER_DAGSTER_EXECUTOR"
 COLLECTION = "syn"
-JOB = f"build_{COLLECTION}_job"
 TOOLS = ["syn-setuptools", "syn-wheel", "syn-hatchling", "syn-pathspec", "syn-cython"]
 
 
@@ -157,15 +156,32 @@ def _trivial_build() -> None:
         wheels.write_build_record = lambda *a, **k: None  # type: ignore[attr-defined]
 
 
-def bench_job():  # type: ignore[no-untyped-def]
-    """The build job of the synthetic collection (reconstructable: step processes call it)."""
+def bench_defs():  # type: ignore[no-untyped-def]
+    """The definitions of the synthetic collection (step processes load them by code pointer)."""
     from fromager_dagster.defs.location import build_definitions
     from fromager_dagster.defs.resources import FromagerResource
 
     if os.environ.get(ENV_TRIVIAL) == "1":
         _trivial_build()
-    defs = build_definitions(fromager=FromagerResource(network_isolation=False))
-    return defs.resolve_job_def(JOB)
+    return build_definitions(fromager=FromagerResource(network_isolation=False))
+
+
+def bench_job():  # type: ignore[no-untyped-def]
+    """Their implicit asset job, reconstructable: what a build run of the collection runs."""
+    from fromager_dagster.defs.run_target import assets_job
+
+    return assets_job(python_file=str(Path(__file__).resolve()), attribute=bench_defs.__name__)
+
+
+def wheel_keys_of(config: Path) -> list[object]:
+    """The synthetic collection's wheel asset keys, from its graph (what a build run selects)."""
+    from fromager_dagster.core.graph import DependencyGraph
+    from fromager_dagster.defs.collections import load_collections
+    from fromager_dagster.defs.wheels import node_asset_key
+
+    collection = load_collections(config)[COLLECTION]
+    graph = DependencyGraph.load(collection.graph_path)
+    return [node_asset_key(graph, collection.variant, key) for key in graph.nodes if key]
 
 
 # --------------------------------------------------------------------------- child commands
@@ -182,7 +198,8 @@ def child_defs() -> None:
     defs = build_definitions(fromager=FromagerResource(network_isolation=False))
     dg.Definitions.validate_loadable(defs)
     t2, c2 = time.perf_counter(), time.process_time()
-    job = defs.resolve_job_def(JOB)
+    keys = wheel_keys_of(Path(os.environ["FROMAGER_DAGSTER_COLLECTIONS"]))
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection=set(keys))
     t3 = time.perf_counter()
     plan = create_execution_plan(job)
     t4 = time.perf_counter()
@@ -207,7 +224,12 @@ def child_run() -> None:
     t0 = time.perf_counter()
     with (
         dg.instance_for_test() as instance,
-        dg.execute_job(dg.reconstructable(bench_job), instance, raise_on_error=False) as result,
+        dg.execute_job(
+            bench_job(),
+            instance,
+            raise_on_error=False,
+            asset_selection=wheel_keys_of(Path(os.environ["FROMAGER_DAGSTER_COLLECTIONS"])),
+        ) as result,
     ):
         wall = time.perf_counter() - t0
         events = result.all_events

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 
 import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
@@ -18,7 +20,7 @@ from fromager_dagster.core.requirements import Constraints
 
 from .collections import Collection
 from .discovery import default_config, discover_job_name, discovery_op_name
-from .graph_state import build_job_name
+from .graph_state import wheels_selection
 
 ENV_SENSOR_INTERVAL = "FROMAGER_DAGSTER_RELEASE_SENSOR_INTERVAL"
 REBUILD_TAG = "fromager/rebuild"
@@ -49,26 +51,61 @@ def nightly_schedule(collection: Collection) -> dg.ScheduleDefinition:
 
 
 def rebuild_after_discovery_sensor(
-    collections: Sequence[Collection], build_jobs: Sequence[UnresolvedAssetJobDefinition]
-) -> dg.RunStatusSensorDefinition:
-    """After a discovery run tagged for rebuild succeeds, build the collection's wheels."""
+    collections: Sequence[Collection], *, minimum_interval_seconds: int = 30
+) -> dg.SensorDefinition:
+    """After a rebuild-tagged discovery run succeeds, materialize the collection's wheels.
+
+    The request selects the collection's wheel group in the code location as it is at the
+    tick, so the wheels of the graph that discovery just published are the ones built. The
+    cursor is the update time of the last discovery run seen (the first tick only records
+    the current time); the run key is the discovery run's id, so each discovery triggers one
+    build at most.
+    """
     by_ident = {c.ident: c for c in collections}
 
-    @dg.run_status_sensor(
+    @dg.sensor(
         name="rebuild_after_discovery_sensor",
-        run_status=dg.DagsterRunStatus.SUCCESS,
-        request_jobs=list(build_jobs),
+        asset_selection=dg.AssetSelection.groups(*by_ident),
+        minimum_interval_seconds=minimum_interval_seconds,
         default_status=dg.DefaultSensorStatus.STOPPED,
-        description="Launches build_<collection>_job when a rebuild-tagged discovery succeeds.",
+        description="Materializes a collection's wheel assets when a rebuild-tagged discovery "
+        "run (nightly schedule, new-release sensor) succeeds.",
     )
-    def _rebuild(context: dg.RunStatusSensorContext):  # type: ignore[no-untyped-def]
-        run = context.dagster_run
-        ident = run.tags.get(COLLECTION_TAG)
-        if run.tags.get(REBUILD_TAG) != "true" or ident not in by_ident:
-            return dg.SkipReason("not a rebuild-tagged discovery run")
-        if build_job_name(by_ident[ident]) not in {j.name for j in build_jobs}:
-            return dg.SkipReason(f"collection {ident} has no wheel assets yet")
-        return dg.RunRequest(run_key=run.run_id, job_name=build_job_name(by_ident[ident]))
+    def _rebuild(context: dg.SensorEvaluationContext):  # type: ignore[no-untyped-def]
+        if context.cursor is None:
+            context.update_cursor(str(time.time()))
+            return dg.SkipReason("first tick: rebuilds follow discoveries from now on")
+        since = datetime.fromtimestamp(float(context.cursor), tz=UTC)
+        records = context.instance.get_run_records(
+            filters=dg.RunsFilter(
+                statuses=[dg.DagsterRunStatus.SUCCESS],
+                tags={REBUILD_TAG: "true"},
+                updated_after=since,
+            ),
+            order_by="update_timestamp",
+            ascending=True,
+        )
+        requests: list[dg.RunRequest] = []
+        for record in records:
+            context.update_cursor(str(record.update_timestamp.timestamp()))
+            ident = record.dagster_run.tags.get(COLLECTION_TAG, "")
+            if ident not in by_ident:
+                continue
+            keys = wheels_selection(by_ident[ident]).resolve(context.repository_def.asset_graph)
+            if not keys:
+                context.log.info(f"collection {ident} has no wheel assets yet")
+                continue
+            requests.append(
+                dg.RunRequest(
+                    run_key=record.dagster_run.run_id,
+                    asset_selection=sorted(keys),
+                    tags={
+                        COLLECTION_TAG: ident,
+                        "fromager/discovery-run": record.dagster_run.run_id,
+                    },
+                )
+            )
+        return requests or dg.SkipReason("no rebuild-tagged discovery succeeded since last tick")
 
     return _rebuild
 
@@ -166,13 +203,11 @@ def _version(text: str) -> Version:
 def all_automation(
     collections: Mapping[str, Collection],
     discover_jobs: Sequence[UnresolvedAssetJobDefinition],
-    build_jobs: Sequence[UnresolvedAssetJobDefinition],
 ) -> tuple[list[dg.ScheduleDefinition], list[dg.SensorDefinition]]:
     cols = list(collections.values())
     schedules = [nightly_schedule(c) for c in cols]
     sensors: list[dg.SensorDefinition] = []
     if cols:
         sensors.append(new_release_sensor(cols, discover_jobs))
-        if build_jobs:
-            sensors.append(rebuild_after_discovery_sensor(cols, build_jobs))
+        sensors.append(rebuild_after_discovery_sensor(cols))
     return schedules, sensors

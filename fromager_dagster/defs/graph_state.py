@@ -34,8 +34,20 @@ def state_key(collection: Collection) -> str:
     return f"fromager_dagster.{collection.ident}.graph"
 
 
-def build_job_name(collection: Collection) -> str:
-    return f"build_{collection.ident}_job"
+def wheels_selection(collection: Collection) -> dg.AssetSelection:
+    """The collection's wheel assets (its asset group): what a build run materializes.
+
+    There is no job per collection for them: Dagster builds the implicit asset job over every
+    asset anyway, and a second job over the same 1,000 assets doubled the cost of loading the
+    code location. A build is a run of the implicit job with this selection, which is what
+    the UI's "Materialize all" on the group launches.
+    """
+    return dg.AssetSelection.groups(collection.ident)
+
+
+def wheel_keys(defs: dg.Definitions, collection: Collection) -> list[dg.AssetKey]:
+    """The keys of ``collection``'s wheel assets in ``defs``, sorted (empty before discovery)."""
+    return sorted(wheels_selection(collection).resolve(defs.resolve_asset_graph()))
 
 
 class CollectionGraphComponent(dg.StateBackedComponent):

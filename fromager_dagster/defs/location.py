@@ -12,7 +12,7 @@ from .automation import all_automation
 from .collections import Collection, load_collections
 from .discovery import discover_job, discovery_asset
 from .executor import build_executor, max_concurrent
-from .graph_state import build_job_name, collection_defs
+from .graph_state import collection_defs
 from .resources import FromagerResource
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -24,30 +24,25 @@ def build_definitions(
     concurrency: int | None = None,
     fromager: FromagerResource | None = None,
 ) -> dg.Definitions:
-    """Definitions for ``collections`` (default: from collections.yaml); local files only."""
+    """Definitions for ``collections`` (default: from collections.yaml); local files only.
+
+    Jobs: one discovery job per collection. The wheel assets are built by runs of Dagster's
+    implicit asset job selecting a collection's group (:func:`.graph_state.wheels_selection`).
+    """
     _tune_gc()
     collections = load_collections() if collections is None else collections
     lanes = concurrency or max_concurrent()
     assets: list[dg.AssetsDefinition] = []
-    discover_jobs, build_jobs = [], []
+    discover_jobs = []
     for collection in collections.values():
         assets.append(discovery_asset(collection))
         discover_jobs.append(discover_job(collection))
         grown = collection_defs(collection, lanes=lanes, project_root=PROJECT_ROOT)
-        wheel_assets = [a for a in (grown.assets or []) if isinstance(a, dg.AssetsDefinition)]
-        if wheel_assets:
-            assets.extend(wheel_assets)
-            build_jobs.append(
-                dg.define_asset_job(
-                    build_job_name(collection),
-                    selection=dg.AssetSelection.assets(*wheel_assets),
-                    description=f"Build every wheel of collection {collection.name} from source.",
-                )
-            )
-    schedules, sensors = all_automation(collections, discover_jobs, build_jobs)
+        assets.extend(a for a in (grown.assets or []) if isinstance(a, dg.AssetsDefinition))
+    schedules, sensors = all_automation(collections, discover_jobs)
     return dg.Definitions(
         assets=assets,
-        jobs=[*discover_jobs, *build_jobs],
+        jobs=discover_jobs,
         schedules=schedules,
         sensors=sensors,
         resources={"fromager": fromager or FromagerResource()},

@@ -19,6 +19,8 @@ from fromager_dagster.core.index_server import LocalIndexServer
 from fromager_dagster.core.layout import OutputLayout
 from fromager_dagster.core.requirements import Constraints, toplevel_requirements
 from fromager_dagster.defs.collections import Collection
+from fromager_dagster.defs.graph_state import wheel_keys
+from fromager_dagster.defs.location import build_definitions
 from fromager_dagster.defs.wheels import lanes_for, wheel_op_name
 from tests.defs import mp_target
 from tests.fixtures.packages import FixturePackage, make_index
@@ -167,10 +169,11 @@ def run_scenario(
     with (
         dg.instance_for_test() as instance,
         dg.execute_job(
-            dg.reconstructable(mp_target.build_fixture_job),
+            mp_target.build_fixture_job(),
             instance,
             run_config=run_config,
             raise_on_error=False,
+            asset_selection=wheel_keys(build_definitions({prefix: col}), col),
         ) as result,
     ):
         log = [

@@ -1,13 +1,17 @@
-"""Build jobs that executors can reconstruct in other processes (collections from the env)."""
+"""Definitions that executors can reconstruct in other processes (collections from the env)."""
 
 import dagster as dg
 
 from fromager_dagster.defs.location import build_definitions
 from fromager_dagster.defs.resources import FromagerResource
+from fromager_dagster.defs.run_target import ReconstructableJob, assets_job
 
 
-def build_fixture_job() -> dg.JobDefinition:
-    """The build job of the one collection in ``$FROMAGER_DAGSTER_COLLECTIONS`` (two lanes)."""
-    defs = build_definitions(concurrency=2, fromager=FromagerResource(network_isolation=False))
-    [name] = [job.name for job in defs.jobs or [] if job.name.startswith("build_")]
-    return defs.resolve_job_def(name)
+def fixture_defs() -> dg.Definitions:
+    """The collections of ``$FROMAGER_DAGSTER_COLLECTIONS``, two lanes, no network isolation."""
+    return build_definitions(concurrency=2, fromager=FromagerResource(network_isolation=False))
+
+
+def build_fixture_job() -> ReconstructableJob:
+    """Their implicit asset job, reconstructable; runs select a collection's wheel assets."""
+    return assets_job(module=__name__, attribute=fixture_defs.__name__)

@@ -6,9 +6,17 @@ from pathlib import Path
 
 import dagster as dg
 
-from fromager_dagster.defs.automation import new_release_sensor, nightly_schedule
+from fromager_dagster.defs.automation import (
+    COLLECTION_TAG,
+    REBUILD_TAG,
+    discover_run_config,
+    new_release_sensor,
+    nightly_schedule,
+)
 from fromager_dagster.defs.discovery import discover_job
+from fromager_dagster.defs.graph_state import wheel_keys
 from fromager_dagster.defs.location import build_definitions
+from fromager_dagster.defs.resources import FromagerResource
 from tests.defs.conftest import CHAIN, discover
 from tests.fixtures.packages import FixturePackage, make_sdist
 
@@ -56,3 +64,38 @@ def test_new_release_sensor(upstream: tuple[Path, str], tmp_path: Path) -> None:
     requests, cursor = tick(cursor)  # nothing new
     assert requests == []
     assert json.loads(cursor or "{}")["fx"]["fx-dep"] == ["1.0", "1.1", "2.0"]
+
+
+def test_rebuild_after_discovery_sensor(upstream: tuple[Path, str], tmp_path: Path) -> None:
+    """A rebuild-tagged discovery that succeeds requests the collection's wheels once; an
+    untagged discovery requests nothing; the first tick only sets the cursor."""
+    folder, url = upstream
+    col = discover(CHAIN, folder, url, tmp_path / "out")
+    defs = build_definitions({"fx": col}, fromager=FromagerResource(network_isolation=False))
+    sensor = defs.resolve_sensor_def("rebuild_after_discovery_sensor")
+    assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
+    discover_job = defs.resolve_job_def("discover_fx_job")
+    config = discover_run_config(col)
+    with dg.instance_for_test() as instance:
+
+        def tick(cursor: str | None) -> tuple[list[dg.RunRequest], str | None]:
+            context = dg.build_sensor_context(cursor=cursor, instance=instance, definitions=defs)
+            data = sensor.evaluate_tick(context)
+            return list(data.run_requests or []), data.cursor
+
+        tagged = discover_job.execute_in_process(  # before the first tick: not rebuilt
+            run_config=config, instance=instance, tags={REBUILD_TAG: "true", COLLECTION_TAG: "fx"}
+        )
+        requests, cursor = tick(None)
+        assert requests == [] and cursor is not None
+        untagged = discover_job.execute_in_process(run_config=config, instance=instance)
+        tagged = discover_job.execute_in_process(
+            run_config=config, instance=instance, tags={REBUILD_TAG: "true", COLLECTION_TAG: "fx"}
+        )
+        assert untagged.success and tagged.success
+        requests, cursor = tick(cursor)
+        assert [r.run_key for r in requests] == [tagged.run_id]
+        assert requests[0].asset_selection == wheel_keys(defs, col)
+        assert requests[0].job_name == "__ASSET_JOB"  # the implicit asset job: no job of ours
+        requests, _ = tick(cursor)
+        assert requests == []

@@ -15,6 +15,7 @@ from fromager_dagster.core.errors import BuildError, HashMismatchError, SourceEr
 from fromager_dagster.core.graph import DependencyGraph
 from fromager_dagster.core.settings import Settings, load_settings
 from fromager_dagster.defs.collections import Collection
+from fromager_dagster.defs.graph_state import wheel_keys
 from fromager_dagster.defs.location import build_definitions
 from fromager_dagster.defs.resources import FromagerResource
 from fromager_dagster.defs.wheels import code_version, is_transient, key_part, lanes_for, tag_value
@@ -95,8 +96,10 @@ def test_assets_follow_the_graph(written: Collection) -> None:
         "lane_1",
     }
     assert len([k for k in ops["build_my_set_app_1_0_local"] if k.startswith("lane_")]) == 1
+    # no build job of its own: a build is a run of the implicit asset job selecting the group
     job_names = {j.name for j in defs.jobs or []}
-    assert job_names == {"discover_my_set_job", "build_my_set_job"}
+    assert job_names == {"discover_my_set_job"}
+    assert wheel_keys(defs, written) == sorted([app, lib, tool, dep])
 
 
 def test_no_graph_means_discovery_only(tmp_path: Path) -> None:
@@ -143,7 +146,9 @@ def test_materialize_fixture_chain(upstream: tuple[Path, str], tmp_path: Path) -
     col = discover(CHAIN, folder, url, tmp_path / "out")
     defs = build_definitions({"fx": col}, fromager=FromagerResource(network_isolation=False))
     with dg.instance_for_test() as instance:
-        result = defs.resolve_job_def("build_fx_job").execute_in_process(instance=instance)
+        result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+            instance=instance, asset_selection=wheel_keys(defs, col)
+        )
     assert result.success
     wheels = sorted(p.name for p in (tmp_path / "out" / "wheels-repo" / "downloads").glob("*.whl"))
     assert wheels == [f"fx_{n}-1.0-0-py3-none-any.whl" for n in ("app", "dep", "lib", "tool")]
