@@ -31,7 +31,7 @@ from .hooks import HookCaller
 from .index import SDIST_EXTENSIONS, IndexClient
 from .index_server import LocalIndexServer
 from .layout import OutputLayout
-from .plugins import Plugins
+from .plugins import PluginFinder, Plugins
 from .plugins import steps as plugin_steps
 from .prebuilt import download_prebuilt_wheel
 from .prepare import PreparedSource, hook_environ, prepare_source, prepared_build_system
@@ -367,14 +367,17 @@ def download_source(
 ) -> Path:
     """Download the sdist of ``name==version`` into ``sdists-repo/downloads``: by a
     ``download_source`` plugin, from the settings' ``download_source.url`` when there is one,
-    else from ``index`` (hash-verified); ResolutionError when the index has no such version."""
+    else from ``index`` (hash-verified); ResolutionError when the index (or a
+    ``find_candidates`` plugin) has no such version."""
     try:
         Version(version)
     except InvalidVersion as exc:
         raise ConfigError(f"{version!r} is not a valid version of {name}", package=name) from exc
-    resolver = Resolver(index, constraints or Constraints.from_lines([]))
+    plugins = _installed(plugins)
+    finder = PluginFinder(index, plugins, settings if settings is not None else Settings())
+    resolver = Resolver(finder, constraints or Constraints.from_lines([]))
     package = resolver.resolve(Requirement(f"{canonicalize_name(name)}=={version}"))
-    step = _installed(plugins).override(name, "download_source")
+    step = plugins.override(name, "download_source")
     if step is not None:
         layout.logs_dir.mkdir(parents=True, exist_ok=True)
         return step(

@@ -37,7 +37,11 @@ from fromager_dagster.core.plugins import (
     add_extra_metadata,
 )
 from fromager_dagster.core.plugins import steps as plugin_steps
-from fromager_dagster.core.prepare import prepare_source, prepared_build_system
+from fromager_dagster.core.prepare import (
+    build_fingerprint,
+    prepare_source,
+    prepared_build_system,
+)
 from fromager_dagster.core.requirements import Constraints
 from fromager_dagster.core.resolver import Resolver
 from fromager_dagster.core.settings import Settings, load_settings
@@ -150,6 +154,14 @@ def test_steps_a_plugin_does_not_define_and_packages_without_plugin_have_no_over
     )
     assert plugins.describe("fixture-unplugged") is None
     assert plugins.override("fixture-unplugged", "get_build_system_dependencies") is None
+    # the build fingerprint (prepare.build_fingerprint) names every step a package's plugin
+    # overrides, so changing or upgrading any of them rebuilds the package
+    fingerprint = build_fingerprint(Settings(), plugins, "Fixture_Wired", "1.0")
+    assert fingerprint.endswith(
+        "fromager-dagster-plugin-example 0.1.0): add_extra_metadata_to_wheels, build_sdist, "
+        "get_build_backend_dependencies, get_build_sdist_dependencies, prepare_source"
+    )
+    assert fingerprint.startswith(build_fingerprint(Settings(), None, "fixture-wired", "1.0"))
     with pytest.raises(ValueError, match="unknown step 'build_wheels'"):
         plugins.override("fixture-plugged", "build_wheels")
 

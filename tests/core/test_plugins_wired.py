@@ -1,7 +1,8 @@
 """The plugin steps in real runs: a bootstrap and the build commands with the installed example
 plugin's ``fixture-wired`` overrides (tests/fixtures/plugin_example, installed by
-`make setup`): prepare_source, get_build_backend_dependencies, get_build_sdist_dependencies,
-build_sdist and add_extra_metadata_to_wheels each leave a mark the tests look for."""
+`make setup`): find_candidates, prepare_source, get_build_backend_dependencies,
+get_build_sdist_dependencies, build_sdist and add_extra_metadata_to_wheels each leave a mark the
+tests look for."""
 
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ from pathlib import Path
 
 import pytest
 from fromager_dagster_plugin_example import fixture_wired as plugin
+from packaging.version import Version
 
 from fromager_dagster.core import builder
 from fromager_dagster.core.bootstrap import BootstrapOptions, BootstrapResult, bootstrap
+from fromager_dagster.core.errors import ResolutionError
 from fromager_dagster.core.graph import DependencyGraph
 from fromager_dagster.core.index import IndexClient
 from fromager_dagster.core.index_server import LocalIndexServer
@@ -29,6 +32,7 @@ from fromager_dagster.core.settings import Settings, default_paths, load_setting
 from tests.fixtures.packages import FixturePackage, Upstream
 
 WIRED = FixturePackage("fixture-wired", backend_requires=("fixture-wired-helper",))
+NEWER = FixturePackage("fixture-wired", "2.0")  # left out by the plugin's find_candidates
 HELPERS = [
     FixturePackage("fixture-wired-helper"),  # the backend's own requirement
     FixturePackage("fixture-wired-backend"),  # added by get_build_backend_dependencies
@@ -71,7 +75,7 @@ def wired(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wired]:
     tmp = tmp_path_factory.mktemp("wired")
     upstream = Upstream(tmp / "upstream")
     upstream.folder.mkdir()
-    upstream.add(WIRED, *HELPERS)
+    upstream.add(WIRED, NEWER, *HELPERS)
     overrides = tmp / "overrides"
     patch = overrides / "patches" / "fixture_wired" / "0001-never.patch"
     patch.parent.mkdir(parents=True)
@@ -195,7 +199,12 @@ def test_build_steps_run_the_overrides(wired: Wired, tmp_path: Path) -> None:
     """fromager's `step` commands, build requirements served from the bootstrap's wheels."""
     steps = OutputLayout(tmp_path / "steps").ensure()
     settings = _settings(wired.overrides)
-    builder.download_source(IndexClient(wired.url), "fixture-wired", "1.0", steps)
+    index = IndexClient(wired.url)
+    # find_candidates: the index's 2.0 is not a version this package has
+    assert [f.version for f in index.files("fixture-wired")] == [Version("1.0"), Version("2.0")]
+    with pytest.raises(ResolutionError, match="fixture-wired"):
+        builder.download_source(index, "fixture-wired", "2.0", steps, settings=settings)
+    builder.download_source(index, "fixture-wired", "1.0", steps, settings=settings)
     prepared = builder.prepare_downloaded(steps, "fixture-wired", "1.0", settings=settings)
     assert prepared.patches == ()
     assert (prepared.project_dir / "fixture_wired" / plugin.PREPARED_MARKER).is_file()
