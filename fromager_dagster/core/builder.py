@@ -292,6 +292,8 @@ def build_package(
         return take_prebuilt(layout, canonical, version, index=index)
     start = time.perf_counter()
     plugins = _installed(plugins)
+    log = layout.log_path(canonical, version)
+    log.write_text(f"# build of {canonical}=={version}\n", encoding="utf-8")
     archive = download_source(
         index,
         canonical,
@@ -301,8 +303,8 @@ def build_package(
         settings=wanted.settings,
         plugins=plugins,
     )
-    log = layout.log_path(canonical, version)
-    log.write_text(f"# build of {canonical}=={version} from {archive.name}\n", encoding="utf-8")
+    with log.open("a", encoding="utf-8") as out:
+        out.write(f"# source {archive.name}\n")
     prepared = prepare_source(
         archive,
         layout.work_dir,

@@ -13,6 +13,7 @@ import tarfile
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,12 @@ from fromager_dagster.core.graph import DependencyGraph
 from fromager_dagster.core.index import IndexClient
 from fromager_dagster.core.index_server import LocalIndexServer
 from fromager_dagster.core.layout import OutputLayout
-from fromager_dagster.core.plugins import PLUGIN_METADATA_FILE, Plugins
+from fromager_dagster.core.plugins import (
+    HOOKS_GROUP,
+    OVERRIDES_GROUP,
+    PLUGIN_METADATA_FILE,
+    Plugins,
+)
 from fromager_dagster.core.requirements import Constraints, parse_requirement
 from fromager_dagster.core.settings import Settings, default_paths, load_settings
 from tests.fixtures.packages import FixturePackage, Upstream
@@ -253,3 +259,76 @@ def test_build_package_discovers_backend_requirements_through_the_override(
         assert f"fixture_wired-1.0/{plugin.SDIST_MARKER}" in tf.getnames()
     env = layout.package_dir("fixture-wired", "1.0") / "build-env" / "bin" / "python"
     subprocess.run([str(env), "-c", "import fixture_wired_backend"], check=True)
+
+
+def test_build_node_honours_the_build_system_and_environment_overrides(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    """fixture-plugged's get_build_system_dependencies and update_extra_environ, rebuilt from
+    the bootstrap's graph: the same edges are needed and the same environment is seen."""
+    upstream.add(
+        FixturePackage("fixture-plugged", record_env=("FIXTURE_PLUGGED",)),
+        FixturePackage("fixture-plugged-helper"),
+    )
+    layout = OutputLayout(tmp_path / "out")
+    result = bootstrap(
+        [parse_requirement("fixture-plugged")],
+        index=IndexClient(upstream.start()),
+        constraints=Constraints.from_lines([]),
+        layout=layout,
+        options=BootstrapOptions(jobs=2, isolate=False),
+    )
+    wheel = layout.wheels_downloads / "fixture_plugged-1.0-0-py3-none-any.whl"
+    first = wheel.read_bytes()
+    built = builder.build_node(result.graph, "fixture-plugged==1.0", layout=layout, isolate=False)
+    assert built.path == wheel
+    seen = json.loads(_wheel_member(wheel.read_bytes(), "fixture_plugged/build-env.json"))
+    assert seen["env"] == {"FIXTURE_PLUGGED": "fixture-plugged==1.0"}
+    assert wheel.read_bytes() == first
+    # the step commands read the same build-system requirements from the prepared tree
+    builder.prepare_downloaded(layout, "fixture-plugged", "1.0")
+    prepared = builder.prepared_source(layout, "fixture-plugged", "1.0")
+    assert [str(r) for r in prepared.build_system.requires] == ["fixture-plugged-helper>=1.0"]
+
+
+def test_build_package_honours_download_source_and_build_wheel_overrides(
+    upstream: Upstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Plugins passed in explicitly (a distribution written to a folder on sys.path)."""
+    site = tmp_path / "site"
+    info = site / "tmp_wired_plugin-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tmp-wired-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        f"[{OVERRIDES_GROUP}]\nfx_steps = tmp_wired_steps\n", encoding="utf-8"
+    )
+    (site / "tmp_wired_steps.py").write_text(
+        "def download_source(url, dest_dir, session, log):\n"
+        "    target = dest_dir / url.rsplit('/', 1)[-1]\n"
+        "    target.write_bytes(session.get(url, timeout=30).content)\n"
+        "    log.parent.mkdir(parents=True, exist_ok=True)\n"
+        "    with log.open('a') as out:\n"
+        "        out.write('plugin downloaded ' + url + '\\n')\n"
+        "    return target\n"
+        "\n"
+        "def build_wheel(hooks, out_dir, log):\n"
+        "    built = hooks.build_wheel(out_dir)\n"
+        "    with log.open('a') as out:\n"
+        "        out.write('plugin built ' + built.name + '\\n')\n"
+        "    return built\n",
+        encoding="utf-8",
+    )
+    monkeypatch.syspath_prepend(str(site))
+    plugins = Plugins.from_entry_points(
+        metadata.entry_points(group=OVERRIDES_GROUP), metadata.entry_points(group=HOOKS_GROUP)
+    )
+    upstream.add(FixturePackage("fx-steps"))
+    url = upstream.start()
+    layout = OutputLayout(tmp_path / "out")
+    built = builder.build_package(
+        "fx-steps", "1.0", index=IndexClient(url), layout=layout, isolate=False, plugins=plugins
+    )
+    log = built.log_path.read_text()
+    assert "plugin downloaded http://127.0.0.1:" in log
+    assert "plugin built fx_steps-1.0-py3-none-any.whl" in log
+    assert built.path == layout.wheels_downloads / "fx_steps-1.0-0-py3-none-any.whl"
