@@ -19,7 +19,10 @@ from ..core.isolation import resolve_isolation
 from ..core.layout import OutputLayout
 from ..core.requirements import Constraints, toplevel_requirements
 from ..core.settings import default_paths
-from . import build_cmds, dagster_run, graph_cmd, overrides_cmd
+from . import build_cmds, graph_cmd, overrides_cmd
+from .bootstrap_run import DagsterResult, run_bootstrap
+from .collection_file import collection_name, write_collection
+from .location_run import DagsterBootstrap
 from .options import (
     CONSTRAINTS,
     INDEX_URL,
@@ -32,6 +35,7 @@ from .options import (
     settings_options,
 )
 from .progress import ProgressPrinter
+from .run_events import describe_runs
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -155,15 +159,15 @@ def bootstrap_command(
             err=True,
         )
         if not no_dagster:
-            name = collection or dagster_run.collection_name(reqs)
+            name = collection or collection_name(reqs)
             found = [
                 p.resolve() if p is not None else None
                 for p in default_paths(settings_file, settings_dir, patches_dir)
             ]
-            run_settings = dagster_run.DagsterBootstrap(
+            run_settings = DagsterBootstrap(
                 output_dir=layout.root,
                 name=name,
-                collections_file=dagster_run.write_collection(
+                collections_file=write_collection(
                     layout.root,
                     name,
                     requirements=requirements,
@@ -179,7 +183,7 @@ def bootstrap_command(
                 isolate=options.isolate,
                 build_wheels=not sdist_only,
             )
-            outcome = dagster_run.run_bootstrap(run_settings, ProgressPrinter(verbose=verbose))
+            outcome = run_bootstrap(run_settings, ProgressPrinter(verbose=verbose))
     except FromagerDagsterError as exc:
         _fail(exc, verbose)
         return
@@ -207,16 +211,14 @@ def bootstrap_command(
         sys.exit(1)
 
 
-def _dagster_summary(
-    result: dagster_run.DagsterResult, layout: OutputLayout, verbose: bool
-) -> None:
+def _dagster_summary(result: DagsterResult, layout: OutputLayout, verbose: bool) -> None:
     if result.errors:
         if verbose:
             for text in result.tracebacks:
                 click.echo(text, err=True)
         for line in result.errors:
             click.echo(f"error: {line}", err=True)
-        for line in dagster_run.describe_runs(result):
+        for line in describe_runs(result):
             click.echo(line, err=True)
         sys.exit(1)
     click.echo(
@@ -225,7 +227,7 @@ def _dagster_summary(
         err=True,
     )
     _outputs(layout)
-    for line in dagster_run.describe_runs(result):
+    for line in describe_runs(result):
         click.echo(line, err=True)
     click.echo(f"see them in the UI: fromager-dagster ui -O {layout.root}", err=True)
 

@@ -20,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -37,9 +37,10 @@ from .index import DistFile, IndexClient
 from .index_server import LocalIndexServer, write_simple_tree
 from .layout import OutputLayout
 from .plugins import PluginFinder, Plugins
+from .plugins import steps as plugin_steps
 from .prebuilt import fetch_prebuilt_wheel
 from .prepare import PreparedSource, build_fingerprint, hook_environ, prepare_source
-from .requirements import Constraints, marker_holds, parse_requirement
+from .requirements import Constraints
 from .resolver import PackageFinder, ResolvedPackage, Resolver, SourcePolicy
 from .settings import Settings
 from .vcs import GitSources
@@ -415,13 +416,15 @@ class _Run:
                 name=name,
                 version=version,
                 log=log,
+                plugins=self.plugins,
             )
         for patch in prepared.patches:
             self.progress("patched", node.key, patch.name)
+        source_dir = prepared.project_dir
+        environ = self._environ(node, source_dir)
         # the re-packed sdist is an output nobody waits for: make it off the critical path
         node.repacking = self._background(self._repack, node, prepared.root)
-        source_dir = prepared.project_dir
-        build_system = self._plugin_build_system(node, prepared, log)
+        build_system = prepared.build_system
         system_children = [
             key for r in build_system.requires for key in self._link(node.key, r, "build-system")
         ]
@@ -439,7 +442,16 @@ class _Run:
             sdist_hooks = self._hook_caller(
                 node, self._copy_source(prepared, pkg_dir / "sdist-src"), build_system
             )
-            sdist_future = self.hook_pool.submit(sdist_hooks.requires_for_sdist)
+            sdist_future = self.hook_pool.submit(
+                plugin_steps.sdist_requirements,
+                self.plugins,
+                sdist_hooks,
+                name=name,
+                version=version,
+                settings=self.settings,
+                environ=environ,
+                log=log,
+            )
             if not self.options.sdist_only and not self._overridden(node, "build_wheel"):
                 spec_log = pkg_dir / "speculative-build.log"
                 spec_hooks = self._hook_caller(
@@ -451,7 +463,15 @@ class _Run:
                 node.speculative = self.hook_pool.submit(
                     spec_hooks.build_wheel, pkg_dir / "spec-dist"
                 )
-            backend = node.hooks.requires_for_wheel()
+            backend = plugin_steps.backend_requirements(
+                self.plugins,
+                node.hooks,
+                name=name,
+                version=version,
+                settings=self.settings,
+                environ=environ,
+                log=log,
+            )
             sdist = sdist_future.result()
         for req_type, reqs in (("build-backend", backend), ("build-sdist", sdist)):
             for req in reqs:
@@ -499,40 +519,21 @@ class _Run:
             return found[0]
         return sources.download(self.index.session, node.pkg.source, dest)
 
-    def _plugin_build_system(self, node: _Node, prepared: PreparedSource, log: Path) -> BuildSystem:
-        step = self.plugins.override(node.pkg.name, "get_build_system_dependencies")
-        if step is None:
-            return prepared.build_system
-        texts = step(
-            name=node.pkg.name,
-            version=node.pkg.version,
-            source_dir=prepared.project_dir,
-            settings=self.settings,
-            log=log,
-        )
-        where = f"{node.key} build-system plugin"
-        reqs = [parse_requirement(text, source=where) for text in texts]
-        return replace(prepared.build_system, requires=tuple(r for r in reqs if marker_holds(r)))
-
     def _environ(self, node: _Node, source_dir: Path) -> dict[str, str]:
         """The hooks' extra environment: settings, then an update_extra_environ plugin."""
         if node.environ is None:
             name, version = node.pkg.name, str(node.pkg.version)
-            environ = hook_environ(
-                self.settings, name, version, source_date_epoch=self.options.source_date_epoch
+            node.environ = plugin_steps.extra_environ(
+                self.plugins,
+                name=name,
+                version=version,
+                source_dir=source_dir,
+                settings=self.settings,
+                base=hook_environ(
+                    self.settings, name, version, source_date_epoch=self.options.source_date_epoch
+                ),
+                log=self._log(node),
             )
-            step = self.plugins.override(name, "update_extra_environ")
-            if step is not None:
-                added = step(
-                    name=node.pkg.name,
-                    version=node.pkg.version,
-                    source_dir=source_dir,
-                    settings=self.settings,
-                    extra_environ=dict(environ),
-                    log=self._log(node),
-                )
-                environ.update(added or {})
-            node.environ = environ
         return node.environ
 
     def _build_tag(self, node: _Node) -> int:
@@ -572,13 +573,18 @@ class _Run:
         return built if valid else None
 
     def _repack(self, node: _Node, source_dir: Path) -> None:
+        """The sdist of the prepared tree in sdists-repo/builds (a build_sdist plugin's)."""
         name, version = node.pkg.name, str(node.pkg.version)
         with self._timed("repack"):
-            node.sdist = sources.repack_sdist(
+            node.sdist = plugin_steps.build_sdist(
+                self.plugins,
                 source_dir,
                 self.layout.repacked_sdist(name, version),
                 name=name,
                 version=version,
+                settings=self.settings,
+                environ=node.environ or {},
+                log=self._log(node),
                 source_date_epoch=self.options.source_date_epoch,
             )
 
@@ -669,22 +675,28 @@ class _Run:
         if built is None:
             self._install(node, self.graph.children(node.key, BUILD_TYPES))
             assert node.hooks is not None
-            step = self.plugins.override(node.pkg.name, "build_wheel")
             with self._timed("builds", self.slots):
-                if step is None:
-                    built = node.hooks.build_wheel(pkg_dir / "dist")
-                else:
-                    built = step(
-                        name=node.pkg.name,
-                        version=node.pkg.version,
-                        source_dir=node.hooks.source_dir,
-                        out_dir=pkg_dir / "dist",
-                        settings=self.settings,
-                        hooks=node.hooks,
-                        extra_environ=dict(node.environ or {}),
-                        log=self._log(node),
-                    )
-        assert node.env is not None
+                built = plugin_steps.build_wheel(
+                    self.plugins,
+                    node.hooks,
+                    pkg_dir / "dist",
+                    name=node.pkg.name,
+                    version=node.pkg.version,
+                    settings=self.settings,
+                    environ=node.environ or {},
+                    log=self._log(node),
+                )
+        assert node.env is not None and node.hooks is not None
+        built = plugin_steps.add_wheel_metadata(
+            self.plugins,
+            built,
+            name=node.pkg.name,
+            version=node.pkg.version,
+            source_dir=node.hooks.source_dir,
+            settings=self.settings,
+            environ=node.environ or {},
+            log=self._log(node),
+        )
         wheel = wheels.finalize_wheel(
             built,
             self.layout.wheels_downloads,

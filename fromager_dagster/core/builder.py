@@ -4,8 +4,9 @@
 downloaded sources, nothing else. ``build_package`` is fromager's ``build``: the sdist from an
 index, the build requirements discovered by the PEP 517 hooks and installed from a wheel
 server. Both honour the package's settings (patches, environment, config_settings, build
-tag) and take ``pre_built`` packages' wheels as they are. The step functions below them are
-fromager's ``step`` subcommands; each reads what the previous one left on disk.
+tag) and the installed plugins' step overrides (``plugins``: None loads them), and take
+``pre_built`` packages' wheels as they are. The step functions below them are fromager's
+``step`` subcommands; each reads what the previous one left on disk.
 """
 
 from __future__ import annotations
@@ -26,12 +27,14 @@ from . import sources, wheels
 from .buildenv import BuildEnv, BuildEnvFactory
 from .errors import BuildError, ConfigError, SourceError
 from .graph import DependencyGraph, write_atomic
-from .hooks import HookCaller, read_build_system
+from .hooks import HookCaller
 from .index import SDIST_EXTENSIONS, IndexClient
 from .index_server import LocalIndexServer
 from .layout import OutputLayout
+from .plugins import PluginFinder, Plugins
+from .plugins import steps as plugin_steps
 from .prebuilt import download_prebuilt_wheel
-from .prepare import PreparedSource, hook_environ, override_build_system, prepare_source
+from .prepare import PreparedSource, hook_environ, prepare_source, prepared_build_system
 from .requirements import Constraints
 from .resolver import Resolver
 from .settings import Settings
@@ -200,6 +203,7 @@ def build_node(
     source_date_epoch: int = DEFAULT_SOURCE_DATE_EPOCH,
     index_url: str | None = None,
     keep_build_env: bool = False,
+    plugins: Plugins | None = None,
 ) -> BuiltWheel:
     """Build ``key``'s wheel from the graph's recorded build requirements, hermetically.
 
@@ -229,17 +233,36 @@ def build_node(
     start = time.perf_counter()
     log = layout.log_path(name, version)
     log.write_text(f"# hermetic build of {key} from {archive.name}\n", encoding="utf-8")
+    plugins = _installed(plugins)
     prepared = prepare_source(
-        archive, layout.work_dir, settings=wanted.settings, name=name, version=version, log=log
+        archive,
+        layout.work_dir,
+        settings=wanted.settings,
+        name=name,
+        version=version,
+        log=log,
+        plugins=plugins,
     )
-    build_sdist(layout, name, version, prepared, source_date_epoch=source_date_epoch)
+    environ = _environ(prepared, wanted, plugins, name, version, log)
+    build_sdist(
+        layout,
+        name,
+        version,
+        prepared,
+        source_date_epoch=source_date_epoch,
+        settings=wanted.settings,
+        plugins=plugins,
+        environ=environ,
+    )
     pins = graph.build_requirements(key)
     with _wheel_server(layout, index_url) as url:
         envs = BuildEnvFactory(url, cache_dir=layout.work_dir / "uv-cache")
         env = envs.create(layout.package_dir(name, version) / "build-env", log=log)
         envs.install(env, pins, log=log)
     tag = wanted.build_tag if build_tag is None else build_tag
-    wheel = _build_wheel(layout, name, version, prepared, env, wanted, tag, isolate, log)
+    wheel = _build_wheel(
+        layout, name, version, prepared, env, wanted, tag, isolate, log, plugins, environ
+    )
     if not keep_build_env:
         shutil.rmtree(env.path, ignore_errors=True)
     return _built(key, wheel, log, archive, start)
@@ -257,6 +280,7 @@ def build_package(
     settings: Settings | None = None,
     source_date_epoch: int = DEFAULT_SOURCE_DATE_EPOCH,
     keep_build_env: bool = False,
+    plugins: Plugins | None = None,
 ) -> BuiltWheel:
     """fromager's ``build``: ``name==version`` from ``index``'s sdist, build requirements
     discovered by the hooks and installed only from ``wheel_server_url`` (default: the local
@@ -267,11 +291,20 @@ def build_package(
     if wanted.pre_built:
         return take_prebuilt(layout, canonical, version, index=index)
     start = time.perf_counter()
-    archive = download_source(
-        index, canonical, version, layout, constraints=constraints, settings=wanted.settings
-    )
+    plugins = _installed(plugins)
     log = layout.log_path(canonical, version)
-    log.write_text(f"# build of {canonical}=={version} from {archive.name}\n", encoding="utf-8")
+    log.write_text(f"# build of {canonical}=={version}\n", encoding="utf-8")
+    archive = download_source(
+        index,
+        canonical,
+        version,
+        layout,
+        constraints=constraints,
+        settings=wanted.settings,
+        plugins=plugins,
+    )
+    with log.open("a", encoding="utf-8") as out:
+        out.write(f"# source {archive.name}\n")
     prepared = prepare_source(
         archive,
         layout.work_dir,
@@ -279,8 +312,19 @@ def build_package(
         name=canonical,
         version=version,
         log=log,
+        plugins=plugins,
     )
-    build_sdist(layout, canonical, version, prepared, source_date_epoch=source_date_epoch)
+    environ = _environ(prepared, wanted, plugins, canonical, version, log)
+    build_sdist(
+        layout,
+        canonical,
+        version,
+        prepared,
+        source_date_epoch=source_date_epoch,
+        settings=wanted.settings,
+        plugins=plugins,
+        environ=environ,
+    )
     env = prepare_build(
         layout,
         canonical,
@@ -290,9 +334,20 @@ def build_package(
         settings=wanted,
         isolate=isolate,
         log=log,
+        plugins=plugins,
     )
     wheel = _build_wheel(
-        layout, canonical, version, prepared, env, wanted, wanted.build_tag, isolate, log
+        layout,
+        canonical,
+        version,
+        prepared,
+        env,
+        wanted,
+        wanted.build_tag,
+        isolate,
+        log,
+        plugins,
+        environ,
     )
     if not keep_build_env:
         shutil.rmtree(env.path, ignore_errors=True)
@@ -310,16 +365,32 @@ def download_source(
     *,
     constraints: Constraints | None = None,
     settings: Settings | None = None,
+    plugins: Plugins | None = None,
 ) -> Path:
-    """Download the sdist of ``name==version`` into ``sdists-repo/downloads``: from the
-    settings' ``download_source.url`` when there is one, else from ``index`` (hash-verified);
-    ResolutionError when the index has no such version."""
+    """Download the sdist of ``name==version`` into ``sdists-repo/downloads``: by a
+    ``download_source`` plugin, from the settings' ``download_source.url`` when there is one,
+    else from ``index`` (hash-verified); ResolutionError when the index (or a
+    ``find_candidates`` plugin) has no such version."""
     try:
         Version(version)
     except InvalidVersion as exc:
         raise ConfigError(f"{version!r} is not a valid version of {name}", package=name) from exc
-    resolver = Resolver(index, constraints or Constraints.from_lines([]))
+    plugins = _installed(plugins)
+    finder = PluginFinder(index, plugins, settings if settings is not None else Settings())
+    resolver = Resolver(finder, constraints or Constraints.from_lines([]))
     package = resolver.resolve(Requirement(f"{canonicalize_name(name)}=={version}"))
+    step = plugins.override(name, "download_source")
+    if step is not None:
+        layout.logs_dir.mkdir(parents=True, exist_ok=True)
+        return step(
+            name=package.name,
+            version=package.version,
+            url=package.source.url,
+            dest_dir=layout.sdists_downloads,
+            settings=settings if settings is not None else Settings(),
+            session=index.session,
+            log=layout.log_path(package.name, str(package.version)),
+        )
     if settings is not None:
         found = download_override(
             index.session, package, settings.package(name), layout.sdists_downloads
@@ -338,10 +409,15 @@ def _prepared_marker(layout: OutputLayout, name: str, version: str) -> Path:
 
 
 def prepare_downloaded(
-    layout: OutputLayout, name: str, version: str, *, settings: Settings | None = None
+    layout: OutputLayout,
+    name: str,
+    version: str,
+    *,
+    settings: Settings | None = None,
+    plugins: Plugins | None = None,
 ) -> PreparedSource:
-    """``step prepare-source``: unpack and patch the downloaded sdist of ``name==version``;
-    record where the tree is for the later steps."""
+    """``step prepare-source``: unpack and patch the downloaded sdist of ``name==version`` (or
+    let a ``prepare_source`` plugin prepare it); record where the tree is for the later steps."""
     archive = downloaded_source(layout, name, version)
     log = layout.log_path(name, version)
     layout.logs_dir.mkdir(parents=True, exist_ok=True)
@@ -349,7 +425,13 @@ def prepare_downloaded(
         out.write(f"# prepare source of {name}=={version} from {archive.name}\n")
     chosen = settings if settings is not None else Settings()
     prepared = prepare_source(
-        archive, layout.work_dir, settings=chosen, name=name, version=version, log=log
+        archive,
+        layout.work_dir,
+        settings=chosen,
+        name=name,
+        version=version,
+        log=log,
+        plugins=_installed(plugins),
     )
     marker = _prepared_marker(layout, name, version)
     marker.parent.mkdir(parents=True, exist_ok=True)
@@ -364,7 +446,12 @@ def prepare_downloaded(
 
 
 def prepared_source(
-    layout: OutputLayout, name: str, version: str, *, settings: Settings | None = None
+    layout: OutputLayout,
+    name: str,
+    version: str,
+    *,
+    settings: Settings | None = None,
+    plugins: Plugins | None = None,
 ) -> PreparedSource:
     """The tree ``step prepare-source`` left (not unpacked again); SourceError if absent."""
     try:
@@ -381,9 +468,13 @@ def prepared_source(
             package=name,
             version=version,
         )
-    package = (settings if settings is not None else Settings()).package(name)
-    build_system = override_build_system(
-        read_build_system(project_dir, package=name), package.project_override
+    build_system = prepared_build_system(
+        project_dir,
+        settings=settings if settings is not None else Settings(),
+        name=name,
+        version=version,
+        log=layout.log_path(name, version),
+        plugins=_installed(plugins),
     )
     return PreparedSource(root, project_dir, build_system, patches)
 
@@ -395,13 +486,27 @@ def build_sdist(
     prepared: PreparedSource,
     *,
     source_date_epoch: int = DEFAULT_SOURCE_DATE_EPOCH,
+    settings: Settings | None = None,
+    plugins: Plugins | None = None,
+    environ: dict[str, str] | None = None,
 ) -> Path:
-    """``step build-sdist``: the prepared tree as a reproducible sdist in ``sdists-repo/builds``."""
-    return sources.repack_sdist(
+    """``step build-sdist``: the prepared tree as a reproducible sdist in ``sdists-repo/builds``
+    (or a ``build_sdist`` plugin's sdist there). ``environ``: the build's extra environment
+    (default: the settings', updated by an ``update_extra_environ`` plugin)."""
+    plugins = _installed(plugins)
+    log = layout.log_path(name, version)
+    if environ is None:
+        wanted = BuildSettings.of(settings, name, version, source_date_epoch=source_date_epoch)
+        environ = _environ(prepared, wanted, plugins, name, version, log)
+    return plugin_steps.build_sdist(
+        plugins,
         prepared.root,
         layout.repacked_sdist(name, version),
         name=name,
         version=version,
+        settings=settings if settings is not None else Settings(),
+        environ=environ,
+        log=log,
         source_date_epoch=source_date_epoch,
     )
 
@@ -416,16 +521,29 @@ def prepare_build(
     settings: BuildSettings,
     isolate: bool,
     log: Path | None = None,
+    plugins: Plugins | None = None,
 ) -> BuildEnv:
     """``step prepare-build``: a fresh environment with the build-system requirements, then
-    what ``get_requires_for_build_wheel`` asks for, installed from the wheel server only."""
+    what ``get_requires_for_build_wheel`` (or a ``get_build_backend_dependencies`` plugin)
+    asks for, installed from the wheel server only."""
     log = log or layout.log_path(name, version)
+    plugins = _installed(plugins)
+    environ = _environ(prepared, settings, plugins, name, version, log)
     with _wheel_server(layout, wheel_server_url) as url:
         envs = BuildEnvFactory(url, cache_dir=layout.work_dir / "uv-cache")
         env = envs.create(layout.package_dir(name, version) / "build-env", log=log)
         envs.install(env, [str(r) for r in prepared.build_system.requires], log=log)
-        hooks = _hooks(prepared, env, settings, isolate, log, name, version)
-        envs.install(env, [str(r) for r in hooks.requires_for_wheel()], log=log)
+        hooks = _hooks(prepared, env, settings, isolate, log, name, version, environ)
+        backend = plugin_steps.backend_requirements(
+            plugins,
+            hooks,
+            name=name,
+            version=version,
+            settings=settings.settings,
+            environ=environ,
+            log=log,
+        )
+        envs.install(env, [str(r) for r in backend], log=log)
     return env
 
 
@@ -451,11 +569,24 @@ def build_wheel(
     *,
     settings: BuildSettings,
     isolate: bool,
+    plugins: Plugins | None = None,
 ) -> Path:
     """``step build-wheel``: build in ``env`` and finalize into ``wheels-repo/downloads``."""
     log = layout.log_path(name, version)
+    plugins = _installed(plugins)
+    environ = _environ(prepared, settings, plugins, name, version, log)
     return _build_wheel(
-        layout, name, version, prepared, env, settings, settings.build_tag, isolate, log
+        layout,
+        name,
+        version,
+        prepared,
+        env,
+        settings,
+        settings.build_tag,
+        isolate,
+        log,
+        plugins,
+        environ,
     )
 
 
@@ -472,6 +603,30 @@ def _wheel_server(layout: OutputLayout, url: str | None) -> Iterator[str]:
         yield server.url
 
 
+def _installed(plugins: Plugins | None) -> Plugins:
+    return plugins if plugins is not None else Plugins.load()
+
+
+def _environ(
+    prepared: PreparedSource,
+    settings: BuildSettings,
+    plugins: Plugins,
+    name: str,
+    version: str,
+    log: Path,
+) -> dict[str, str]:
+    """The hooks' extra environment: the settings', then an update_extra_environ plugin's."""
+    return plugin_steps.extra_environ(
+        plugins,
+        name=name,
+        version=version,
+        source_dir=prepared.project_dir,
+        settings=settings.settings,
+        base=settings.environ,
+        log=log,
+    )
+
+
 def _hooks(
     prepared: PreparedSource,
     env: BuildEnv,
@@ -480,6 +635,7 @@ def _hooks(
     log: Path,
     name: str,
     version: str,
+    environ: dict[str, str],
 ) -> HookCaller:
     return HookCaller(
         prepared.project_dir,
@@ -487,7 +643,7 @@ def _hooks(
         env,
         log=log,
         isolate=isolate,
-        extra_environ=settings.environ,
+        extra_environ=environ,
         package=name,
         version=version,
         config_settings=settings.config_settings,
@@ -504,10 +660,31 @@ def _build_wheel(
     build_tag: int,
     isolate: bool,
     log: Path,
+    plugins: Plugins,
+    environ: dict[str, str],
 ) -> Path:
     dist = layout.package_dir(name, version) / "dist"
-    hooks = _hooks(prepared, env, settings, isolate, log, name, version)
-    built = hooks.build_wheel(dist)
+    hooks = _hooks(prepared, env, settings, isolate, log, name, version, environ)
+    built = plugin_steps.build_wheel(
+        plugins,
+        hooks,
+        dist,
+        name=name,
+        version=version,
+        settings=settings.settings,
+        environ=environ,
+        log=log,
+    )
+    built = plugin_steps.add_wheel_metadata(
+        plugins,
+        built,
+        name=name,
+        version=version,
+        source_dir=prepared.project_dir,
+        settings=settings.settings,
+        environ=environ,
+        log=log,
+    )
     epoch = int(settings.environ.get("SOURCE_DATE_EPOCH", DEFAULT_SOURCE_DATE_EPOCH))
     wheel = wheels.finalize_wheel(
         built, layout.wheels_downloads, build_tag=build_tag, source_date_epoch=epoch

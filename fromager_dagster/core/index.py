@@ -70,15 +70,27 @@ class DistFile:
     upload_time: datetime | None = None  # PEP 700 upload-time / data-upload-time, when given
 
 
-def wheel_tag_rank(filename: str) -> int | None:
-    """Preference of a wheel for this interpreter (lower is better); ``None``: incompatible."""
+def wheel_tag_rank(filename: str, *, ignore_platform: bool = False) -> int | None:
+    """Preference of a wheel for this interpreter (lower is better); ``None``: incompatible.
+
+    With ``ignore_platform`` no wheel is incompatible: after the compatible ones come wheels
+    for this interpreter and ABI on another platform, then every other wheel.
+    """
     try:
         _, _, _, tags = parse_wheel_filename(filename)
     except InvalidWheelFilename:
         return None
     ranks = _supported_tags()
     found = [ranks[tag] for tag in tags if tag in ranks]
-    return min(found) if found else None
+    if found:
+        return min(found)
+    if not ignore_platform:
+        return None
+    same_python = _supported_pythons()
+    found = [
+        same_python[t.interpreter, t.abi] for t in tags if (t.interpreter, t.abi) in same_python
+    ]
+    return len(ranks) + (min(found) if found else len(ranks))
 
 
 @functools.cache
@@ -86,12 +98,25 @@ def _supported_tags() -> dict[Tag, int]:
     return {tag: rank for rank, tag in enumerate(sys_tags())}
 
 
-def best_wheel(files: Iterable[DistFile]) -> DistFile | None:
-    """The wheel among ``files`` that this interpreter prefers (``None``: none is compatible)."""
+@functools.cache
+def _supported_pythons() -> dict[tuple[str, str], int]:
+    """Each (interpreter, ABI) pair of ``sys_tags()`` and the rank of its first tag."""
+    pythons: dict[tuple[str, str], int] = {}
+    for tag, rank in _supported_tags().items():
+        pythons.setdefault((tag.interpreter, tag.abi), rank)
+    return pythons
+
+
+def best_wheel(files: Iterable[DistFile], *, ignore_platform: bool = False) -> DistFile | None:
+    """The wheel among ``files`` that this interpreter prefers (``None``: none is compatible).
+
+    With ``ignore_platform`` any wheel will do, ranked as in :func:`wheel_tag_rank`.
+    """
     ranked = [
         (rank, file.filename, file)
         for file in files
-        if file.kind == "wheel" and (rank := wheel_tag_rank(file.filename)) is not None
+        if file.kind == "wheel"
+        and (rank := wheel_tag_rank(file.filename, ignore_platform=ignore_platform)) is not None
     ]
     return min(ranked, key=lambda item: item[:2])[2] if ranked else None
 

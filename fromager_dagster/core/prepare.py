@@ -12,12 +12,14 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from . import sources
 from .errors import ConfigError
 from .hooks import BuildSystem, read_build_system
 from .patches import apply_patches
 from .plugins import Plugins
+from .plugins.steps import plugin_requirements
 from .settings import ProjectOverride, Settings
 
 
@@ -32,13 +34,37 @@ class PreparedSource:
 
 
 def prepare_source(
-    archive: Path, work_dir: Path, *, settings: Settings, name: str, version: str, log: Path
+    archive: Path,
+    work_dir: Path,
+    *,
+    settings: Settings,
+    name: str,
+    version: str,
+    log: Path,
+    plugins: Plugins | None = None,
 ) -> PreparedSource:
-    """Unpack ``archive`` under ``work_dir`` and apply the package's patches and overrides."""
-    root = sources.unpack(archive, work_dir)
-    applied = apply_patches(
-        root, settings.patches(name, version), log=log, package=name, version=version
-    )
+    """Unpack ``archive`` under ``work_dir`` and apply the package's patches and overrides.
+
+    A ``prepare_source`` plugin replaces the unpacking, the patches and ``project_override``:
+    the tree is what it returns. ``build_dir`` still applies, and a
+    ``get_build_system_dependencies`` plugin still gives the build-system requirements.
+    """
+    step = plugins.override(name, "prepare_source") if plugins is not None else None
+    if step is None:
+        root = sources.unpack(archive, work_dir)
+        applied = apply_patches(
+            root, settings.patches(name, version), log=log, package=name, version=version
+        )
+    else:
+        root = step(
+            name=canonicalize_name(name),
+            version=Version(version),
+            archive=archive,
+            work_dir=work_dir,
+            settings=settings,
+            log=log,
+        )
+        applied = []
     package = settings.package(name)
     project_dir = root
     if package.build_dir:
@@ -50,10 +76,41 @@ def prepare_source(
                 package=name,
                 version=version,
             )
-    build_system = override_build_system(
-        read_build_system(project_dir, package=name), package.project_override
+    build_system = prepared_build_system(
+        project_dir, settings=settings, name=name, version=version, log=log, plugins=plugins
     )
     return PreparedSource(root, project_dir, build_system, tuple(applied))
+
+
+def prepared_build_system(
+    project_dir: Path,
+    *,
+    settings: Settings,
+    name: str,
+    version: str,
+    log: Path,
+    plugins: Plugins | None = None,
+) -> BuildSystem:
+    """The build system of a prepared tree: ``[build-system]`` with ``project_override``
+    applied (unless a ``prepare_source`` plugin prepared the tree), its requirements replaced
+    by a ``get_build_system_dependencies`` plugin's."""
+    build_system = read_build_system(project_dir, package=name)
+    if plugins is None or plugins.override(name, "prepare_source") is None:
+        build_system = override_build_system(build_system, settings.package(name).project_override)
+    step = plugins.override(name, "get_build_system_dependencies") if plugins is not None else None
+    if step is None:
+        return build_system
+    texts = step(
+        name=canonicalize_name(name),
+        version=Version(version),
+        source_dir=project_dir,
+        settings=settings,
+        log=log,
+    )
+    reqs = plugin_requirements(
+        texts, name=name, version=version, step="get_build_system_dependencies"
+    )
+    return replace(build_system, requires=tuple(reqs))
 
 
 def override_build_system(build_system: BuildSystem, override: ProjectOverride) -> BuildSystem:

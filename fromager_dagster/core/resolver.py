@@ -13,8 +13,9 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
 from .errors import ResolutionError
-from .index import DistFile, best_wheel
+from .index import DistFile, best_wheel, wheel_tag_rank
 from .requirements import Constraint, Constraints
+from .settings_sections import ResolverDist
 
 
 class PackageFinder(Protocol):
@@ -25,7 +26,7 @@ class PackageFinder(Protocol):
 
 @dataclass(frozen=True)
 class ResolvedPackage:
-    """One chosen version of a package and the source archive it will be built from."""
+    """One chosen version of a package and its file: an sdist to build, or a wheel taken as is."""
 
     name: NormalizedName
     version: Version
@@ -52,14 +53,19 @@ def _allows_prereleases(req: Requirement, constraint: Constraint | None) -> bool
 
 @dataclass(frozen=True)
 class SourcePolicy:
-    """Per package: which index, whether its wheel is taken pre-built, how old a release must be.
+    """Per package: which index, which of its files are candidates, how old a release must be.
 
-    The defaults take the newest sdist from the main index, whatever its age.
+    ``dists`` gives a package's ``resolver_dist`` settings: ``include_sdists`` (sdists are
+    candidates), ``include_wheels`` (wheels are candidates, and a version with one is taken
+    pre-built) and ``ignore_platform`` (any wheel counts, not only those this interpreter can
+    install). A ``prebuilt`` package takes wheels only. The defaults take the newest sdist from
+    the main index, whatever its age.
     """
 
     prebuilt: Callable[[NormalizedName], bool] = lambda name: False
     min_release_age: Callable[[NormalizedName], float | None] = lambda name: None  # days
     finder: Callable[[NormalizedName], PackageFinder | None] = lambda name: None  # None: main
+    dists: Callable[[NormalizedName], ResolverDist] = lambda name: ResolverDist()
     now: datetime | None = None  # default: the time of each lookup
 
     def too_new(self, name: NormalizedName, file: DistFile) -> bool:
@@ -68,6 +74,95 @@ class SourcePolicy:
             return False  # an index without upload times cannot prove a release is young
         now = self.now or datetime.now(UTC)
         return now - file.upload_time < timedelta(days=days)
+
+    def rule(self, name: NormalizedName) -> DistRule:
+        """Which kinds of ``name``'s files are candidates."""
+        dist = self.dists(name)
+        if self.prebuilt(name):
+            return DistRule(False, True, dist.ignore_platform, prebuilt=True)
+        return DistRule(dist.include_sdists, dist.include_wheels, dist.ignore_platform)
+
+    def candidates(
+        self, name: NormalizedName, files: Sequence[DistFile]
+    ) -> dict[Version, DistFile]:
+        """The file each version of ``name`` would come from: its best wheel when wheels are
+        candidates and it has one, else its sdist when sdists are candidates.
+
+        ResolutionError (naming the package and the resolver_dist keys) when the rule can never
+        give a candidate, or when ``files`` is not empty but none of them is one.
+        """
+        rule = self.rule(name)
+        by_version: dict[Version, list[DistFile]] = {}
+        for file in files:
+            by_version.setdefault(file.version, []).append(file)
+        chosen: dict[Version, DistFile] = {}
+        for version, group in by_version.items():
+            wheel = best_wheel(group, ignore_platform=rule.ignore_platform) if rule.wheels else None
+            sdist = next((f for f in group if f.kind == "sdist"), None) if rule.sdists else None
+            if (pick := wheel or sdist) is not None:
+                chosen[version] = pick
+        if not chosen and (files or not (rule.sdists or rule.wheels)):
+            raise _no_candidate(name, files, rule)
+        return chosen
+
+
+@dataclass(frozen=True)
+class DistRule:
+    """Which kinds of a package's files are candidates (from its resolver_dist settings)."""
+
+    sdists: bool
+    wheels: bool
+    ignore_platform: bool
+    prebuilt: bool = False
+
+    @property
+    def kind(self) -> str:
+        """The candidates' kind, for messages."""
+        if self.prebuilt:
+            return "pre-built wheel"
+        return {(True, False): "sdist", (False, True): "wheel"}.get(
+            (self.sdists, self.wheels), "sdist or wheel"
+        )
+
+
+def _no_candidate(
+    name: NormalizedName, files: Sequence[DistFile], rule: DistRule
+) -> ResolutionError:
+    """One line: what the index has, the settings that exclude all of it, what to change."""
+    flag = {True: "true", False: "false"}
+    if rule.prebuilt:
+        using = (
+            f"pre_built (wheels only), resolver_dist.ignore_platform={flag[rule.ignore_platform]}"
+        )
+    else:
+        using = (
+            f"resolver_dist include_sdists={flag[rule.sdists]}, "
+            f"include_wheels={flag[rule.wheels]}, ignore_platform={flag[rule.ignore_platform]}"
+        )
+    sdists = sum(f.kind == "sdist" for f in files)
+    wheels = [f for f in files if f.kind == "wheel"]
+    fitting = sum(wheel_tag_rank(f.filename) is not None for f in wheels)
+    has = f"{_count(sdists, 'sdist')} and {_count(len(wheels), 'wheel')}"
+    if wheels:
+        has += f" ({fitting} installable here)"
+    fixes = []
+    if rule.prebuilt and sdists:
+        fixes.append("pre_built: false for this variant")
+    elif not rule.sdists and (sdists or not files):
+        fixes.append("resolver_dist.include_sdists: true")
+    if not rule.wheels and (wheels or not files):
+        fixes.append("resolver_dist.include_wheels: true")
+    elif rule.wheels and wheels and not rule.ignore_platform:
+        fixes.append("resolver_dist.ignore_platform: true")
+    return ResolutionError(
+        f"{name}: no file on the index is a candidate under {using}: the index has {has}; "
+        f"set {' or '.join(fixes) or 'other resolver_dist values'}",
+        package=name,
+    )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 class _Provider(resolvelib.AbstractProvider):  # type: ignore[type-arg]
@@ -119,8 +214,8 @@ class _Provider(resolvelib.AbstractProvider):  # type: ignore[type-arg]
 class Resolver:
     """Picks the newest version of each requirement that every constraint admits.
 
-    A version is a candidate when it has an sdist (or, for a pre-built package, a wheel this
-    interpreter can install) that is old enough under the policy.
+    A version is a candidate when it has a file the policy admits (by default an sdist; see
+    SourcePolicy) that is old enough under the policy.
     """
 
     def __init__(
@@ -134,17 +229,7 @@ class Resolver:
         """The file each version would be built (or taken pre-built) from."""
         finder = self._policy.finder(name) or self._finder
         files = [f for f in finder.files(name) if not self._policy.too_new(name, f)]
-        if self._policy.prebuilt(name):
-            by_version: dict[Version, list[DistFile]] = {}
-            for file in files:
-                by_version.setdefault(file.version, []).append(file)
-            best = {v: best_wheel(group) for v, group in by_version.items()}
-            return {v: w for v, w in best.items() if w is not None}
-        chosen: dict[Version, DistFile] = {}
-        for file in files:
-            if file.kind == "sdist":
-                chosen.setdefault(file.version, file)
-        return chosen
+        return self._policy.candidates(name, files)
 
     def resolve(self, requirement: Requirement) -> ResolvedPackage:
         """Resolve one requirement on its own (build and install edges)."""
@@ -209,7 +294,7 @@ class Resolver:
 
     def _available(self, name: str) -> str:
         canonical = canonicalize_name(name)
-        kind = "pre-built wheel" if self._policy.prebuilt(canonical) else "sdist"
+        kind = self._policy.rule(canonical).kind
         versions = sorted(self.choices(canonical))
         if not versions:
             return f"no usable {kind}s"

@@ -248,12 +248,14 @@ _PACKAGE_KEYS = frozenset(
 def _package_settings(name: NormalizedName, raw: Any, r: Reader) -> PackageSettings:
     data = r.table(raw, "", _PACKAGE_KEYS)
     purl, purl_config = read_purl(r, data)
+    env = read_env(r, data, "")
+    variants = read_variants(r, data)
     return PackageSettings(
         name=name,
-        env=read_env(r, data, ""),
-        variants=read_variants(r, data),
+        env=env,
+        variants=variants,
         download_source=read_download_source(r, data),
-        resolver_dist=read_resolver_dist(r, data),
+        resolver_dist=read_resolver_dist(r, data, variants),
         build_dir=read_build_dir(r, data),
         changelog=read_changelog(r, data),
         config_settings=read_config_settings(r, data),

@@ -167,7 +167,11 @@ _RESOLVER_KEYS = frozenset(
 )
 
 
-def read_resolver_dist(r: Reader, data: dict[str, Any]) -> ResolverDist:
+def read_resolver_dist(
+    r: Reader, data: dict[str, Any], variants: Mapping[str, VariantSettings]
+) -> ResolverDist:
+    """``resolver_dist``; a package must be able to have candidates (a pre_built variant
+    takes wheels whatever include_sdists and include_wheels say)."""
     where = "resolver_dist"
     section = r.section(data, where, "", _RESOLVER_KEYS)
     dist = ResolverDist(
@@ -178,8 +182,19 @@ def read_resolver_dist(r: Reader, data: dict[str, Any]) -> ResolverDist:
         min_release_age=r.integer(section, "min_release_age", where, None, 0),
         use_pypi_org_metadata=r.optional_bool(section, "use_pypi_org_metadata", where),
     )
+    if any(variant.pre_built for variant in variants.values()):
+        return dist
     if dist.ignore_platform and not dist.include_wheels:
-        r.add(f"{where}.ignore_platform", "has no effect without include_wheels: true")
+        r.add(
+            f"{where}.ignore_platform",
+            "has no effect without include_wheels: true (or a pre_built variant)",
+        )
+    if not dist.include_sdists and not dist.include_wheels:
+        r.add(
+            f"{where}.include_sdists",
+            "include_sdists and include_wheels are both false, so no file can be a candidate; "
+            "set one of them to true",
+        )
     return dist
 
 

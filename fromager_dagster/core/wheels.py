@@ -13,8 +13,8 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Iterable
-from pathlib import Path
-from typing import IO
+from pathlib import Path, PurePosixPath
+from typing import IO, TYPE_CHECKING
 
 from packaging.markers import UndefinedEnvironmentName
 from packaging.requirements import InvalidRequirement, Requirement
@@ -22,10 +22,14 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 
 from fromager_dagster.core.errors import BuildError
 
+if TYPE_CHECKING:
+    from fromager_dagster.core.wheel_extras import WheelExtras
+
 _CHUNK = 1024 * 1024
 _ZIP_MIN_EPOCH = 315532800  # 1980-01-01T00:00:00Z, the earliest date a zip entry can hold
 _ZIP_MAX_EPOCH = 4354819198  # 2107-12-31T23:59:58Z, the latest
 _SIGNATURES = ("RECORD.jws", "RECORD.p7s")
+_OWN_FILES = frozenset({"RECORD", "WHEEL", "METADATA", *_SIGNATURES})  # extras cannot replace
 
 
 def _dist_info_dir(wheel: Path, names: Iterable[str], wanted: str) -> str:
@@ -70,12 +74,55 @@ def _with_build_line(text: str, build_tag: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _with_headers(text: str, headers: Iterable[tuple[str, str]]) -> str:
+    """``METADATA`` text with ``headers`` added after its last header, before the blank line
+    and body; a header already there with the same value is not written twice."""
+    lines = text.splitlines(keepends=True)
+    end = next((i for i, line in enumerate(lines) if not line.strip("\r\n")), len(lines))
+    head = email.message_from_string("".join(lines[:end]))
+    present = {(key.lower(), str(value).strip()) for key, value in head.items()}
+    newline = "\r\n" if lines and lines[0].endswith("\r\n") else "\n"
+    added: list[str] = []
+    for key, value in headers:
+        if (key.lower(), value) not in present:
+            present.add((key.lower(), value))
+            added.append(f"{key}: {value}{newline}")
+    if end and not lines[end - 1].endswith("\n"):
+        lines[end - 1] += newline
+    return "".join([*lines[:end], *added, *lines[end:]])
+
+
+def _check_extras(extras: WheelExtras, dist_info: str) -> dict[str, bytes]:
+    """The extra files keyed by their path in the wheel; BuildError for an unusable one."""
+    for key, value in extras.metadata_headers:
+        if not key.replace("-", "").isalnum() or any(c in value for c in "\r\n"):
+            raise BuildError(f"cannot add the METADATA header {key!r}: {value!r}")
+    files: dict[str, bytes] = {}
+    for rel, data in extras.files.items():
+        path = PurePosixPath(rel)
+        if (
+            not rel
+            or "\\" in rel
+            or path.is_absolute()
+            or any(part in {"", ".", ".."} for part in rel.split("/"))
+            or rel in _OWN_FILES
+        ):
+            raise BuildError(f"cannot add {rel!r} to {dist_info}: not a new relative file path")
+        files[f"{dist_info}/{rel}"] = bytes(data)
+    return files
+
+
 def _record_hash(digest: bytes) -> str:
     return "sha256=" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
 def finalize_wheel(
-    built: Path, dest_dir: Path, *, build_tag: int = 0, source_date_epoch: int = 0
+    built: Path,
+    dest_dir: Path,
+    *,
+    build_tag: int = 0,
+    source_date_epoch: int = 0,
+    extras: WheelExtras | None = None,
 ) -> Path:
     """Rewrite the wheel a backend built into ``dest_dir`` as a deterministic, build-tagged one.
 
@@ -85,6 +132,10 @@ def finalize_wheel(
     deterministic: no directory entries, files sorted with the ``.dist-info`` ones last and
     ``RECORD`` the very last, dates from ``source_date_epoch`` (clamped to the zip range),
     modes 0o644 or 0o755, deflated. The same input gives the same bytes. Returns the path.
+
+    ``extras`` (see ``wheel_extras``) adds headers to ``METADATA`` after its last header (one
+    already there with the same value is kept once) and files under the ``.dist-info``
+    directory (mode 0o644; one of the same name is replaced; RECORD lists them).
     """
     if build_tag < 0:
         raise BuildError(f"build tag must be a non-negative integer, not {build_tag}")
@@ -115,9 +166,14 @@ def finalize_wheel(
                 infos[info.filename] = info
             dist_info = _dist_info_dir(built, infos, "WHEEL")
             wheel_file, record_file = f"{dist_info}/WHEEL", f"{dist_info}/RECORD"
+            metadata_file = f"{dist_info}/METADATA"
+            added = _check_extras(extras, dist_info) if extras is not None else {}
+            headers = extras.metadata_headers if extras is not None else ()
+            if headers and metadata_file not in infos:
+                raise BuildError(f"{built.name} has no {metadata_file} to add headers to")
             dropped = {record_file, *(f"{dist_info}/{sig}" for sig in _SIGNATURES)}
             order = sorted(
-                (n for n in infos if n not in dropped),
+                {n for n in infos if n not in dropped} | set(added),
                 key=lambda n: (n.startswith(f"{dist_info}/"), n),
             )
 
@@ -130,14 +186,18 @@ def finalize_wheel(
 
             rows: list[tuple[str, str, str]] = []
             for name in order:
-                executable = (infos[name].external_attr >> 16) & 0o111
+                executable = name not in added and (infos[name].external_attr >> 16) & 0o111
                 digest, size = hashlib.sha256(), 0
                 with zout.open(entry(name, 0o755 if executable else 0o644), "w") as out:
-                    if name == wheel_file:
+                    source: IO[bytes]
+                    if name in added:
+                        source = io.BytesIO(added[name])
+                    elif name == wheel_file:
                         text = zin.read(name).decode("utf-8")
-                        source: IO[bytes] = io.BytesIO(
-                            _with_build_line(text, build_tag).encode("utf-8")
-                        )
+                        source = io.BytesIO(_with_build_line(text, build_tag).encode("utf-8"))
+                    elif name == metadata_file and headers:
+                        text = zin.read(name).decode("utf-8")
+                        source = io.BytesIO(_with_headers(text, headers).encode("utf-8"))
                     else:
                         source = zin.open(name)
                     with source:

@@ -12,10 +12,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from packaging.tags import sys_tags
+from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from fromager_dagster.core.errors import IndexAccessError
-from fromager_dagster.core.index import DistFile, IndexClient, make_session, parse_dist_filename
+from fromager_dagster.core.index import (
+    DistFile,
+    IndexClient,
+    best_wheel,
+    make_session,
+    parse_dist_filename,
+    wheel_tag_rank,
+)
 from fromager_dagster.core.index_server import LocalIndexServer
 
 if TYPE_CHECKING:
@@ -320,3 +329,23 @@ def test_index_url_gets_a_trailing_slash() -> None:
 def test_parse_dist_filename(filename: str, expected: tuple[str, str, str] | None) -> None:
     parsed = parse_dist_filename(filename)
     assert (None if parsed is None else (parsed[0], str(parsed[1]), parsed[2])) == expected
+
+
+def _wheel(tag: str) -> DistFile:
+    filename = f"foo-1.0-{tag}.whl"
+    return DistFile(
+        canonicalize_name("foo"), Version("1.0"), filename, filename, "wheel", None, None
+    )
+
+
+def test_best_wheel_ignoring_the_platform_still_ranks_compatible_wheels_first() -> None:
+    here = next(iter(sys_tags()))
+    foreign = _wheel("cp27-cp27m-win32")
+    same_python = _wheel(f"{here.interpreter}-{here.abi}-fx_other_platform")
+    compatible = _wheel("py3-none-any")
+    assert best_wheel([foreign, same_python]) is None
+    assert wheel_tag_rank(foreign.filename) is None
+    assert best_wheel([foreign], ignore_platform=True) is foreign
+    assert best_wheel([foreign, same_python], ignore_platform=True) is same_python
+    assert best_wheel([foreign, same_python, compatible], ignore_platform=True) is compatible
+    assert best_wheel([compatible]) is compatible

@@ -19,7 +19,13 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from fromager_dagster.core import wheels
-from fromager_dagster.core.errors import BuildError, ConfigError, ResolutionError, SourceError
+from fromager_dagster.core.errors import (
+    BuildError,
+    ConfigError,
+    PatchError,
+    ResolutionError,
+    SourceError,
+)
 from fromager_dagster.core.index import IndexClient
 from fromager_dagster.core.index_server import LocalIndexServer
 from fromager_dagster.core.plugins import (
@@ -30,11 +36,17 @@ from fromager_dagster.core.plugins import (
     Plugins,
     add_extra_metadata,
 )
+from fromager_dagster.core.plugins import steps as plugin_steps
+from fromager_dagster.core.prepare import (
+    build_fingerprint,
+    prepare_source,
+    prepared_build_system,
+)
 from fromager_dagster.core.requirements import Constraints
 from fromager_dagster.core.resolver import Resolver
-from fromager_dagster.core.settings import Settings
+from fromager_dagster.core.settings import Settings, load_settings
 from tests.core.conftest import DistFactory
-from tests.fixtures.packages import FixturePackage, make_index, sdist_members
+from tests.fixtures.packages import FixturePackage, make_index, make_sdist, sdist_members
 
 EXAMPLE_LOG = "FROMAGER_DAGSTER_PLUGIN_EXAMPLE_LOG"
 _counter = itertools.count()
@@ -142,6 +154,14 @@ def test_steps_a_plugin_does_not_define_and_packages_without_plugin_have_no_over
     )
     assert plugins.describe("fixture-unplugged") is None
     assert plugins.override("fixture-unplugged", "get_build_system_dependencies") is None
+    # the build fingerprint (prepare.build_fingerprint) names every step a package's plugin
+    # overrides, so changing or upgrading any of them rebuilds the package
+    fingerprint = build_fingerprint(Settings(), plugins, "Fixture_Wired", "1.0")
+    assert fingerprint.endswith(
+        "fromager-dagster-plugin-example 0.1.0): add_extra_metadata_to_wheels, build_sdist, "
+        "get_build_backend_dependencies, get_build_sdist_dependencies, prepare_source"
+    )
+    assert fingerprint.startswith(build_fingerprint(Settings(), None, "fixture-wired", "1.0"))
     with pytest.raises(ValueError, match="unknown step 'build_wheels'"):
         plugins.override("fixture-plugged", "build_wheels")
 
@@ -397,3 +417,93 @@ def test_add_extra_metadata_writes_plugin_files_and_data_into_the_final_wheel(
     assert "fx_meta/__init__.py" in names
     assert f"fx_meta-1.0.dist-info/{PLUGIN_METADATA_FILE}," in record
     assert final.name == "fx_meta-1.0-2-py3-none-any.whl"
+
+
+# -- the steps as the engine runs them (plugins/steps.py, prepare.py) -------------------------
+
+
+def test_build_sdist_override_must_write_at_dest(site: Path, tmp_path: Path) -> None:
+    module = _unique("sdist_override")
+    source = (
+        "def build_sdist(source_dir, dest):\n"
+        "    target = dest if source_dir.name == 'good' else dest.with_name('elsewhere.tar.gz')\n"
+        "    target.write_bytes(b'sdist of ' + source_dir.name.encode())\n"
+        "    return target\n"
+    )
+    _install(site, {module: source}, {"fx_sdist": module}, [])
+    plugins = _discover()
+    args = {
+        "name": "FX.Sdist",
+        "version": "1.0",
+        "settings": Settings(),
+        "environ": {},
+        "log": tmp_path / "fx.log",
+        "source_date_epoch": 0,
+    }
+    dest = tmp_path / "builds" / "fx_sdist-1.0.tar.gz"
+    (tmp_path / "good").mkdir()
+    assert plugin_steps.build_sdist(plugins, tmp_path / "good", dest, **args) == dest
+    assert dest.read_bytes() == b"sdist of good"
+    (tmp_path / "bad").mkdir()
+    with pytest.raises(SourceError, match="elsewhere.tar.gz, not .*fx_sdist-1.0.tar.gz") as info:
+        plugin_steps.build_sdist(plugins, tmp_path / "bad", dest, **args)
+    assert (info.value.package, info.value.step) == ("fx-sdist", "build_sdist")
+    # a package without the override gets the reproducible re-pack of the tree
+    plain = plugin_steps.build_sdist(
+        plugins, tmp_path / "good", tmp_path / "plain.tar.gz", **{**args, "name": "fx-plain"}
+    )
+    assert plain.read_bytes()[:2] == b"\x1f\x8b"  # gzip
+
+
+def test_build_system_plugin_requirements_keep_only_markers_that_hold(
+    site: Path, tmp_path: Path
+) -> None:
+    module = _unique("build_system_override")
+    source = (
+        "def get_build_system_dependencies():\n"
+        "    return ['fx-old; python_version < \"3\"', 'fx-new>=2']\n"
+    )
+    _install(site, {module: source}, {"fx_markers": module}, [])
+    tree = _source_tree(FixturePackage("fx-markers", build_system_requires=("fx-own",)), tmp_path)
+    found = prepared_build_system(
+        tree,
+        settings=Settings(),
+        name="fx-markers",
+        version="1.0",
+        log=tmp_path / "fx.log",
+        plugins=_discover(),
+    )
+    assert [str(r) for r in found.requires] == ["fx-new>=2"]
+
+
+def test_prepare_source_override_replaces_unpacking_patches_and_project_override(
+    site: Path, tmp_path: Path
+) -> None:
+    module = _unique("prepare_override")
+    source = (
+        "def prepare_source(archive, work_dir):\n"
+        "    root = work_dir / 'mine'\n"
+        "    (root / 'fx_prep').mkdir(parents=True)\n"
+        "    (root / 'pyproject.toml').write_text("
+        "'[build-system]\\nrequires = [\"fx-base\"]\\n')\n"
+        "    return root\n"
+    )
+    _install(site, {module: source}, {"fx_prep": module}, [])
+    overrides = tmp_path / "overrides"
+    (overrides / "settings").mkdir(parents=True)
+    (overrides / "settings" / "fx_prep.yaml").write_text(
+        "project_override:\n  update_build_requires: ['fx-extra']\n"
+    )
+    (overrides / "patches" / "fx_prep").mkdir(parents=True)
+    (overrides / "patches" / "fx_prep" / "0001-any.patch").write_text("not a patch\n")
+    settings = load_settings(settings_dir=overrides / "settings", patches_dir=overrides / "patches")
+    archive = make_sdist(FixturePackage("fx-prep"), tmp_path / "dl")
+    work = tmp_path / "work"
+    args = {"settings": settings, "name": "fx-prep", "version": "1.0", "log": tmp_path / "l"}
+    prepared = prepare_source(archive, work, plugins=_discover(), **args)
+    assert prepared.root == prepared.project_dir == work / "mine"
+    assert prepared.patches == ()
+    assert [str(r) for r in prepared.build_system.requires] == ["fx-base"]
+    # without the plugin: unpacked, and the settings' patch and project_override apply
+    with pytest.raises(PatchError, match="0001-any.patch"):
+        prepare_source(archive, tmp_path / "plain", plugins=None, **args)

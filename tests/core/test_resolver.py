@@ -1,8 +1,11 @@
-"""The resolver: versions, constraints, release age, pre-built wheels, every matching version."""
+"""The resolver: versions, constraints, release age, pre-built wheels, every matching version,
+and which files count as candidates (resolver_dist settings) on a real local index."""
 
 from __future__ import annotations
 
+import shutil
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
@@ -11,9 +14,11 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from fromager_dagster.core.errors import ResolutionError
-from fromager_dagster.core.index import DistFile, parse_upload_time
+from fromager_dagster.core.index import DistFile, IndexClient, parse_upload_time
 from fromager_dagster.core.requirements import Constraints
-from fromager_dagster.core.resolver import Resolver, SourcePolicy
+from fromager_dagster.core.resolver import ResolvedPackage, Resolver, SourcePolicy
+from fromager_dagster.core.settings import load_settings
+from tests.fixtures.packages import FixturePackage, Upstream, make_sdist, make_wheel
 
 NOW = datetime(2026, 11, 21, tzinfo=UTC)
 BEST_TAG = next(iter(sys_tags()))
@@ -135,3 +140,141 @@ def test_no_usable_wheel_is_reported_as_such() -> None:
 )
 def test_parse_upload_time(text: str | None, expected: datetime | None) -> None:
     assert parse_upload_time(text) == expected
+
+
+# -- resolver_dist on a real local index ---------------------------------------------------
+
+FOREIGN_TAG = "cp27-cp27m-win32"  # a wheel no interpreter running these tests installs
+
+
+def publish(upstream: Upstream, version: str, *, sdist: bool, wheel: str | None = None) -> None:
+    """Put ``fx-a==version`` on the upstream index: its sdist, and a wheel tagged ``wheel``."""
+    pkg = FixturePackage("fx-a", version)
+    if sdist:
+        make_sdist(pkg, upstream.folder)
+    if wheel is not None:
+        built = make_wheel(pkg, upstream.folder / "built")
+        shutil.move(built, upstream.folder / f"{pkg.base}-{wheel}.whl")
+        shutil.rmtree(upstream.folder / "built")
+
+
+def resolve_with(upstream: Upstream, tmp_path: Path, settings_yaml: str | None) -> ResolvedPackage:
+    """Resolve ``fx-a`` on ``upstream`` with ``settings/fx_a.yaml`` holding ``settings_yaml``."""
+    settings_dir = tmp_path / "settings"
+    settings_dir.mkdir(parents=True, exist_ok=True)
+    if settings_yaml is not None:
+        (settings_dir / "fx_a.yaml").write_text(settings_yaml, encoding="utf-8")
+    settings = load_settings(settings_dir=settings_dir)
+    policy = SourcePolicy(
+        prebuilt=settings.pre_built, dists=lambda name: settings.package(name).resolver_dist
+    )
+    url = upstream.server.url if upstream.server else upstream.start()
+    return Resolver(IndexClient(url), Constraints(), policy).resolve(Requirement("fx-a"))
+
+
+def test_include_sdists_false_skips_versions_with_only_an_sdist(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    publish(upstream, "1.0", sdist=True, wheel="py3-none-any")
+    publish(upstream, "2.0", sdist=True)
+    assert resolve_with(upstream, tmp_path, None).version == Version("2.0")
+    chosen = resolve_with(
+        upstream, tmp_path, "resolver_dist:\n  include_sdists: false\n  include_wheels: true\n"
+    )
+    assert (str(chosen.version), chosen.source.filename) == ("1.0", "fx_a-1.0-py3-none-any.whl")
+
+
+def test_include_wheels_makes_wheels_candidates_taken_pre_built(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    publish(upstream, "1.0", sdist=True, wheel="py3-none-any")
+    publish(upstream, "2.0", sdist=False, wheel="py3-none-any")
+    default = resolve_with(upstream, tmp_path, None)
+    assert (str(default.version), default.source.kind) == ("1.0", "sdist")
+    chosen = resolve_with(upstream, tmp_path, "resolver_dist:\n  include_wheels: true\n")
+    # the wheel is the package's file: bootstrap downloads it as a pre-built wheel
+    assert (str(chosen.version), chosen.source.kind) == ("2.0", "wheel")
+    assert chosen.source.filename == "fx_a-2.0-py3-none-any.whl"
+
+
+def test_include_wheels_prefers_a_versions_wheel_to_its_sdist(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    publish(upstream, "1.0", sdist=True, wheel="py3-none-any")
+    chosen = resolve_with(upstream, tmp_path, "resolver_dist:\n  include_wheels: true\n")
+    assert chosen.source.filename == "fx_a-1.0-py3-none-any.whl"
+
+
+def test_ignore_platform_admits_wheels_for_other_platforms(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    publish(upstream, "1.0", sdist=False, wheel="py3-none-any")
+    publish(upstream, "2.0", sdist=False, wheel=FOREIGN_TAG)
+    wheels_only = "resolver_dist:\n  include_sdists: false\n  include_wheels: true\n"
+    assert resolve_with(upstream, tmp_path, wheels_only).version == Version("1.0")
+    chosen = resolve_with(upstream, tmp_path, wheels_only + "  ignore_platform: true\n")
+    assert chosen.source.filename == f"fx_a-2.0-{FOREIGN_TAG}.whl"
+
+
+def test_ignore_platform_still_takes_the_best_ranked_wheel(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    # this interpreter and ABI on another platform ranks above a wheel for another Python
+    other_platform = f"{BEST_TAG.interpreter}-{BEST_TAG.abi}-fx_other_platform"
+    publish(upstream, "2.0", sdist=False, wheel=FOREIGN_TAG)
+    publish(upstream, "2.0", sdist=False, wheel=other_platform)
+    chosen = resolve_with(
+        upstream,
+        tmp_path,
+        "resolver_dist:\n  include_wheels: true\n  ignore_platform: true\n",
+    )
+    assert chosen.source.filename == f"fx_a-2.0-{other_platform}.whl"
+    publish(upstream, "2.0", sdist=False, wheel="py3-none-any")  # a compatible one wins
+    chosen = resolve_with(
+        upstream,
+        tmp_path / "again",
+        "resolver_dist:\n  include_wheels: true\n  ignore_platform: true\n",
+    )
+    assert chosen.source.filename == "fx_a-2.0-py3-none-any.whl"
+
+
+def test_ignore_platform_applies_to_a_pre_built_package(upstream: Upstream, tmp_path: Path) -> None:
+    publish(upstream, "2.0", sdist=True, wheel=FOREIGN_TAG)
+    chosen = resolve_with(
+        upstream,
+        tmp_path,
+        "variants:\n  cpu:\n    pre_built: true\nresolver_dist:\n  ignore_platform: true\n",
+    )
+    assert chosen.source.filename == f"fx_a-2.0-{FOREIGN_TAG}.whl"
+
+
+@pytest.mark.parametrize(
+    ("files", "settings_yaml", "advice"),
+    [
+        (
+            {"sdist": True},
+            "resolver_dist:\n  include_sdists: false\n  include_wheels: true\n",
+            "set resolver_dist.include_sdists: true",
+        ),
+        ({"sdist": False, "wheel": "py3-none-any"}, None, "set resolver_dist.include_wheels: true"),
+        (
+            {"sdist": False, "wheel": FOREIGN_TAG},
+            "resolver_dist:\n  include_wheels: true\n",
+            "set resolver_dist.ignore_platform: true",
+        ),
+    ],
+)
+def test_settings_that_leave_no_candidate_fail_in_one_line(
+    upstream: Upstream,
+    tmp_path: Path,
+    files: dict[str, bool | str],
+    settings_yaml: str | None,
+    advice: str,
+) -> None:
+    publish(upstream, "1.0", **files)  # type: ignore[arg-type]
+    with pytest.raises(ResolutionError) as caught:
+        resolve_with(upstream, tmp_path, settings_yaml)
+    message = str(caught.value)
+    assert "\n" not in message and caught.value.package == "fx-a"
+    assert message.startswith("fx-a: no file on the index is a candidate under resolver_dist ")
+    assert message.endswith(advice)

@@ -235,6 +235,22 @@ def test_all_problems_of_a_file_are_reported_together(ov: Overrides) -> None:
     assert info.value.one_line().startswith(f"configuration failed: {path}: ")
 
 
+def test_a_pre_built_variant_may_take_wheels_of_any_platform(ov: Overrides) -> None:
+    ov.package(
+        "foo",
+        """\
+        variants:
+          cpu:
+            pre_built: true
+        resolver_dist:
+          include_sdists: false
+          ignore_platform: true
+        """,
+    )
+    dist = ov.load().package("foo").resolver_dist
+    assert (dist.include_sdists, dist.include_wheels, dist.ignore_platform) == (False, False, True)
+
+
 def test_problems_of_several_files_are_all_reported(ov: Overrides) -> None:
     ov.package("aaa", "pre_built: true\n")
     ov.package("bbb", "build_dir: /abs\n")
@@ -273,6 +289,11 @@ def test_problems_of_several_files_are_all_reported(ov: Overrides) -> None:
             "resolver_dist:\n  ignore_platform: true",
             "resolver_dist.ignore_platform",
             "include_wheels",
+        ),
+        (
+            "resolver_dist:\n  include_sdists: false",
+            "resolver_dist.include_sdists",
+            "no file can be a candidate",
         ),
         ("build_dir: ../up", "build_dir", "relative path inside"),
         ("build_dir: 3", "build_dir", "expected a string"),

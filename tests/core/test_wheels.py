@@ -13,8 +13,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from packaging.metadata import Metadata
 
 from fromager_dagster.core.errors import BuildError
+from fromager_dagster.core.wheel_extras import WheelExtras
 from fromager_dagster.core.wheels import (
     finalize_wheel,
     install_requirements,
@@ -196,6 +198,145 @@ def test_finalize_refuses_a_wheel_without_dist_info(tmp_path: Path) -> None:
         finalize_wheel(built, tmp_path / "out")
 
     assert list((tmp_path / "out").iterdir()) == []
+
+
+EXTRAS = WheelExtras(
+    metadata_headers=(("Requires-External", "openssl-libs"), ("Requires-External", "libffi")),
+    files={"sboms/tool.spdx.json": b'{"spdxVersion": "SPDX-2.3"}\n', "zz-notes.txt": b"x"},
+)
+
+
+def _record_rows(zf: zipfile.ZipFile) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(zf.read(f"{DIST_INFO}/RECORD").decode())))
+
+
+def test_finalize_with_extras_adds_headers_before_the_body_and_files_in_record(
+    tmp_path: Path,
+) -> None:
+    built = make_wheel(tmp_path / "demo_pkg-1.0-py3-none-any.whl")
+
+    out = finalize_wheel(built, tmp_path / "out", extras=EXTRAS)
+
+    with zipfile.ZipFile(out) as zf:
+        names = zf.namelist()
+        text = zf.read(f"{DIST_INFO}/METADATA").decode()
+        rows = _record_rows(zf)
+        contents = {n: zf.read(n) for n in names}
+        modes = {i.filename: i.external_attr >> 16 for i in zf.infolist()}
+    head, body = text.split("\n\n", 1)
+    assert head.splitlines()[-3:] == [
+        "Provides-Extra: y",
+        "Requires-External: openssl-libs",
+        "Requires-External: libffi",
+    ]
+    assert body == "A description body.\n"
+    assert names[-5:] == [
+        f"{DIST_INFO}/METADATA",
+        f"{DIST_INFO}/WHEEL",
+        f"{DIST_INFO}/sboms/tool.spdx.json",
+        f"{DIST_INFO}/zz-notes.txt",
+        f"{DIST_INFO}/RECORD",
+    ]
+    assert contents[f"{DIST_INFO}/sboms/tool.spdx.json"] == EXTRAS.files["sboms/tool.spdx.json"]
+    assert modes[f"{DIST_INFO}/sboms/tool.spdx.json"] == 0o644
+    assert [r[0] for r in rows] == names
+    for name, digest, size in rows[:-1]:
+        expected = base64.urlsafe_b64encode(hashlib.sha256(contents[name]).digest()).rstrip(b"=")
+        assert (digest, int(size)) == ("sha256=" + expected.decode(), len(contents[name]))
+    metadata = Metadata.from_email(contents[f"{DIST_INFO}/METADATA"], validate=True)
+    assert metadata.requires_external == ["openssl-libs", "libffi"]
+    assert len(metadata.requires_dist or []) == 6
+
+
+def test_finalize_with_extras_is_byte_identical_regardless_of_input(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    one = make_wheel(tmp_path / "a" / "demo_pkg-1.0-py3-none-any.whl")
+    two = make_wheel(
+        tmp_path / "b" / "demo_pkg-1.0-py3-none-any.whl",
+        reverse=True,
+        date_time=(2024, 1, 2, 3, 4, 6),
+    )
+
+    first = finalize_wheel(one, tmp_path / "out1", build_tag=1, extras=EXTRAS)
+    again = finalize_wheel(one, tmp_path / "out2", build_tag=1, extras=EXTRAS)
+    other = finalize_wheel(two, tmp_path / "out3", build_tag=1, extras=EXTRAS)
+    plain = finalize_wheel(one, tmp_path / "out4", build_tag=1)
+
+    assert first.read_bytes() == again.read_bytes() == other.read_bytes()
+    assert first.read_bytes() != plain.read_bytes()
+
+
+def test_finalize_with_empty_extras_is_finalize_without(tmp_path: Path) -> None:
+    built = make_wheel(tmp_path / "demo_pkg-1.0-py3-none-any.whl")
+
+    empty = finalize_wheel(built, tmp_path / "out1", extras=WheelExtras())
+    none = finalize_wheel(built, tmp_path / "out2")
+
+    assert empty.read_bytes() == none.read_bytes()
+
+
+def test_finalize_with_extras_keeps_one_of_each_header_and_replaces_a_file(
+    tmp_path: Path,
+) -> None:
+    built = make_wheel(
+        tmp_path / "demo_pkg-1.0-py3-none-any.whl",
+        extra={f"{DIST_INFO}/sboms/tool.spdx.json": b"old"},
+    )
+    once = finalize_wheel(built, tmp_path / "once", extras=EXTRAS)
+
+    twice = finalize_wheel(once, tmp_path / "twice", extras=EXTRAS)
+
+    assert twice.read_bytes() == once.read_bytes()
+    with zipfile.ZipFile(twice) as zf:
+        text = zf.read(f"{DIST_INFO}/METADATA").decode()
+        assert zf.read(f"{DIST_INFO}/sboms/tool.spdx.json") == EXTRAS.files["sboms/tool.spdx.json"]
+        assert zf.namelist().count(f"{DIST_INFO}/sboms/tool.spdx.json") == 1
+    assert text.count("Requires-External: openssl-libs") == 1
+
+
+def test_finalize_appends_headers_to_metadata_without_a_body(tmp_path: Path) -> None:
+    built = make_wheel(
+        tmp_path / "demo_pkg-1.0-py3-none-any.whl",
+        metadata=False,
+        extra={f"{DIST_INFO}/METADATA": b"Metadata-Version: 2.1\nName: demo-pkg\nVersion: 1.0"},
+    )
+
+    out = finalize_wheel(
+        built, tmp_path / "out", extras=WheelExtras(metadata_headers=(("Requires-External", "C"),))
+    )
+
+    with zipfile.ZipFile(out) as zf:
+        text = zf.read(f"{DIST_INFO}/METADATA").decode()
+    assert text == "Metadata-Version: 2.1\nName: demo-pkg\nVersion: 1.0\nRequires-External: C\n"
+
+
+@pytest.mark.parametrize(
+    "path", ["../escape.txt", "/abs.txt", "RECORD", "METADATA", "WHEEL", "a//b", "a\\b", ""]
+)
+def test_finalize_refuses_an_extra_file_outside_or_over_its_own(tmp_path: Path, path: str) -> None:
+    built = make_wheel(tmp_path / "demo_pkg-1.0-py3-none-any.whl")
+
+    with pytest.raises(BuildError, match="cannot add"):
+        finalize_wheel(built, tmp_path / "out", extras=WheelExtras(files={path: b"x"}))
+
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_finalize_refuses_headers_without_metadata(tmp_path: Path) -> None:
+    built = make_wheel(tmp_path / "demo_pkg-1.0-py3-none-any.whl", metadata=False)
+    extras = WheelExtras(metadata_headers=(("Requires-External", "C"),))
+
+    with pytest.raises(BuildError, match="no demo_pkg-1.0.dist-info/METADATA"):
+        finalize_wheel(built, tmp_path / "out", extras=extras)
+
+
+def test_finalize_refuses_a_header_value_on_two_lines(tmp_path: Path) -> None:
+    built = make_wheel(tmp_path / "demo_pkg-1.0-py3-none-any.whl")
+    extras = WheelExtras(metadata_headers=(("Requires-External", "a\nName: evil"),))
+
+    with pytest.raises(BuildError, match="cannot add the METADATA header"):
+        finalize_wheel(built, tmp_path / "out", extras=extras)
 
 
 def test_read_metadata(tmp_path: Path) -> None:

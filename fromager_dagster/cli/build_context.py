@@ -1,0 +1,150 @@
+"""What the build commands share: their options checked into a BuildContext, the summary and
+exit status."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+from packaging.utils import InvalidName, canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from ..core.errors import ConfigError, FromagerDagsterError
+from ..core.failures import write_failure_report
+from ..core.isolation import resolve_isolation
+from ..core.layout import OutputLayout
+from ..core.requirements import Constraints
+from ..core.settings import Settings
+from .build_summary import BuildSummary
+from .options import (
+    CONSTRAINTS,
+    NETWORK_ISOLATION,
+    OUTPUT_DIR,
+    apply_options,
+    load_cli_settings,
+    settings_options,
+)
+from .progress import ProgressPrinter
+from .run_events import describe_runs
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def output_options(func: F) -> F:
+    """-O, -c, --network-isolation and the settings options, shared by every build command."""
+    return apply_options(func, [OUTPUT_DIR, CONSTRAINTS, NETWORK_ISOLATION, settings_options])
+
+
+def workers_option(func: F) -> F:
+    return click.option(
+        "-m",
+        "--max-workers",
+        type=click.IntRange(min=1),
+        default=None,
+        help="How many builds run at once. Default: the number of cores.",
+    )(func)
+
+
+class BuildContext:
+    """What every command needs once its options are checked (nothing is written yet)."""
+
+    def __init__(self, ctx: click.Context, options: dict[str, Any]) -> None:
+        self.verbose = bool((ctx.obj or {}).get("verbose"))
+        self.layout = OutputLayout(Path(options["output_dir"]).resolve())
+        self.constraint_files: tuple[str, ...] = tuple(options["constraints"])
+        self.paths = settings_paths(
+            options["settings_file"], options["settings_dir"], options["patches_dir"]
+        )
+        self.variant: str = options["variant"]
+        self.settings: Settings = load_cli_settings(self.variant, *self.paths)
+        self.constraints = Constraints.from_files(self.constraint_files)
+        self.isolate = resolve_isolation(options["network_isolation"])
+
+    def printer(self) -> ProgressPrinter:
+        return ProgressPrinter(verbose=self.verbose)
+
+
+def settings_paths(
+    settings_file: Path | None, settings_dir: Path | None, patches_dir: Path | None
+) -> tuple[Path | None, Path | None, Path | None]:
+    """The three settings paths, defaulting like ``load_cli_settings`` to ``./overrides``."""
+
+    def default(given: Path | None, relative: str) -> Path | None:
+        if given is not None:
+            return given.resolve()
+        candidate = Path("overrides") / relative
+        return candidate.resolve() if candidate.exists() else None
+
+    return (
+        default(settings_file, "settings.yaml"),
+        default(settings_dir, "settings"),
+        default(patches_dir, "patches"),
+    )
+
+
+def fail(exc: FromagerDagsterError, verbose: bool) -> NoReturn:
+    if verbose:
+        traceback.print_exception(exc)
+    click.echo(f"error: {exc.one_line()}", err=True)
+    sys.exit(1)
+
+
+def pin(name: str, version: str) -> tuple[str, str]:
+    """Canonical name and checked version, or ConfigError naming the bad one."""
+    try:
+        canonical = canonicalize_name(name, validate=True)
+    except InvalidName as exc:
+        raise ConfigError(f"{name!r} is not a valid package name") from exc
+    try:
+        Version(version)
+    except InvalidVersion as exc:
+        raise ConfigError(f"{version!r} is not a valid version of {canonical}") from exc
+    return canonical, version
+
+
+def finish(summary: BuildSummary, context: BuildContext, *, test_mode: bool, packages: int) -> None:
+    """Print the outcome (wheel paths on stdout); write the failure report; exit 1 on failure."""
+    for wheel in dict.fromkeys(summary.wheels):
+        click.echo(str(wheel))
+    failed = len(summary.failures) if test_mode else len(summary.errors)
+    click.echo(
+        f"done in {summary.seconds:.1f}s: {packages} packages, {len(summary.built)} built, "
+        f"{len(summary.reused)} reused, {len(summary.prebuilt)} pre-built"
+        + (f", {failed} failed" if failed else ""),
+        err=True,
+    )
+    click.echo(f"wheels:      {context.layout.wheels_downloads}", err=True)
+    click.echo(f"logs:        {context.layout.logs_dir}", err=True)
+    for line in describe_runs(summary):
+        click.echo(line, err=True)
+    click.echo(f"see them in the UI: fromager-dagster ui -O {context.layout.root}", err=True)
+    if test_mode and summary.failures:
+        report = write_failure_report(context.layout.work_dir, summary.failures)
+        for record in summary.failures:
+            who = f"{record.package}=={record.version}" if record.version else record.package
+            click.echo(
+                f"error: {who}: {record.failure_type} failure: {record.exception_type}: "
+                f"{record.exception_message}",
+                err=True,
+            )
+        click.echo(f"failure report: {report}", err=True)
+        sys.exit(1)
+    if not test_mode and summary.errors:
+        if context.verbose:
+            for text in summary.tracebacks:
+                click.echo(text, err=True)
+        for line in summary.errors:
+            click.echo(f"error: {line}", err=True)
+        sys.exit(1)
+
+
+# -- build, build-sequence ------------------------------------------------------------------
+
+
+def default_workers() -> int:
+    return os.cpu_count() or 1

@@ -1,0 +1,178 @@
+"""build-parallel as one Dagster run of the collection graph's wheel assets; test mode's rescue."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from dataclasses import dataclass
+
+import dagster as dg
+
+from ..core.builder import take_prebuilt
+from ..core.errors import FromagerDagsterError
+from ..core.failures import FailureRecord
+from ..core.graph import DependencyGraph
+from ..core.index import IndexClient
+from ..core.index_server import write_simple_tree
+from ..core.layout import OutputLayout
+from ..core.prebuilt import download_prebuilt_wheel
+from ..defs.collections import Collection
+from ..defs.executor import ENV_MAX_CONCURRENT
+from ..defs.graph_state import build_job_name, publish_graph
+from ..defs.wheels import node_asset_key, wheel_op_name
+from .build_summary import BuildSummary, step_record
+from .instance import dagster_home, open_instance
+from .location_run import DagsterBootstrap, collection_of, has_job, job_target, run_job
+from .progress import ProgressPrinter
+
+
+@dataclass(frozen=True)
+class GraphBuild:
+    """A ``build-parallel`` command once its arguments are checked."""
+
+    run: DagsterBootstrap
+    test_mode: bool = False
+    index: IndexClient | None = None  # only for pre-built nodes and test-mode fallbacks
+
+
+def run_graph_build(plan: GraphBuild, printer: ProgressPrinter) -> BuildSummary:
+    """The collection graph's wheel assets as one Dagster run (``-m`` steps at a time).
+
+    Hermetic: the graph and the downloaded sources only. The index is asked only for a
+    pre-built node whose wheel is not in ``wheels-repo/prebuilt`` and, in test mode, for a
+    fallback wheel of a package that failed; packages whose builds waited on it are then
+    built in a second run.
+    """
+    started = time.perf_counter()
+    settings = plan.run
+    os.environ[ENV_MAX_CONCURRENT] = str(settings.jobs)
+    layout = OutputLayout(settings.output_dir.resolve()).ensure()
+    instance = open_instance(dagster_home(settings.output_dir))
+    collection = collection_of(settings)
+    graph = DependencyGraph.load(collection.graph_path)
+    summary = BuildSummary(home=dagster_home(settings.output_dir))
+    publish_graph(instance, collection, collection.graph_path)
+    session = uuid.uuid4().hex
+    for key, node in graph.nodes.items():
+        if key and node.pre_built:
+            _prebuilt_node(summary, layout, node.canonicalized_name, node.version, plan, printer)
+    target = job_target(settings, build_job_name(collection))
+    if has_job(target):
+        first = run_job(instance, settings, collection, target, session, printer, command="build")
+        summary.runs.append(first)
+        for meta in first.materializations:
+            summary.add(meta)
+        if plan.test_mode and not first.success:
+            _rescue(plan, summary, instance, collection, graph, target, session, printer)
+    write_simple_tree(layout.wheel_roots, layout.wheels_simple)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _prebuilt_node(
+    summary: BuildSummary,
+    layout: OutputLayout,
+    name: str,
+    version: str,
+    plan: GraphBuild,
+    printer: ProgressPrinter,
+) -> None:
+    try:
+        wheel = take_prebuilt(layout, name, version, index=plan.index)
+    except FromagerDagsterError as exc:
+        if not plan.test_mode:
+            raise
+        summary.failures.append(FailureRecord.from_exception(exc, package=name, version=version))
+        printer("failed", f"{name}=={version}", exc.one_line())
+        return
+    summary.prebuilt.append(f"{name}=={version}")
+    summary.wheels.append(wheel.path)
+    printer("prebuilt", f"{name}=={version}", wheel.path.name)
+
+
+def _rescue(
+    plan: GraphBuild,
+    summary: BuildSummary,
+    instance: dg.DagsterInstance,
+    collection: Collection,
+    graph: DependencyGraph,
+    target: dg.ReconstructableJob,
+    session: str,
+    printer: ProgressPrinter,
+) -> None:
+    """Test mode: record each failed build, take the index's wheel where there is one, then
+    build (in a second run) what waited on a package that is now available."""
+    layout = OutputLayout(collection.output_dir)
+    step_nodes = {
+        wheel_op_name(collection, n.canonicalized_name, n.version): key
+        for key, n in graph.nodes.items()
+        if key
+    }
+    done = {k for k, n in graph.nodes.items() if k and n.pre_built} | set(summary.built)
+    done |= set(summary.reused)
+    failed: list[str] = []
+    for run in summary.runs:
+        for step, failure in run.failed_steps.items():
+            key = step_nodes.get(step, step)
+            node = graph.nodes.get(key)
+            name, version = (node.canonicalized_name, node.version) if node else (key, None)
+            summary.failures.append(step_record(failure, name, version))
+            failed.append(key)
+    for key in failed:
+        node = graph.nodes.get(key)
+        if node is None or plan.index is None:
+            continue
+        try:
+            wheel = download_prebuilt_wheel(
+                plan.index, node.canonicalized_name, node.version, layout.wheels_prebuilt
+            )
+        except FromagerDagsterError as exc:
+            printer.note(f"no pre-built fallback for {key}: {exc}")
+            continue
+        printer("prebuilt", key, wheel.name)
+        summary.prebuilt.append(key)
+        summary.wheels.append(wheel)
+        done.add(key)
+    waiting = [e for e in graph.build_order() if f"{e['dist']}=={e['version']}" not in done]
+    retry: list[str] = []
+    for entry in waiting:
+        key = f"{entry['dist']}=={entry['version']}"
+        if key in failed:
+            continue
+        if all(dep in done or dep in retry for dep in graph.build_requirements(key)):
+            retry.append(key)
+    if retry:
+        keys = [node_asset_key(graph, collection.variant, k) for k in retry]
+        second = run_job(
+            instance,
+            plan.run,
+            collection,
+            target,
+            session,
+            printer,
+            asset_selection=keys,
+            command="build",
+        )
+        summary.runs.append(second)
+        for meta in second.materializations:
+            summary.add(meta)
+        for step, failure in second.failed_steps.items():
+            node = graph.nodes[step_nodes.get(step, step)]
+            summary.failures.append(step_record(failure, node.canonicalized_name, node.version))
+    built = set(summary.built) | set(summary.reused) | set(summary.prebuilt)
+    recorded = {(f.package, f.version) for f in summary.failures}
+    for entry in waiting:
+        key = f"{entry['dist']}=={entry['version']}"
+        if key in built or (entry["dist"], entry["version"]) in recorded:
+            continue
+        blockers = [d for d in graph.build_requirements(key) if d not in built]
+        summary.failures.append(
+            FailureRecord(
+                package=entry["dist"],
+                version=entry["version"],
+                exception_type="DependencyFailedError",
+                exception_message=f"not built: build requirement(s) {', '.join(blockers)} failed",
+                failure_type="bootstrap",
+            )
+        )

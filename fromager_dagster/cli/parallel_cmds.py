@@ -1,0 +1,222 @@
+"""Commands build-parallel and bootstrap-parallel: a graph's wheels as one Dagster run."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from packaging.requirements import Requirement
+
+from ..core import builder
+from ..core.errors import ConfigError, FromagerDagsterError
+from ..core.graph import DependencyGraph, write_atomic
+from ..core.index import IndexClient
+from ..core.index_url import resolve_index_url
+from ..core.layout import OutputLayout
+from ..core.requirements import toplevel_requirements
+from .bootstrap_run import run_bootstrap
+from .build_context import (
+    BuildContext,
+    default_workers,
+    fail,
+    finish,
+    output_options,
+    workers_option,
+)
+from .collection_file import collection_name, toplevel_of, write_collection
+from .graph_build import GraphBuild, run_graph_build
+from .location_run import DagsterBootstrap, tally
+from .options import INDEX_URL, REQUIREMENT_FILES, TEST_MODE
+
+
+def check_sources(graph: DependencyGraph, layout: OutputLayout, source: Path) -> None:
+    """Every node built from source has its sdist downloaded; ConfigError names the missing."""
+    missing = []
+    for key, node in graph.nodes.items():
+        if not key or node.pre_built:
+            continue
+        try:
+            builder.find_source(layout, node.canonicalized_name, node.version, node.download_url)
+        except FromagerDagsterError:
+            missing.append(key)
+    if missing:
+        shown = ", ".join(missing[:5]) + (
+            f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        )
+        raise ConfigError(
+            f"{source}: the sources of {shown} are not in {layout.sdists_downloads}; run "
+            "`fromager-dagster bootstrap --sdist-only` with this output folder first"
+        )
+
+
+def graph_plan(
+    context: BuildContext,
+    graph: DependencyGraph,
+    *,
+    jobs: int,
+    force: bool,
+    test_mode: bool,
+    index_url: str | None,
+) -> GraphBuild:
+    """Write the collection of ``graph`` and return the build-parallel plan over it."""
+    needs_index = test_mode or any(n.pre_built for n in graph.nodes.values())
+    index = IndexClient(resolve_index_url(index_url)) if needs_index else None
+    toplevel = toplevel_of(graph)
+    name = collection_name([Requirement(r.split(";")[0]) for r in toplevel])
+    collections_file = write_collection(
+        context.layout.root,
+        name,
+        requirements=toplevel,
+        requirement_files=[],
+        constraints=context.constraint_files,
+        index_url=index_url,
+        variant=context.variant,
+        settings_file=context.paths[0],
+        settings_dir=context.paths[1],
+        patches_dir=context.paths[2],
+    )
+    return GraphBuild(
+        run=DagsterBootstrap(
+            output_dir=context.layout.root,
+            name=name,
+            collections_file=collections_file,
+            jobs=jobs,
+            isolate=context.isolate,
+            build_wheels=True,
+            reuse=not force,
+        ),
+        test_mode=test_mode,
+        index=index,
+    )
+
+
+@click.command("build-parallel")
+@click.argument("graph_file", type=click.Path(path_type=Path))
+@output_options
+@INDEX_URL
+@workers_option
+@click.option("--force", is_flag=True, help="Rebuild wheels an earlier build made.")
+@TEST_MODE
+@click.pass_context
+def build_parallel_command(ctx: click.Context, /, graph_file: Path, **options: Any) -> None:
+    """Build every wheel of GRAPH_FILE (graph.json), in parallel, hermetically.
+
+    Only the graph and the sources already in OUTPUT_DIR/sdists-repo/downloads are used: no
+    index is asked and no discovery hook runs again; each build environment holds exactly the
+    node's recorded build requirements, from the local repository. The graph's wheel assets
+    run as one Dagster run (build_<collection>_job) with at most MAX_WORKERS builds at once.
+    The index is asked only for pre-built packages' wheels and, with --test-mode, for the
+    wheel of a package that failed.
+    """
+    test_mode, force = options.pop("test_mode"), options.pop("force")
+    index_url, workers = options.pop("index_url"), options.pop("max_workers")
+    try:
+        context = BuildContext(ctx, options)
+        graph = DependencyGraph.load(graph_file)
+        check_sources(graph, context.layout, graph_file)
+        text = json.dumps(graph.to_json(), indent=2)
+        target = context.layout.work_dir / "graph.json"
+        plan = graph_plan(
+            context,
+            graph,
+            jobs=workers or default_workers(),
+            force=force,
+            test_mode=test_mode,
+            index_url=index_url,
+        )
+        if not target.is_file() or target.read_text(encoding="utf-8") != text:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(target, text)
+        nodes = len(graph.nodes) - 1
+        click.echo(
+            f"building {nodes} package(s) from {graph_file} with {plan.run.jobs} worker(s), "
+            "hermetically, through Dagster",
+            err=True,
+        )
+        summary = run_graph_build(plan, context.printer())
+    except FromagerDagsterError as exc:
+        fail(exc, bool((ctx.obj or {}).get("verbose")))
+    finish(summary, context, test_mode=test_mode, packages=nodes)
+
+
+@click.command("bootstrap-parallel")
+@click.argument("requirements", nargs=-1)
+@REQUIREMENT_FILES
+@output_options
+@INDEX_URL
+@workers_option
+@TEST_MODE
+@click.pass_context
+def bootstrap_parallel_command(
+    ctx: click.Context,
+    /,
+    requirements: tuple[str, ...],
+    requirement_files: tuple[str, ...],
+    **options: Any,
+) -> None:
+    """bootstrap --sdist-only, then build-parallel on the graph it wrote.
+
+    Discovery resolves REQUIREMENTS, downloads every sdist and builds only the wheels other
+    builds need; then every wheel is built from the graph, MAX_WORKERS at a time. Both stages
+    are Dagster runs on the local instance. --test-mode applies to the build stage.
+    """
+    test_mode, index_url = options.pop("test_mode"), options.pop("index_url")
+    workers = options.pop("max_workers") or default_workers()
+    verbose = bool((ctx.obj or {}).get("verbose"))
+    try:
+        context = BuildContext(ctx, options)
+        reqs = toplevel_requirements(requirements, requirement_files)
+        url = resolve_index_url(index_url)
+        name = collection_name(reqs)
+        collections_file = write_collection(
+            context.layout.root,
+            name,
+            requirements=requirements,
+            requirement_files=requirement_files,
+            constraints=context.constraint_files,
+            index_url=url,
+            variant=context.variant,
+            settings_file=context.paths[0],
+            settings_dir=context.paths[1],
+            patches_dir=context.paths[2],
+        )
+        run = DagsterBootstrap(
+            output_dir=context.layout.root,
+            name=name,
+            collections_file=collections_file,
+            jobs=workers,
+            isolate=context.isolate,
+            build_wheels=False,
+        )
+        click.echo(
+            f"bootstrapping {len(reqs)} requirement(s) from {url} (sdist only), then building "
+            f"with {workers} worker(s), through Dagster",
+            err=True,
+        )
+        printer = context.printer()
+        discovered = run_bootstrap(run, printer)
+        if discovered.errors:
+            if verbose:
+                for text in discovered.tracebacks:
+                    click.echo(text, err=True)
+            for line in discovered.errors:
+                click.echo(f"error: {line}", err=True)
+            sys.exit(1)
+        graph = DependencyGraph.load(context.layout.work_dir / "graph.json")
+        plan = GraphBuild(
+            run=dataclasses.replace(run, build_wheels=True),
+            test_mode=test_mode,
+            index=IndexClient(url),
+        )
+        summary = run_graph_build(plan, printer)
+        summary.runs[:0] = discovered.runs
+        summary.seconds += discovered.seconds
+        # a wheel discovery built is built by this command, not reused from an earlier one
+        summary.built, summary.reused = tally(summary.runs)
+    except FromagerDagsterError as exc:
+        fail(exc, verbose)
+    finish(summary, context, test_mode=test_mode, packages=len(graph.nodes) - 1)

@@ -1,0 +1,246 @@
+"""Following a Dagster run from the CLI: its event log read into progress lines and an outcome."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import dagster as dg
+
+from .progress import ProgressPrinter
+
+SESSION_TAG = "fromager/session"
+_ENGINE_EVENTS = {
+    "resolve",
+    "download",
+    "discover",
+    "build",
+    "built",
+    "reused",
+    "prebuilt",
+    "failed",
+}
+# The runs' own console logger would repeat every event; the watcher prints progress instead.
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+
+@dataclass(frozen=True)
+class StepFailure:
+    """Why one step failed: the user code's own exception, and the step's failure metadata."""
+
+    exception_type: str
+    message: str
+    metadata: dict[str, Any]
+
+
+@dataclass
+class RunOutcome:
+    """What one run did, read from its events."""
+
+    job_name: str
+    run_id: str = ""
+    success: bool = False
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+    tracebacks: list[str] = field(default_factory=list)
+    materializations: list[dict[str, Any]] = field(default_factory=list)
+    failed_steps: dict[str, StepFailure] = field(default_factory=dict)
+
+
+def _values(metadata: Any) -> dict[str, Any]:
+    return {k: getattr(v, "value", v) for k, v in metadata.items()}
+
+
+def _user_error(error: Any) -> tuple[str, str]:
+    """Class name and message of the user code's exception: the first in the cause chain
+    that is not one of Dagster's own (``Failure``, the step execution wrapper)."""
+    while error.cause is not None and (
+        (error.message or "").startswith("dagster.") or (error.cls_name or "").startswith("Dagster")
+    ):
+        error = error.cause
+    cls_name = error.cls_name or "Exception"
+    message = (error.message or "").strip()
+    head, sep, rest = message.partition(": ")
+    if sep and (head == cls_name or head.endswith("." + cls_name)):
+        message = rest
+    return cls_name, message
+
+
+class RunWatcher:
+    """Follows one run's event log (polling the instance) and prints progress lines.
+
+    ``requirement_of`` names a step's package (``name==version``); ``announce`` says whether a
+    step's start is printed as "building" (not for a step that will only reuse a wheel). Ops
+    that log their own ``build``/``built``/``reused`` events set ``own_events``.
+    """
+
+    def __init__(
+        self,
+        instance: dg.DagsterInstance,
+        session: str,
+        outcome: RunOutcome,
+        printer: ProgressPrinter,
+        requirement_of: Callable[[str], str],
+        announce: Callable[[str], bool] = lambda step: True,
+        *,
+        own_events: bool = False,
+    ) -> None:
+        self.own_events = own_events
+        self.instance, self.session, self.outcome = instance, session, outcome
+        self.printer, self.requirement_of, self.announce = printer, requirement_of, announce
+        self.cursor: str | None = None
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True, name="run-watcher")
+
+    def __enter__(self) -> RunWatcher:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        self.thread.join()
+        self.drain()  # whatever arrived after the last poll
+
+    def _loop(self) -> None:
+        while not self.stopping.wait(0.3):
+            try:
+                self.drain()
+            except Exception:  # a busy SQLite file; the next poll or the final drain catches up
+                continue
+
+    def _find_run(self) -> str:
+        if not self.outcome.run_id:
+            runs = self.instance.get_runs(
+                filters=dg.RunsFilter(
+                    job_name=self.outcome.job_name, tags={SESSION_TAG: self.session}
+                ),
+                limit=1,
+            )
+            if runs:
+                self.outcome.run_id = runs[0].run_id
+                self.printer.note(f"dagster run {runs[0].run_id} ({self.outcome.job_name})")
+        return self.outcome.run_id
+
+    def drain(self) -> None:
+        run_id = self._find_run()
+        while run_id:
+            page = self.instance.get_records_for_run(run_id, cursor=self.cursor, limit=500)
+            for record in page.records:
+                self._on_entry(record.event_log_entry)
+            self.cursor = page.cursor
+            if not page.has_more:
+                break
+
+    def _on_entry(self, entry: Any) -> None:
+        event = entry.dagster_event
+        if event is None:
+            self._on_log(entry.user_message)
+            return
+        kind = event.event_type_value
+        step = event.step_key or ""
+        requirement = self.requirement_of(step) if step else ""
+        if kind == "STEP_START" and requirement and not self.own_events and self.announce(step):
+            self.printer("build", requirement)
+        elif kind == "STEP_UP_FOR_RETRY":
+            self.printer.note(f"retrying {requirement or step}")
+        elif kind == "ASSET_MATERIALIZATION":
+            self._on_materialization(event, requirement)
+        elif kind == "STEP_FAILURE":
+            self._on_failure(event, requirement or step)
+        elif kind == "RUN_FAILURE" and not self.outcome.errors:
+            self.outcome.errors.append(f"{self.outcome.job_name}: {event.message}")
+
+    def _on_log(self, message: str) -> None:
+        event, _, rest = message.partition(" ")
+        if event not in _ENGINE_EVENTS:
+            return
+        if event == "resolve":
+            self.printer(event, rest)
+        else:
+            key, _, detail = rest.partition(" ")
+            self.printer(event, key, detail)
+
+    def _on_materialization(self, event: Any, requirement: str) -> None:
+        meta = _values(event.materialization.metadata)
+        self.outcome.materializations.append(meta)
+        if not requirement or self.own_events:
+            return
+        if meta.get("reused"):
+            self.printer("reused", requirement, Path(str(meta.get("wheel_path", ""))).name)
+        else:
+            self.printer("built", requirement, f"{meta.get('build_seconds', 0):.1f}s")
+
+    def _on_failure(self, event: Any, who: str) -> None:
+        data = event.step_failure_data
+        user = data.user_failure_data if data is not None else None
+        lines: list[str] = []
+        if user is not None:
+            listed = getattr(user.metadata.get("failures"), "value", "") or ""
+            lines = [x[2:] for x in str(listed).splitlines() if x.startswith("- ")]
+            lines = lines or [user.description or ""]
+        elif data is not None and data.error is not None:
+            lines = [f"{who}: {(_user_error(data.error)[1].splitlines() or [''])[0]}"]
+        for line in lines if not self.own_events else ():
+            self.printer("failed", who, line)
+        self.outcome.errors.extend(line for line in lines if line)
+        if data is not None and data.error is not None:
+            step = event.step_key or self.outcome.job_name
+            cls_name, message = _user_error(data.error)
+            self.outcome.failed_steps[step] = StepFailure(
+                cls_name, message, _values(user.metadata) if user is not None else {}
+            )
+            self.outcome.tracebacks.append(
+                f"Traceback of step {step} (run {self.outcome.run_id}):\n{data.error.to_string()}"
+            )
+
+
+def watched(
+    instance: dg.DagsterInstance,
+    outcome: RunOutcome,
+    session: str,
+    printer: ProgressPrinter,
+    requirement_of: Callable[[str], str],
+    execute: Callable[[], Any],
+    *,
+    announce: Callable[[str], bool] = lambda step: True,
+    own_events: bool = False,
+) -> RunOutcome:
+    """Run ``execute`` (which returns a Dagster result) while a watcher follows the run."""
+    start = time.perf_counter()
+    watcher = RunWatcher(
+        instance, session, outcome, printer, requirement_of, announce, own_events=own_events
+    )
+    with watcher:
+        result = execute()
+        outcome.run_id = result.run_id
+        outcome.success = result.success
+    outcome.seconds = time.perf_counter() - start
+    if not outcome.success and not outcome.errors:
+        outcome.errors.append(f"{outcome.job_name}: run {outcome.run_id} failed")
+    return outcome
+
+
+class RunsRecord(Protocol):
+    """What a command's result has for :func:`describe_runs`."""
+
+    @property
+    def home(self) -> Path: ...
+
+    @property
+    def runs(self) -> Sequence[RunOutcome]: ...
+
+
+def describe_runs(result: RunsRecord) -> list[str]:
+    """Summary lines: each run's id and time, and how to see them."""
+    lines = [
+        f"dagster run: {r.run_id} {r.job_name} ({'success' if r.success else 'failure'}, "
+        f"{r.seconds:.1f}s)"
+        for r in result.runs
+        if r.run_id
+    ]
+    lines.append(f"dagster instance: {result.home}")
+    return lines

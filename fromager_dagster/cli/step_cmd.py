@@ -1,0 +1,158 @@
+"""Command step: fromager's build steps one at a time, as plain engine calls."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..core import builder
+from ..core.errors import FromagerDagsterError
+from ..core.index import IndexClient
+from ..core.index_url import resolve_index_url
+from .build_context import BuildContext, fail, output_options, pin
+
+
+@click.group("step")
+def step_group() -> None:
+    """fromager's build steps one at a time, each reading what the previous one left.
+
+    download-source-archive, prepare-source, prepare-build, build-sdist, build-wheel: plain
+    engine calls in this process (no Dagster run).
+    """
+
+
+def _step(
+    ctx: click.Context,
+    /,
+    options: dict[str, Any],
+    dist_name: str,
+    dist_version: str,
+    action: Callable[[BuildContext, str, str], Path],
+) -> None:
+    try:
+        context = BuildContext(ctx, options)
+        name, version = pin(dist_name, dist_version)
+        click.echo(str(action(context, name, version)))
+    except FromagerDagsterError as exc:
+        fail(exc, bool((ctx.obj or {}).get("verbose")))
+
+
+@step_group.command("download-source-archive")
+@click.argument("dist_name")
+@click.argument("dist_version")
+@click.argument("index_url")
+@output_options
+@click.pass_context
+def step_download(
+    ctx: click.Context, /, dist_name: str, dist_version: str, index_url: str, **options: Any
+) -> None:
+    """Download DIST_NAME==DIST_VERSION's sdist from INDEX_URL into sdists-repo/downloads."""
+
+    def action(context: BuildContext, name: str, version: str) -> Path:
+        index = IndexClient(resolve_index_url(index_url))
+        return builder.download_source(
+            index,
+            name,
+            version,
+            context.layout,
+            constraints=context.constraints,
+            settings=context.settings,
+        )
+
+    _step(ctx, options, dist_name, dist_version, action)
+
+
+@step_group.command("prepare-source")
+@click.argument("dist_name")
+@click.argument("dist_version")
+@output_options
+@click.pass_context
+def step_prepare_source(
+    ctx: click.Context, /, dist_name: str, dist_version: str, **options: Any
+) -> None:
+    """Unpack the downloaded sdist and apply the package's patches; print the source tree."""
+
+    def action(context: BuildContext, name: str, version: str) -> Path:
+        return builder.prepare_downloaded(
+            context.layout, name, version, settings=context.settings
+        ).root
+
+    _step(ctx, options, dist_name, dist_version, action)
+
+
+@step_group.command("prepare-build")
+@click.argument("dist_name")
+@click.argument("dist_version")
+@output_options
+@click.option(
+    "--wheel-server-url",
+    default=None,
+    help="Install build requirements from this index. Default: the local repository.",
+)
+@click.pass_context
+def step_prepare_build(
+    ctx: click.Context, /, dist_name: str, dist_version: str, **options: Any
+) -> None:
+    """Create the build environment: build-system requirements, then the backend's."""
+    wheel_server_url = options.pop("wheel_server_url")
+
+    def action(context: BuildContext, name: str, version: str) -> Path:
+        prepared = builder.prepared_source(context.layout, name, version, settings=context.settings)
+        env = builder.prepare_build(
+            context.layout,
+            name,
+            version,
+            prepared,
+            wheel_server_url=wheel_server_url,
+            settings=builder.BuildSettings.of(context.settings, name, version),
+            isolate=context.isolate,
+        )
+        return env.path
+
+    _step(ctx, options, dist_name, dist_version, action)
+
+
+@step_group.command("build-sdist")
+@click.argument("dist_name")
+@click.argument("dist_version")
+@output_options
+@click.pass_context
+def step_build_sdist(
+    ctx: click.Context, /, dist_name: str, dist_version: str, **options: Any
+) -> None:
+    """Re-pack the prepared source as a reproducible sdist in sdists-repo/builds."""
+
+    def action(context: BuildContext, name: str, version: str) -> Path:
+        prepared = builder.prepared_source(context.layout, name, version, settings=context.settings)
+        return builder.build_sdist(context.layout, name, version, prepared)
+
+    _step(ctx, options, dist_name, dist_version, action)
+
+
+@step_group.command("build-wheel")
+@click.argument("dist_name")
+@click.argument("dist_version")
+@output_options
+@click.pass_context
+def step_build_wheel(
+    ctx: click.Context, /, dist_name: str, dist_version: str, **options: Any
+) -> None:
+    """Build the wheel in the prepared environment into wheels-repo/downloads."""
+
+    def action(context: BuildContext, name: str, version: str) -> Path:
+        prepared = builder.prepared_source(context.layout, name, version, settings=context.settings)
+        env = builder.build_env(context.layout, name, version)
+        return builder.build_wheel(
+            context.layout,
+            name,
+            version,
+            prepared,
+            env,
+            settings=builder.BuildSettings.of(context.settings, name, version),
+            isolate=context.isolate,
+        )
+
+    _step(ctx, options, dist_name, dist_version, action)
