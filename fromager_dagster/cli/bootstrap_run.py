@@ -11,11 +11,16 @@ from pathlib import Path
 from ..core.graph import DependencyGraph
 from ..core.index_server import write_simple_tree
 from ..core.layout import OutputLayout
-from ..defs.discovery import discover_job_name
 from ..defs.executor import ENV_MAX_CONCURRENT
-from ..defs.graph_state import build_job_name
 from .instance import dagster_home, open_instance
-from .location_run import DagsterBootstrap, collection_of, has_job, job_target, run_job, tally
+from .location_run import (
+    DagsterBootstrap,
+    collection_of,
+    run_discovery,
+    run_wheels,
+    tally,
+    wheels_to_build,
+)
 from .progress import ProgressPrinter
 from .run_events import RunOutcome
 
@@ -46,13 +51,9 @@ def run_bootstrap(settings: DagsterBootstrap, printer: ProgressPrinter) -> Dagst
     instance = open_instance(home)
     collection = collection_of(settings)
     session = uuid.uuid4().hex
-    runs = [
-        run_job(instance, settings, collection, discover_job_name(collection), session, printer)
-    ]
-    if runs[0].success and settings.build_wheels:
-        target = job_target(settings, build_job_name(collection))
-        if has_job(target):
-            runs.append(run_job(instance, settings, collection, target, session, printer))
+    runs = [run_discovery(instance, settings, collection, session, printer)]
+    if runs[0].success and settings.build_wheels and wheels_to_build(collection):
+        runs.append(run_wheels(instance, settings, collection, session, printer))
     layout = OutputLayout(settings.output_dir.resolve())
     write_simple_tree(layout.wheel_roots, layout.wheels_simple)
     built, reused = tally(runs)

@@ -19,11 +19,11 @@ from ..core.layout import OutputLayout
 from ..core.prebuilt import download_prebuilt_wheel
 from ..defs.collections import Collection
 from ..defs.executor import ENV_MAX_CONCURRENT
-from ..defs.graph_state import build_job_name, publish_graph
+from ..defs.graph_state import publish_graph
 from ..defs.wheels import node_asset_key, wheel_op_name
 from .build_summary import BuildSummary, step_record
 from .instance import dagster_home, open_instance
-from .location_run import DagsterBootstrap, collection_of, has_job, job_target, run_job
+from .location_run import DagsterBootstrap, collection_of, run_wheels, wheels_to_build
 from .progress import ProgressPrinter
 
 
@@ -57,14 +57,13 @@ def run_graph_build(plan: GraphBuild, printer: ProgressPrinter) -> BuildSummary:
     for key, node in graph.nodes.items():
         if key and node.pre_built:
             _prebuilt_node(summary, layout, node.canonicalized_name, node.version, plan, printer)
-    target = job_target(settings, build_job_name(collection))
-    if has_job(target):
-        first = run_job(instance, settings, collection, target, session, printer, command="build")
+    if wheels_to_build(collection):
+        first = run_wheels(instance, settings, collection, session, printer, command="build")
         summary.runs.append(first)
         for meta in first.materializations:
             summary.add(meta)
         if plan.test_mode and not first.success:
-            _rescue(plan, summary, instance, collection, graph, target, session, printer)
+            _rescue(plan, summary, instance, collection, graph, session, printer)
     write_simple_tree(layout.wheel_roots, layout.wheels_simple)
     summary.seconds = time.perf_counter() - started
     return summary
@@ -97,7 +96,6 @@ def _rescue(
     instance: dg.DagsterInstance,
     collection: Collection,
     graph: DependencyGraph,
-    target: dg.ReconstructableJob,
     session: str,
     printer: ProgressPrinter,
 ) -> None:
@@ -144,15 +142,8 @@ def _rescue(
             retry.append(key)
     if retry:
         keys = [node_asset_key(graph, collection.variant, k) for k in retry]
-        second = run_job(
-            instance,
-            plan.run,
-            collection,
-            target,
-            session,
-            printer,
-            asset_selection=keys,
-            command="build",
+        second = run_wheels(
+            instance, plan.run, collection, session, printer, asset_selection=keys, command="build"
         )
         summary.runs.append(second)
         for meta in second.materializations:

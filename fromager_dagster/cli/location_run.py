@@ -1,11 +1,14 @@
-"""Runs of the code location's own jobs (``discover_<c>_job``, ``build_<c>_job``) from the CLI.
+"""Runs of the code location's jobs from the CLI: discovery, and the wheels' materialization.
 
-The command writes its collection to ``<OUTPUT_DIR>/collections.yaml`` and runs the jobs with
-``execute_job``; step processes rebuild the job from that file (:func:`bootstrap_job`).
+The command writes its collection to ``<OUTPUT_DIR>/collections.yaml``, points the code
+location (``fromager_dagster.definitions``) at it and runs its jobs with ``execute_job``:
+``discover_<c>_job``, and Dagster's implicit asset job selecting the collection's wheel
+assets, as the UI does. Step processes rebuild the location from the same variables.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +19,11 @@ import dagster as dg
 from ..core.errors import ConfigError
 from ..core.graph import DependencyGraph
 from ..core.layout import OutputLayout
-from ..defs.collections import Collection, load_collections
-from ..defs.graph_state import build_job_name
-from ..defs.location import build_definitions
-from ..defs.resources import FromagerResource
-from ..defs.wheels import reusable_wheel, wheel_op_name
+from ..defs.collections import ENV_FILE, Collection, load_collections
+from ..defs.discovery import discover_job_name
+from ..defs.executor import ENV_MAX_CONCURRENT
+from ..defs.run_target import IMPLICIT_ASSET_JOB_NAME, location_job, resource_config
+from ..defs.wheels import graph_wheel_keys, reusable_wheel, wheel_op_name
 from .progress import ProgressPrinter
 from .run_events import QUIET, SESSION_TAG, RunOutcome, watched
 
@@ -40,24 +43,6 @@ class DagsterBootstrap:
     reuse: bool = True  # reuse a wheel built earlier from the same recorded inputs
 
 
-def bootstrap_job(
-    collections_file: str,
-    name: str,
-    job_name: str,
-    concurrency: int,
-    isolate: bool,
-    reuse: bool = True,
-) -> dg.JobDefinition:
-    """Reconstructor of the command's jobs, called in the CLI and in every step process."""
-    collection = load_collections(Path(collections_file))[name]
-    defs = build_definitions(
-        {name: collection},
-        concurrency=concurrency,
-        fromager=FromagerResource(network_isolation=isolate, reuse_wheels=reuse),
-    )
-    return defs.resolve_job_def(job_name)
-
-
 def collection_of(settings: DagsterBootstrap) -> Collection:
     """The command's collection, read back from the file it wrote."""
     collection = load_collections(settings.collections_file).get(settings.name)
@@ -66,56 +51,93 @@ def collection_of(settings: DagsterBootstrap) -> Collection:
     return collection
 
 
-def job_target(settings: DagsterBootstrap, job_name: str) -> dg.ReconstructableJob:
-    """``job_name`` of the command's collection, as step processes rebuild it."""
-    return dg.build_reconstructable_job(
-        __name__,
-        bootstrap_job.__name__,
-        reconstructable_kwargs={
-            "collections_file": str(settings.collections_file),
-            "name": settings.name,
-            "job_name": job_name,
-            "concurrency": settings.jobs,
-            "isolate": settings.isolate,
-            "reuse": settings.reuse,
-        },
-    )
+def use_location(settings: DagsterBootstrap) -> None:
+    """Point the code location at the command's collections file and concurrency.
+
+    The runs are runs of the real code location (``fromager_dagster.definitions``), rebuilt
+    from these variables in this process and in any step process, which inherits them.
+    """
+    os.environ[ENV_FILE] = str(settings.collections_file)
+    os.environ[ENV_MAX_CONCURRENT] = str(settings.jobs)
 
 
-def has_job(target: dg.ReconstructableJob) -> bool:
-    """Whether the location has the job (no build job without wheel assets)."""
-    try:
-        target.get_definition()
-    except Exception:  # no wheel assets: the graph has nothing to build from source
-        return False
-    return True
+def run_config(settings: DagsterBootstrap) -> dict[str, Any]:
+    """Quiet logging, and the ``fromager`` resource as the command's options set it."""
+    return {
+        **QUIET,
+        **resource_config(network_isolation=settings.isolate, reuse_wheels=settings.reuse),
+    }
 
 
-def run_job(
+def wheels_to_build(collection: Collection) -> list[dg.AssetKey]:
+    """The collection's wheel assets (none before discovery, or when all are pre-built)."""
+    graph = _graph(collection)
+    return graph_wheel_keys(graph, collection.variant) if graph is not None else []
+
+
+def run_discovery(
     instance: dg.DagsterInstance,
     settings: DagsterBootstrap,
     collection: Collection,
-    job: str | dg.ReconstructableJob,
+    session: str,
+    printer: ProgressPrinter,
+) -> RunOutcome:
+    """A run of the collection's discovery job."""
+    job_name = discover_job_name(collection)
+    return _run(instance, settings, collection, job_name, job_name, session, printer)
+
+
+def run_wheels(
+    instance: dg.DagsterInstance,
+    settings: DagsterBootstrap,
+    collection: Collection,
     session: str,
     printer: ProgressPrinter,
     *,
     asset_selection: Sequence[dg.AssetKey] | None = None,
     command: str = "bootstrap",
 ) -> RunOutcome:
-    """Run ``job`` (a name or a target) on ``instance`` and follow it; what the run did."""
-    target = job_target(settings, job) if isinstance(job, str) else job
-    job_def = target.get_definition()
+    """A run materializing the collection's wheel assets (default: all of them), as the UI's
+    "Materialize all" does: Dagster's implicit asset job with that selection."""
+    keys = list(asset_selection) if asset_selection is not None else wheels_to_build(collection)
+    return _run(
+        instance,
+        settings,
+        collection,
+        IMPLICIT_ASSET_JOB_NAME,
+        f"{collection.ident}_wheels",
+        session,
+        printer,
+        asset_selection=keys,
+        command=command,
+    )
+
+
+def _run(
+    instance: dg.DagsterInstance,
+    settings: DagsterBootstrap,
+    collection: Collection,
+    job_name: str,
+    label: str,
+    session: str,
+    printer: ProgressPrinter,
+    *,
+    asset_selection: Sequence[dg.AssetKey] | None = None,
+    command: str = "bootstrap",
+) -> RunOutcome:
+    """Run ``job_name`` of the code location on ``instance`` and follow it."""
+    use_location(settings)
     graph = _graph(collection)
     requirements = _requirements_by_step(collection, graph)
-    building = job_def.name == build_job_name(collection)
+    building = asset_selection is not None
     reusable = _reusable_steps(collection, graph) if settings.reuse and building else set()
     tags = {SESSION_TAG: session, COLLECTION_TAG: collection.ident, "fromager/cli": command}
 
     def execute() -> Any:
         with dg.execute_job(
-            target,
+            location_job(job_name),
             instance,
-            run_config=QUIET,
+            run_config=run_config(settings),
             tags=tags,
             raise_on_error=False,
             asset_selection=asset_selection,
@@ -124,7 +146,7 @@ def run_job(
 
     return watched(
         instance,
-        RunOutcome(job_name=job_def.name),
+        RunOutcome(job_name=job_name, label=label),
         session,
         printer,
         lambda s: requirements.get(s, ""),

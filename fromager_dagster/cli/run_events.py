@@ -42,6 +42,7 @@ class RunOutcome:
     """What one run did, read from its events."""
 
     job_name: str
+    label: str = ""  # what the run is called in progress output, if not its job's name
     run_id: str = ""
     success: bool = False
     seconds: float = 0.0
@@ -49,6 +50,10 @@ class RunOutcome:
     tracebacks: list[str] = field(default_factory=list)
     materializations: list[dict[str, Any]] = field(default_factory=list)
     failed_steps: dict[str, StepFailure] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.label or self.job_name
 
 
 def _values(metadata: Any) -> dict[str, Any]:
@@ -122,7 +127,7 @@ class RunWatcher:
             )
             if runs:
                 self.outcome.run_id = runs[0].run_id
-                self.printer.note(f"dagster run {runs[0].run_id} ({self.outcome.job_name})")
+                self.printer.note(f"dagster run {runs[0].run_id} ({self.outcome.name})")
         return self.outcome.run_id
 
     def drain(self) -> None:
@@ -152,7 +157,7 @@ class RunWatcher:
         elif kind == "STEP_FAILURE":
             self._on_failure(event, requirement or step)
         elif kind == "RUN_FAILURE" and not self.outcome.errors:
-            self.outcome.errors.append(f"{self.outcome.job_name}: {event.message}")
+            self.outcome.errors.append(f"{self.outcome.name}: {event.message}")
 
     def _on_log(self, message: str) -> None:
         event, _, rest = message.partition(" ")
@@ -220,7 +225,7 @@ def watched(
         outcome.success = result.success
     outcome.seconds = time.perf_counter() - start
     if not outcome.success and not outcome.errors:
-        outcome.errors.append(f"{outcome.job_name}: run {outcome.run_id} failed")
+        outcome.errors.append(f"{outcome.name}: run {outcome.run_id} failed")
     return outcome
 
 
@@ -237,7 +242,7 @@ class RunsRecord(Protocol):
 def describe_runs(result: RunsRecord) -> list[str]:
     """Summary lines: each run's id and time, and how to see them."""
     lines = [
-        f"dagster run: {r.run_id} {r.job_name} ({'success' if r.success else 'failure'}, "
+        f"dagster run: {r.run_id} {r.name} ({'success' if r.success else 'failure'}, "
         f"{r.seconds:.1f}s)"
         for r in result.runs
         if r.run_id

@@ -75,6 +75,9 @@ def rebuild_after_discovery_sensor(
         if context.cursor is None:
             context.update_cursor(str(time.time()))
             return dg.SkipReason("first tick: rebuilds follow discoveries from now on")
+        repository = context.repository_def
+        if repository is None:
+            return dg.SkipReason("no repository in the sensor's context")
         since = datetime.fromtimestamp(float(context.cursor), tz=UTC)
         records = context.instance.get_run_records(
             filters=dg.RunsFilter(
@@ -91,7 +94,7 @@ def rebuild_after_discovery_sensor(
             ident = record.dagster_run.tags.get(COLLECTION_TAG, "")
             if ident not in by_ident:
                 continue
-            keys = wheels_selection(by_ident[ident]).resolve(context.repository_def.asset_graph)
+            keys = wheels_selection(by_ident[ident]).resolve(repository.asset_graph)
             if not keys:
                 context.log.info(f"collection {ident} has no wheel assets yet")
                 continue

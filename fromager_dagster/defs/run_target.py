@@ -13,6 +13,14 @@ import os
 from dagster._core.definitions.assets.job.asset_job import IMPLICIT_ASSET_JOB_NAME
 from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
 
+__all__ = [
+    "IMPLICIT_ASSET_JOB_NAME",
+    "ReconstructableJob",
+    "assets_job",
+    "location_job",
+    "resource_config",
+]
+
 #: The code location: ``dagster dev -m fromager_dagster.definitions`` loads ``defs`` from it.
 LOCATION_MODULE = "fromager_dagster.definitions"
 LOCATION_ATTRIBUTE = "defs"

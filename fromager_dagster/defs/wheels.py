@@ -463,6 +463,15 @@ def wheel_assets(
     tags = lanes_for(collection, graph, lanes, settings)
     return [
         wheel_asset(graph, key, collection=collection, op_tags=tags.get(key), settings=settings)
-        for key in graph.nodes
-        if key != ROOT and not graph.nodes[key].pre_built
+        for key in built_nodes(graph)
     ]
+
+
+def built_nodes(graph: DependencyGraph) -> list[str]:
+    """The nodes built from source, one wheel asset each: all but the root and pre-built ones."""
+    return [key for key, node in graph.nodes.items() if key != ROOT and not node.pre_built]
+
+
+def graph_wheel_keys(graph: DependencyGraph, variant: str) -> list[dg.AssetKey]:
+    """The wheel asset keys of ``graph``, without building the definitions."""
+    return [node_asset_key(graph, variant, key) for key in built_nodes(graph)]

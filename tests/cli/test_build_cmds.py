@@ -107,7 +107,7 @@ def test_bootstrap_parallel_then_hermetic_build_parallel(tmp_path: Path) -> None
     assert "4 packages" in boot.stderr
     expected = [f"fx_{n}-1.0-0-py3-none-any.whl" for n in ("app", "dep", "lib", "tool")]
     assert _wheels(out / "wheels-repo" / "downloads") == expected
-    assert [r.job_name for r in _runs(out)] == ["discover_fx_app_job", "build_fx_app_job"]
+    assert [r.job_name for r in _runs(out)] == ["discover_fx_app_job", "__ASSET_JOB"]
 
     # The index is gone: build-parallel on a fresh repository must not need it.
     graph = tmp_path / "graph.json"
@@ -128,7 +128,7 @@ def test_bootstrap_parallel_then_hermetic_build_parallel(tmp_path: Path) -> None
         assert "get_requires_for_build" not in log  # no discovery hook ran again
     assert (out / "work-dir" / "graph.json").read_text() == graph.read_text()
     runs = _runs(out)
-    assert runs[-1].job_name == "build_fx_app_job"
+    assert runs[-1].job_name == "__ASSET_JOB"
     assert runs[-1].status == dg.DagsterRunStatus.SUCCESS
 
 

@@ -66,19 +66,20 @@ def test_dagster_path_matches_engine_and_records_runs(index: str, tmp_path: Path
     assert "building fx-tool==1.0" in err and "built fx-app==1.0" in err
     assert "4 packages, 4 built, 0 reused" in err  # built in this session, some by discovery
     # the build run takes discovery's wheels: shown as reused, never as "building"
-    build_run = err.split("(build_fx_app_job)", 1)[1]
+    build_run = err.split("(fx_app_wheels)", 1)[1]
     for name in ("fx-tool", "fx-lib", "fx-dep"):
         assert f"reusing {name}==1.0" in build_run and f"building {name}==1.0" not in build_run
     assert "building fx-app==1.0" in build_run and "built fx-app==1.0" in build_run
     assert "Traceback" not in err and " - dagster - " not in err
     run_lines = [line for line in err.splitlines() if line.startswith("dagster run: ")]
-    assert [line.split()[3] for line in run_lines] == ["discover_fx_app_job", "build_fx_app_job"]
+    assert [line.split()[3] for line in run_lines] == ["discover_fx_app_job", "fx_app_wheels"]
     assert f"fromager-dagster ui -O {tmp_path / 'dagster'}" in err
 
     home = tmp_path / "dagster" / "dagster-home"
     with dg.DagsterInstance.from_config(str(home)) as instance:
         runs = instance.get_runs()
-        assert sorted(r.job_name for r in runs) == ["build_fx_app_job", "discover_fx_app_job"]
+        # the wheels are materialized by Dagster's implicit asset job, as the UI does it
+        assert sorted(r.job_name for r in runs) == ["__ASSET_JOB", "discover_fx_app_job"]
         assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
         assert {r.run_id for r in runs} == {line.split()[2] for line in run_lines}
         wheel_keys = [k for k in instance.get_asset_keys() if k.path[0] == "wheels"]
@@ -93,7 +94,7 @@ def test_dagster_path_matches_engine_and_records_runs(index: str, tmp_path: Path
     again = _cli(*common, "-O", str(tmp_path / "dagster"))
     assert again.returncode == 0, again.stderr
     assert "4 packages, 0 built, 4 reused" in again.stderr
-    assert "building" not in again.stderr.split("(build_fx_app_job)", 1)[1]
+    assert "building" not in again.stderr.split("(fx_app_wheels)", 1)[1]
     assert _wheels(tmp_path / "dagster") == expected
 
 
@@ -113,7 +114,7 @@ def test_dagster_path_build_failure_is_one_line(index: str, tmp_path: Path) -> N
     # independent packages were still built
     assert "fx_app-1.0-0-py3-none-any.whl" in _wheels(out)
     with dg.DagsterInstance.from_config(str(out / "dagster-home")) as instance:
-        [build] = instance.get_runs(filters=dg.RunsFilter(job_name="build_broken_job"))
+        [build] = instance.get_runs(filters=dg.RunsFilter(job_name="__ASSET_JOB"))
         assert build.status == dg.DagsterRunStatus.FAILURE
     verbose = _cli(
         "-v", "bootstrap", "fx-bad", "-O", str(tmp_path / "v"), "--index-url", index,

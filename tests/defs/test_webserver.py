@@ -44,6 +44,9 @@ mutation Launch($params: ExecutionParams!) {
 RUN_STATUS = """
 query Status($id: ID!) { runOrError(runId: $id) { __typename ... on Run { status } } }
 """
+GROUP_ASSETS = """
+query Group($group: AssetGroupSelector!) { assetNodes(group: $group) { assetKey { path } } }
+"""
 JOBS = """
 query Jobs {
   repositoriesOrError {
@@ -111,16 +114,37 @@ class Webserver:
             time.sleep(1)
         raise AssertionError(f"job {job} never appeared; jobs: {self.jobs()[1]}")
 
-    def launch(self, job: str, run_config: dict[str, Any]) -> str:
-        repo = self.wait_job(job)
-        params = {
-            "selector": {
-                "repositoryLocationName": LOCATION,
+    def wait_group(self, group: str, timeout: float = 120) -> tuple[str, list[list[str]]]:
+        """The repository name and the asset keys of ``group`` once the location has them."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            repo, _ = self.jobs()
+            selector = {
+                "groupName": group,
                 "repositoryName": repo,
-                "jobName": job,
-            },
-            "runConfigData": run_config,
+                "repositoryLocationName": LOCATION,
+            }
+            nodes = self.graphql(GROUP_ASSETS, {"group": selector})["assetNodes"]
+            if nodes:
+                return repo, sorted(n["assetKey"]["path"] for n in nodes)
+            time.sleep(1)
+        raise AssertionError(f"asset group {group} never appeared")
+
+    def launch(self, job: str, run_config: dict[str, Any], *, group: str | None = None) -> str:
+        """Launch ``job``; with ``group``, a run of the implicit asset job materializing the
+        group's assets, as the UI's "Materialize all" does."""
+        if group is None:
+            repo, assets = self.wait_job(job), None
+        else:
+            repo, assets = self.wait_group(group)
+        selector: dict[str, Any] = {
+            "repositoryLocationName": LOCATION,
+            "repositoryName": repo,
+            "jobName": job,
         }
+        if assets is not None:
+            selector["assetSelection"] = [{"path": path} for path in assets]
+        params = {"selector": selector, "runConfigData": run_config}
         result = self.graphql(LAUNCH, {"params": params})["launchRun"]
         assert result["__typename"] == "LaunchRunSuccess", result
         return str(result["run"]["runId"])
@@ -162,14 +186,15 @@ def _serve(tmp_path: Path, **env_vars: str) -> Iterator[Webserver]:
 def _discover_then_build(
     server: Webserver, collections: Path, name: str, *, timeout: float
 ) -> list[str]:
-    """Launch both jobs as the UI does; the run ids, both runs checked SUCCESS."""
+    """Launch discovery, then materialize the collection's wheel group, as the UI does; the
+    run ids, both runs checked SUCCESS."""
     collection = load_collections(collections)[name]
     run_config: dict[str, Any] = {
         "ops": {discovery_op_name(collection): {"config": default_config(collection)}}
     }
     discover = server.launch(f"discover_{collection.ident}_job", run_config)
     assert server.wait_run(discover, timeout) == "SUCCESS"
-    build = server.launch(f"build_{collection.ident}_job", {})
+    build = server.launch("__ASSET_JOB", {}, group=collection.ident)
     assert server.wait_run(build, timeout) == "SUCCESS"
     return [discover, build]
 
