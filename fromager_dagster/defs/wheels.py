@@ -4,6 +4,8 @@ import functools
 import hashlib
 import inspect
 import json
+import math
+import os
 import re
 import shutil
 import tempfile
@@ -105,24 +107,47 @@ def _fingerprint(settings: Settings, name: str, version: str) -> str:
 
 
 def lanes_for(
-    collection: Collection, graph: DependencyGraph, lanes: int, settings: Settings | None = None
+    collection: Collection,
+    graph: DependencyGraph,
+    lanes: int,
+    settings: Settings | None = None,
+    *,
+    memory_gb: float | None = None,
 ) -> dict[str, dict[str, str]]:
-    """Op tags per node key: the "lanes" trick for exclusive builds.
+    """Op tags per node key: the "lanes" trick for exclusive and heavy builds.
 
-    A normal build takes one lane (round robin in build order); an exclusive build takes
-    every lane; the executor limits each lane to one step at a time.
+    The executor runs at most one step per lane at a time. A build takes one lane (round
+    robin in build order), or more when its ``build_options`` ask for it: one lane per
+    ``cpu_cores_per_job``, or as many lanes as it takes for their share of the machine's
+    memory (``memory_gb``, default this machine's, split evenly) to cover
+    ``memory_per_job_gb``, whichever is more, at most every lane. An exclusive build
+    (collection ``exclusive_build`` or ``build_options.exclusive_build``) takes every lane.
     """
     exclusive = {n.lower() for n in collection.exclusive_build}
+    lane_memory = (memory_gb if memory_gb is not None else machine_memory_gb()) / lanes
     tags: dict[str, dict[str, str]] = {}
     position = 0
     for entry in graph.build_order():
-        key = f"{entry['dist']}=={entry['version']}"
-        if entry["dist"] in exclusive or (settings and settings.exclusive_build(entry["dist"])):
+        key, name = f"{entry['dist']}=={entry['version']}", entry["dist"]
+        if name in exclusive or (settings and settings.exclusive_build(name)):
             tags[key] = {f"lane_{i}": "1" for i in range(lanes)} | {"fromager/exclusive": "true"}
-        else:
-            tags[key] = {f"lane_{position % lanes}": "1"}
-            position += 1
+            continue
+        need = 1
+        if settings is not None:
+            options = settings.package(name).build_options
+            by_memory = math.ceil(options.memory_per_job_gb / lane_memory) if lane_memory else 1
+            need = min(lanes, max(1, options.cpu_cores_per_job, by_memory))
+        tags[key] = {f"lane_{(position + i) % lanes}": "1" for i in range(need)}
+        position += need
     return tags
+
+
+def machine_memory_gb() -> float:
+    """This machine's physical memory in GiB (0 when the system does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
+    except (ValueError, OSError):
+        return 0.0
 
 
 def wheel_asset(

@@ -178,3 +178,32 @@ def test_settings_change_code_version_and_exclusive_build(tmp_path: Path) -> Non
     tags = lanes_for(collection, graph, 2, settings)
     assert {k for k in tags["lib==2.0"] if k.startswith("lane_")} == {"lane_0", "lane_1"}
     assert len([k for k in tags["dep==1.0"] if k.startswith("lane_")]) == 1
+
+
+def test_heavy_builds_take_more_lanes(tmp_path: Path) -> None:
+    """``cpu_cores_per_job`` and ``memory_per_job_gb`` take that many lanes (capped at all)."""
+    graph = DependencyGraph.from_json(GRAPH)
+    collection = Collection(name="my_set", output_dir=tmp_path / "out")
+    (tmp_path / "settings").mkdir()
+    (tmp_path / "settings" / "lib.yaml").write_text(
+        "build_options:\n  cpu_cores_per_job: 2\n", encoding="utf-8"
+    )
+    (tmp_path / "settings" / "app.yaml").write_text(
+        "build_options:\n  memory_per_job_gb: 5\n", encoding="utf-8"
+    )
+    (tmp_path / "settings" / "dep.yaml").write_text(
+        "build_options:\n  cpu_cores_per_job: 9\n", encoding="utf-8"
+    )
+    settings = load_settings(settings_dir=tmp_path / "settings")
+
+    def lanes(tags: dict[str, dict[str, str]], key: str) -> set[str]:
+        return {k for k in tags[key] if k.startswith("lane_")}
+
+    tags = lanes_for(collection, graph, 4, settings, memory_gb=8)  # 2 GiB per lane
+    assert len(lanes(tags, "lib==2.0")) == 2  # two cores
+    assert len(lanes(tags, "app==1.0+local")) == 3  # 5 GiB: three 2 GiB shares
+    assert len(lanes(tags, "dep==1.0")) == 4  # more cores than lanes: every lane
+    assert len(lanes(tags, "tool==1!3.0")) == 1
+    assert "fromager/exclusive" not in tags["dep==1.0"]
+    roomy = lanes_for(collection, graph, 4, settings, memory_gb=64)  # 16 GiB per lane
+    assert len(lanes(roomy, "app==1.0+local")) == 1
