@@ -36,12 +36,13 @@ from .hooks import BuildSystem, HookCaller
 from .index import DistFile, IndexClient
 from .index_server import LocalIndexServer, write_simple_tree
 from .layout import OutputLayout
-from .plugins import PluginFinder, Plugins
+from .plugins import Plugins
 from .plugins import steps as plugin_steps
+from .plugins.finder import source_policy
 from .prebuilt import fetch_prebuilt_wheel
 from .prepare import PreparedSource, build_fingerprint, hook_environ, prepare_source
 from .requirements import Constraints
-from .resolver import PackageFinder, ResolvedPackage, Resolver, SourcePolicy
+from .resolver import ResolvedPackage, Resolver
 from .settings import Settings
 from .vcs import GitSources
 
@@ -809,35 +810,6 @@ class _Run:
             for n in self.nodes.values()
             if n.error is not None and not isinstance(n.error, DependencyFailedError)
         ] or [n.error for n in self.nodes.values() if n.error is not None]
-
-
-def source_policy(
-    settings: Settings,
-    index: IndexClient,
-    *,
-    min_release_age: float | None = None,
-    plugins: Plugins | None = None,
-) -> SourcePolicy:
-    """What the settings (and find_candidates plugins) say about where and how each
-    package's files are chosen."""
-    lock = threading.Lock()
-    finders: dict[str, IndexClient] = {}
-    plugged = PluginFinder(index, plugins, settings) if plugins is not None else None
-
-    def finder(name: str) -> PackageFinder | None:
-        if plugins is not None and plugins.override(name, "find_candidates") is not None:
-            return plugged
-        url = settings.package(name).resolver_dist.sdist_server_url
-        if not url:
-            return None
-        with lock:
-            return finders.setdefault(url, IndexClient(url, session=index.session))
-
-    def age(name: str) -> float | None:
-        own = settings.package(name).resolver_dist.min_release_age
-        return own if own is not None else min_release_age
-
-    return SourcePolicy(prebuilt=settings.pre_built, min_release_age=age, finder=finder)
 
 
 def bootstrap(

@@ -31,12 +31,13 @@ from .hooks import HookCaller
 from .index import SDIST_EXTENSIONS, IndexClient
 from .index_server import LocalIndexServer
 from .layout import OutputLayout
-from .plugins import PluginFinder, Plugins
+from .plugins import Plugins
 from .plugins import steps as plugin_steps
+from .plugins.finder import source_policy
 from .prebuilt import download_prebuilt_wheel
 from .prepare import PreparedSource, hook_environ, prepare_source, prepared_build_system
 from .requirements import Constraints
-from .resolver import Resolver
+from .resolver import ResolvedPackage, Resolver
 from .settings import Settings
 from .source_urls import download_override
 
@@ -178,14 +179,20 @@ def take_prebuilt(
                 version=version,
             )
         existing = download_prebuilt_wheel(index, name, version, layout.wheels_prebuilt)
+    return _prebuilt(layout, name, version, existing, start=start, reused=reused)
+
+
+def _prebuilt(
+    layout: OutputLayout, name: str, version: str, path: Path, *, start: float, reused: bool
+) -> BuiltWheel:
     return BuiltWheel(
         key=f"{name}=={version}",
-        path=existing,
-        sha256=sources.sha256_file(existing),
-        size=existing.stat().st_size,
+        path=path,
+        sha256=sources.sha256_file(path),
+        size=path.stat().st_size,
         seconds=time.perf_counter() - start,
         log_path=layout.log_path(name, version),
-        source_path=existing,
+        source_path=path,
         reused=reused,
         prebuilt=True,
     )
@@ -294,15 +301,18 @@ def build_package(
     plugins = _installed(plugins)
     log = layout.log_path(canonical, version)
     log.write_text(f"# build of {canonical}=={version}\n", encoding="utf-8")
-    archive = download_source(
+    package = resolve_source(
         index,
         canonical,
         version,
-        layout,
         constraints=constraints,
         settings=wanted.settings,
         plugins=plugins,
     )
+    if package.source.kind == "wheel":  # resolver_dist.include_wheels: taken as published
+        path = sources.download(index.session, package.source, layout.wheels_prebuilt)
+        return _prebuilt(layout, canonical, version, path, start=start, reused=False)
+    archive = _download_resolved(index, package, layout, settings=wanted.settings, plugins=plugins)
     with log.open("a", encoding="utf-8") as out:
         out.write(f"# source {archive.name}\n")
     prepared = prepare_source(
@@ -357,6 +367,29 @@ def build_package(
 # -- the steps ------------------------------------------------------------------------------
 
 
+def resolve_source(
+    index: IndexClient,
+    name: str,
+    version: str,
+    *,
+    constraints: Constraints | None = None,
+    settings: Settings | None = None,
+    plugins: Plugins | None = None,
+) -> ResolvedPackage:
+    """The file ``name==version`` is built (or taken pre-built) from, chosen as a bootstrap
+    chooses it: a ``find_candidates`` plugin's files, the settings' ``sdist_server_url`` or
+    ``index``, filtered by ``resolver_dist`` (a version with a wheel is taken pre-built when
+    ``include_wheels`` is set). ResolutionError when no admitted file has that version."""
+    try:
+        Version(version)
+    except InvalidVersion as exc:
+        raise ConfigError(f"{version!r} is not a valid version of {name}", package=name) from exc
+    chosen = settings if settings is not None else Settings()
+    policy = source_policy(chosen, index, plugins=_installed(plugins))
+    resolver = Resolver(index, constraints or Constraints.from_lines([]), policy)
+    return resolver.resolve(Requirement(f"{canonicalize_name(name)}=={version}"))
+
+
 def download_source(
     index: IndexClient,
     name: str,
@@ -369,16 +402,25 @@ def download_source(
 ) -> Path:
     """Download the sdist of ``name==version`` into ``sdists-repo/downloads``: by a
     ``download_source`` plugin, from the settings' ``download_source.url`` when there is one,
-    else from ``index`` (hash-verified); ResolutionError when the index (or a
-    ``find_candidates`` plugin) has no such version."""
-    try:
-        Version(version)
-    except InvalidVersion as exc:
-        raise ConfigError(f"{version!r} is not a valid version of {name}", package=name) from exc
+    else from the index ``resolve_source`` chose (hash-verified); ResolutionError when the
+    index (or a ``find_candidates`` plugin) has no such version, SourceError when the settings
+    take that version as a pre-built wheel."""
     plugins = _installed(plugins)
-    finder = PluginFinder(index, plugins, settings if settings is not None else Settings())
-    resolver = Resolver(finder, constraints or Constraints.from_lines([]))
-    package = resolver.resolve(Requirement(f"{canonicalize_name(name)}=={version}"))
+    package = resolve_source(
+        index, name, version, constraints=constraints, settings=settings, plugins=plugins
+    )
+    return _download_resolved(index, package, layout, settings=settings, plugins=plugins)
+
+
+def _download_resolved(
+    index: IndexClient,
+    package: ResolvedPackage,
+    layout: OutputLayout,
+    *,
+    settings: Settings | None,
+    plugins: Plugins,
+) -> Path:
+    name, version = package.name, str(package.version)
     step = plugins.override(name, "download_source")
     if step is not None:
         layout.logs_dir.mkdir(parents=True, exist_ok=True)
@@ -389,7 +431,7 @@ def download_source(
             dest_dir=layout.sdists_downloads,
             settings=settings if settings is not None else Settings(),
             session=index.session,
-            log=layout.log_path(package.name, str(package.version)),
+            log=layout.log_path(name, version),
         )
     if settings is not None:
         found = download_override(
@@ -399,7 +441,11 @@ def download_source(
             return found[0]
     if package.source.kind != "sdist":
         raise SourceError(
-            f"{package.source.filename} is not a source archive", package=name, version=version
+            f"{name}=={version} resolves to the wheel {package.source.filename}, which the "
+            "settings take pre-built (pre_built, or resolver_dist.include_wheels): there is no "
+            "source to download; set them to false to build it from source",
+            package=name,
+            version=version,
         )
     return sources.download(index.session, package.source, layout.sdists_downloads)
 
