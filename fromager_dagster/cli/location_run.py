@@ -101,6 +101,7 @@ def run_job(
     *,
     asset_selection: Sequence[dg.AssetKey] | None = None,
     command: str = "bootstrap",
+    run_config: dict[str, Any] | None = None,
 ) -> RunOutcome:
     """Run ``job`` (a name or a target) on ``instance`` and follow it; what the run did."""
     target = job_target(settings, job) if isinstance(job, str) else job
@@ -115,7 +116,7 @@ def run_job(
         with dg.execute_job(
             target,
             instance,
-            run_config=QUIET,
+            run_config={**QUIET, **(run_config or {})},
             tags=tags,
             raise_on_error=False,
             asset_selection=asset_selection,
