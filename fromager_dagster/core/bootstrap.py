@@ -45,6 +45,7 @@ from .requirements import Constraints
 from .resolver import ResolvedPackage, Resolver
 from .settings import Settings
 from .vcs import GitSources
+from .wheel_extras import wheel_extras
 
 DEFAULT_SOURCE_DATE_EPOCH = 315532800  # 1980-01-01, the earliest time a zip can hold
 
@@ -130,6 +131,7 @@ class _Node:
     environ: dict[str, str] | None = None  # the hooks' extra environment, once known
     sdist: Path | None = None  # the re-packed sdist, once written
     repacking: Future[None] | None = None
+    archive: Path | None = None  # the downloaded source archive, once downloaded
 
     @property
     def key(self) -> str:
@@ -407,7 +409,7 @@ class _Run:
         log.write_text(f"# {node.key} from {node.pkg.source.url}\n", encoding="utf-8")
         self.progress("download", node.key)
         with self._timed("download", self.net_slots):
-            archive = self._download(node, log)
+            archive = node.archive = self._download(node, log)
         with self._timed("unpack"):
             pkg_dir = self.layout.package_dir(name, version)
             prepared = prepare_source(
@@ -671,6 +673,16 @@ class _Run:
         self.progress("build", node.key)
         start = time.perf_counter()
         pkg_dir = self.layout.package_dir(node.pkg.name, str(node.pkg.version))
+        # what the settings add to the wheel (SBOM, Requires-External); the builder passes the
+        # same values (the graph's download_url, the archive's sha256), so the bytes agree
+        extras = wheel_extras(
+            self.settings,
+            node.pkg.name,
+            str(node.pkg.version),
+            source_url=node.pkg.source.url,
+            source_sha256=sources.sha256_file(node.archive) if node.archive else None,
+            source_date_epoch=self.options.source_date_epoch,
+        )
         with self._timed("builds", self.slots):
             built = self._adopt_speculative(node)
         if built is None:
@@ -703,6 +715,7 @@ class _Run:
             self.layout.wheels_downloads,
             build_tag=self._build_tag(node),
             source_date_epoch=self.options.source_date_epoch,
+            extras=extras,
         )
         shutil.rmtree(pkg_dir / "spec-dist", ignore_errors=True)
         shutil.rmtree(pkg_dir / "dist", ignore_errors=True)

@@ -40,6 +40,7 @@ from .requirements import Constraints
 from .resolver import ResolvedPackage, Resolver
 from .settings import Settings
 from .source_urls import download_override
+from .wheel_extras import wheel_extras
 
 DEFAULT_SOURCE_DATE_EPOCH = 315532800
 
@@ -268,7 +269,19 @@ def build_node(
         envs.install(env, pins, log=log)
     tag = wanted.build_tag if build_tag is None else build_tag
     wheel = _build_wheel(
-        layout, name, version, prepared, env, wanted, tag, isolate, log, plugins, environ
+        layout,
+        name,
+        version,
+        prepared,
+        env,
+        wanted,
+        tag,
+        isolate,
+        log,
+        plugins,
+        environ,
+        archive=archive,
+        source_url=node.download_url or None,
     )
     if not keep_build_env:
         shutil.rmtree(env.path, ignore_errors=True)
@@ -358,6 +371,8 @@ def build_package(
         log,
         plugins,
         environ,
+        archive=archive,
+        source_url=package.source.url,
     )
     if not keep_build_env:
         shutil.rmtree(env.path, ignore_errors=True)
@@ -413,6 +428,45 @@ def download_source(
 
 
 def _download_resolved(
+    index: IndexClient,
+    package: ResolvedPackage,
+    layout: OutputLayout,
+    *,
+    settings: Settings | None,
+    plugins: Plugins,
+) -> Path:
+    """The archive of ``package``, downloaded; its URL recorded for ``step build-wheel``."""
+    archive = _fetch(index, package, layout, settings=settings, plugins=plugins)
+    marker = _source_marker(layout, package.name, str(package.version))
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(marker, json.dumps({"archive": archive.name, "url": package.source.url}))
+    return archive
+
+
+def _source_marker(layout: OutputLayout, name: str, version: str) -> Path:
+    return layout.package_dir(name, version) / "downloaded-source.json"
+
+
+def _recorded_source(
+    layout: OutputLayout, name: str, version: str
+) -> tuple[Path | None, str | None]:
+    """The downloaded archive of ``name==version`` and the URL it was resolved to, as far as
+    ``sdists-repo/downloads`` and the download's record tell."""
+    try:
+        archive: Path | None = downloaded_source(layout, name, version)
+    except SourceError:
+        archive = None
+    try:
+        record = json.loads(_source_marker(layout, name, version).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return archive, None
+    if archive is None or not isinstance(record, dict) or record.get("archive") != archive.name:
+        return archive, None
+    url = record.get("url")
+    return archive, url if isinstance(url, str) else None
+
+
+def _fetch(
     index: IndexClient,
     package: ResolvedPackage,
     layout: OutputLayout,
@@ -617,10 +671,12 @@ def build_wheel(
     isolate: bool,
     plugins: Plugins | None = None,
 ) -> Path:
-    """``step build-wheel``: build in ``env`` and finalize into ``wheels-repo/downloads``."""
+    """``step build-wheel``: build in ``env`` and finalize into ``wheels-repo/downloads``
+    (the SBOM names the source ``step download-source-archive`` recorded, if any)."""
     log = layout.log_path(name, version)
     plugins = _installed(plugins)
     environ = _environ(prepared, settings, plugins, name, version, log)
+    archive, source_url = _recorded_source(layout, name, version)
     return _build_wheel(
         layout,
         name,
@@ -633,6 +689,8 @@ def build_wheel(
         log,
         plugins,
         environ,
+        archive=archive,
+        source_url=source_url,
     )
 
 
@@ -708,7 +766,22 @@ def _build_wheel(
     log: Path,
     plugins: Plugins,
     environ: dict[str, str],
+    *,
+    archive: Path | None,
+    source_url: str | None,
 ) -> Path:
+    """Build, add the plugin's and the settings' metadata, finalize. ``archive`` and
+    ``source_url`` (the graph's ``download_url``) are the source the SBOM names: a bootstrap
+    passes the same, so both stages make the same bytes."""
+    epoch = int(settings.environ.get("SOURCE_DATE_EPOCH", DEFAULT_SOURCE_DATE_EPOCH))
+    extras = wheel_extras(
+        settings.settings,
+        name,
+        version,
+        source_url=source_url,
+        source_sha256=sources.sha256_file(archive) if archive is not None else None,
+        source_date_epoch=epoch,
+    )
     dist = layout.package_dir(name, version) / "dist"
     hooks = _hooks(prepared, env, settings, isolate, log, name, version, environ)
     built = plugin_steps.build_wheel(
@@ -731,9 +804,8 @@ def _build_wheel(
         environ=environ,
         log=log,
     )
-    epoch = int(settings.environ.get("SOURCE_DATE_EPOCH", DEFAULT_SOURCE_DATE_EPOCH))
     wheel = wheels.finalize_wheel(
-        built, layout.wheels_downloads, build_tag=build_tag, source_date_epoch=epoch
+        built, layout.wheels_downloads, build_tag=build_tag, source_date_epoch=epoch, extras=extras
     )
     shutil.rmtree(dist, ignore_errors=True)
     return wheel

@@ -19,6 +19,7 @@ from fromager_dagster.core.index_server import LocalIndexServer
 from fromager_dagster.core.layout import OutputLayout
 from fromager_dagster.core.requirements import Constraints, toplevel_requirements
 from fromager_dagster.core.settings import load_settings
+from fromager_dagster.core.sources import sha256_file
 from tests.fixtures.packages import FixturePackage, make_index, make_sdist, make_wheel
 
 TOOL = FixturePackage("fx-tool")
@@ -253,3 +254,30 @@ def test_build_package_resolves_from_the_sdist_server_url(
             settings=load_settings(settings_dir=settings_dir),
         )
     assert archive == layout.sdists_downloads / "fxplain-3.0.tar.gz"
+
+
+def test_step_build_wheel_names_the_downloaded_source_in_the_sbom(
+    upstream: tuple[Path, str], tmp_path: Path
+) -> None:
+    overrides = tmp_path / "overrides"
+    (overrides / "settings").mkdir(parents=True)
+    (overrides / "settings.yaml").write_text("sbom:\n  purl_type: pypi\n")
+    (overrides / "settings" / "fxplain.yaml").write_text(
+        "project_override:\n  requires_external: [libplain]\n"
+    )
+    settings = load_settings(
+        settings_file=overrides / "settings.yaml", settings_dir=overrides / "settings"
+    )
+    steps = OutputLayout(tmp_path / "steps").ensure()
+    archive = builder.download_source(IndexClient(upstream[1]), "fxplain", "1.0", steps)
+    prepared = builder.prepare_downloaded(steps, "fxplain", "1.0", settings=settings)
+    wanted = builder.BuildSettings.of(settings, "fxplain", "1.0")
+    env = builder.prepare_build(
+        steps, "fxplain", "1.0", prepared, wheel_server_url=None, settings=wanted, isolate=False
+    )
+    wheel = builder.build_wheel(
+        steps, "fxplain", "1.0", prepared, env, settings=wanted, isolate=False
+    )
+    assert "Requires-External: libplain\n" in _member(wheel, "fxplain-1.0.dist-info/METADATA")
+    sbom = json.loads(_member(wheel, "fxplain-1.0.dist-info/sboms/fromager-dagster.spdx.json"))
+    assert sbom["packages"][1]["checksums"][0]["checksumValue"] == sha256_file(archive)
