@@ -227,7 +227,10 @@ def test_modes_run_through_dagster_with_the_engines_outputs(flag: str, tmp_path:
     ]
     make_index(packages, tmp_path / "up")
     with LocalIndexServer([tmp_path / "up"]) as server:
-        dagster, engine = _both("fx-lib", "fx-tool", "--index-url", server.url, flag, out=tmp_path)
+        dagster, engine = _both(
+            "fx-lib", "fx-tool", "--index-url", server.url, flag, "--min-release-age", "30",
+            out=tmp_path,
+        )  # fmt: skip
     assert dagster.returncode == engine.returncode == 0, dagster.stderr
     assert "through Dagster" in dagster.stderr and "note:" not in dagster.stderr
     _same_outputs(tmp_path)
@@ -241,5 +244,7 @@ def test_modes_run_through_dagster_with_the_engines_outputs(flag: str, tmp_path:
     run, meta = _discovery_run(tmp_path / "dagster" / "dagster-home")
     mode = flag[2:].replace("-", "_")
     assert run.status == dg.DagsterRunStatus.SUCCESS
-    assert run.run_config["ops"]["discover_fx_lib_fx_tool"]["config"][mode] is True
+    config = run.run_config["ops"]["discover_fx_lib_fx_tool"]["config"]
+    assert config[mode] is True and config["min_release_age"] == 30  # the fixture index has
+    # no upload times, so the age only reaches the engine here
     assert meta["constraints_path"] == f"none ({mode})"
