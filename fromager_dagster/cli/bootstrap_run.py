@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
-from ..core.graph import DependencyGraph
+from ..core.failures import FailureRecord, write_failure_report
+from ..core.graph import DependencyGraph, write_atomic
+from ..core.index import IndexClient
 from ..core.index_server import write_simple_tree
 from ..core.layout import OutputLayout
+from ..defs.discovery import discovery_run_config
 from ..defs.executor import ENV_MAX_CONCURRENT
+from .graph_build import GraphBuild, run_graph_build
 from .instance import dagster_home, open_instance
 from .location_run import (
     DagsterBootstrap,
@@ -24,15 +31,39 @@ from .location_run import (
 from .progress import ProgressPrinter
 from .run_events import RunOutcome
 
+#: The discovery materialization's metadata keys of the files it wrote.
+_DEPENDENCY_FAILED = "DependencyFailedError"  # core.bootstrap's and the build stage's
+_OUTPUTS = {
+    "graph": "graph_path",
+    "build_order": "build_order_path",
+    "constraints": "constraints_path",
+}
+
+
+@dataclass(frozen=True)
+class RunModes:
+    """bootstrap's run modes, given to the discovery run as its config (``DiscoveryConfig``)."""
+
+    test_mode: bool = False
+    multiple_versions: bool = False
+    skip_constraints: bool = False
+    min_release_age: float | None = None
+
 
 @dataclass
 class DagsterResult:
+    """What ``bootstrap`` through Dagster did."""
+
     home: Path
     runs: list[RunOutcome]
     built: list[str]
     reused: list[str]
     nodes: int
     seconds: float
+    prebuilt: list[str] = field(default_factory=list)
+    outputs: dict[str, Path] = field(default_factory=dict)  # what discovery wrote
+    failures: list[FailureRecord] = field(default_factory=list)  # test mode, both stages
+    failure_report: Path | None = None  # test mode, when something failed
 
     @property
     def errors(self) -> list[str]:
@@ -43,20 +74,109 @@ class DagsterResult:
         return [t for r in self.runs for t in r.tracebacks]
 
 
-def run_bootstrap(settings: DagsterBootstrap, printer: ProgressPrinter) -> DagsterResult:
-    """Discovery run, then (unless sdist-only) the build run; stops after a failed run."""
+def run_bootstrap(
+    settings: DagsterBootstrap,
+    printer: ProgressPrinter,
+    modes: RunModes | None = None,
+    *,
+    index: IndexClient | None = None,
+) -> DagsterResult:
+    """Discovery run, then (unless sdist-only) the build run.
+
+    Without test mode a failed run stops the command. In test mode a discovery run in which a
+    package failed still writes and materializes the graph, then fails; the build stage then
+    runs as ``build-parallel --test-mode`` does (``index`` gives the fallback wheels), and the
+    failures of both stages go to one report: the one discovery wrote, else a new one.
+    """
+    modes = modes or RunModes()
     started = time.perf_counter()
     os.environ[ENV_MAX_CONCURRENT] = str(settings.jobs)
     home = dagster_home(settings.output_dir)
     instance = open_instance(home)
     collection = collection_of(settings)
-    session = uuid.uuid4().hex
-    runs = [run_discovery(instance, settings, collection, session, printer)]
-    if runs[0].success and settings.build_wheels and wheels_to_build(collection):
-        runs.append(run_wheels(instance, settings, collection, session, printer))
     layout = OutputLayout(settings.output_dir.resolve())
+    session = uuid.uuid4().hex
+    discovery = run_discovery(
+        instance,
+        settings,
+        collection,
+        session,
+        printer,
+        discovery_config=discovery_run_config(collection, **asdict(modes)),
+    )
+    runs = [discovery]
+    found = _discovered(discovery)
+    discovered = _records(found) if modes.test_mode else []
+    failures = list(discovered)
+    report = Path(str(found["failure_report"])) if discovered else None
+    prebuilt = _listed(found.get("prebuilt_for_discovery"))
+    carry_on = discovery.success or (modes.test_mode and "graph_path" in found)
+    if carry_on and settings.build_wheels and modes.test_mode:
+        plan = GraphBuild(run=settings, test_mode=True, index=index, publish=False)
+        summary = run_graph_build(plan, printer)
+        runs += summary.runs
+        prebuilt += summary.prebuilt
+        failures = merge_failures(failures, summary.failures)
+        if failures and report is None:
+            report = write_failure_report(layout.work_dir, failures)
+        elif report is not None and failures != discovered:
+            rewrite_failure_report(report, failures)
+    elif carry_on and settings.build_wheels and wheels_to_build(collection):
+        runs.append(run_wheels(instance, settings, collection, session, printer))
     write_simple_tree(layout.wheel_roots, layout.wheels_simple)
     built, reused = tally(runs)
     graph_path = layout.work_dir / "graph.json"
     nodes = len(DependencyGraph.load(graph_path).nodes) - 1 if graph_path.is_file() else 0
-    return DagsterResult(home, runs, built, reused, nodes, time.perf_counter() - started)
+    return DagsterResult(
+        home,
+        runs,
+        built,
+        reused,
+        nodes,
+        time.perf_counter() - started,
+        prebuilt=sorted(set(prebuilt)),
+        outputs=_outputs(found),
+        failures=failures,
+        failure_report=report,
+    )
+
+
+def _discovered(run: RunOutcome) -> dict[str, Any]:
+    """The metadata of the discovery run's graph materialization ({} when there is none)."""
+    return next((m for m in run.materializations if "graph_path" in m), {})
+
+
+def _listed(value: Any) -> list[str]:
+    return [x for x in str(value or "").split(", ") if x]
+
+
+def _outputs(found: dict[str, Any]) -> dict[str, Path]:
+    """The files discovery wrote (constraints.txt is not written in some modes)."""
+    return {
+        name: Path(str(found[key]))
+        for name, key in _OUTPUTS.items()
+        if key in found and not str(found[key]).startswith("none")
+    }
+
+
+def _records(found: dict[str, Any]) -> list[FailureRecord]:
+    body = found.get("failure_records") or {}
+    return [FailureRecord(**entry) for entry in body.get("failures", [])]
+
+
+def merge_failures(
+    first: Sequence[FailureRecord], more: Sequence[FailureRecord]
+) -> list[FailureRecord]:
+    """One record per package, ``first``'s before ``more``'s. As the engine reports, a package
+    that failed only because a build requirement failed is listed when nothing else failed."""
+    merged: dict[tuple[str, str | None], FailureRecord] = {}
+    for record in [*first, *more]:
+        merged.setdefault((record.package, record.version), record)
+    causes = [r for r in merged.values() if r.exception_type != _DEPENDENCY_FAILED]
+    return causes or list(merged.values())
+
+
+def rewrite_failure_report(path: Path, failures: Sequence[FailureRecord]) -> None:
+    """Write ``failures`` over the report at ``path`` (fromager's format), atomically."""
+    body = {"failures": [asdict(record) for record in failures]}
+    write_atomic(path, json.dumps(body, indent=2) + "\n")

@@ -34,6 +34,7 @@ class GraphBuild:
     run: DagsterBootstrap
     test_mode: bool = False
     index: IndexClient | None = None  # only for pre-built nodes and test-mode fallbacks
+    publish: bool = True  # publish the graph as a state version (bootstrap's discovery did)
 
 
 def run_graph_build(plan: GraphBuild, printer: ProgressPrinter) -> BuildSummary:
@@ -52,7 +53,8 @@ def run_graph_build(plan: GraphBuild, printer: ProgressPrinter) -> BuildSummary:
     collection = collection_of(settings)
     graph = DependencyGraph.load(collection.graph_path)
     summary = BuildSummary(home=dagster_home(settings.output_dir))
-    publish_graph(instance, collection, collection.graph_path)
+    if plan.publish:
+        publish_graph(instance, collection, collection.graph_path)
     session = uuid.uuid4().hex
     for key, node in graph.nodes.items():
         if key and node.pre_built:

@@ -81,10 +81,21 @@ def run_discovery(
     collection: Collection,
     session: str,
     printer: ProgressPrinter,
+    *,
+    discovery_config: dict[str, Any] | None = None,
 ) -> RunOutcome:
-    """A run of the collection's discovery job."""
+    """A run of the collection's discovery job (``discovery_config``: its run config)."""
     job_name = discover_job_name(collection)
-    return _run(instance, settings, collection, job_name, job_name, session, printer)
+    return _run(
+        instance,
+        settings,
+        collection,
+        job_name,
+        job_name,
+        session,
+        printer,
+        extra_config=discovery_config,
+    )
 
 
 def run_wheels(
@@ -124,8 +135,10 @@ def _run(
     *,
     asset_selection: Sequence[dg.AssetKey] | None = None,
     command: str = "bootstrap",
+    extra_config: dict[str, Any] | None = None,
 ) -> RunOutcome:
-    """Run ``job_name`` of the code location on ``instance`` and follow it."""
+    """Run ``job_name`` of the code location on ``instance`` and follow it (``extra_config``:
+    run config beside the logging and ``fromager`` resource sections)."""
     use_location(settings)
     graph = _graph(collection)
     requirements = _requirements_by_step(collection, graph)
@@ -137,7 +150,7 @@ def _run(
         with dg.execute_job(
             location_job(job_name),
             instance,
-            run_config=run_config(settings),
+            run_config={**run_config(settings), **(extra_config or {})},
             tags=tags,
             raise_on_error=False,
             asset_selection=asset_selection,

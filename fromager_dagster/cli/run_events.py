@@ -183,14 +183,18 @@ class RunWatcher:
         data = event.step_failure_data
         user = data.user_failure_data if data is not None else None
         lines: list[str] = []
+        # test mode's discovery: every package's failure was printed as it happened
+        reported = user is not None and "failure_report" in user.metadata
         if user is not None:
             listed = getattr(user.metadata.get("failures"), "value", "") or ""
             lines = [x[2:] for x in str(listed).splitlines() if x.startswith("- ")]
             lines = lines or [user.description or ""]
         elif data is not None and data.error is not None:
             lines = [f"{who}: {(_user_error(data.error)[1].splitlines() or [''])[0]}"]
-        for line in lines if not self.own_events else ():
+        for line in lines if not (self.own_events or reported) else ():
             self.printer("failed", who, line)
+        if reported and user is not None:
+            self.printer.note(user.description or f"{who} failed")
         self.outcome.errors.extend(line for line in lines if line)
         if data is not None and data.error is not None:
             step = event.step_key or self.outcome.job_name

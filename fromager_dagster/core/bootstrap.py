@@ -36,14 +36,16 @@ from .hooks import BuildSystem, HookCaller
 from .index import DistFile, IndexClient
 from .index_server import LocalIndexServer, write_simple_tree
 from .layout import OutputLayout
-from .plugins import PluginFinder, Plugins
+from .plugins import Plugins
 from .plugins import steps as plugin_steps
+from .plugins.finder import source_policy
 from .prebuilt import fetch_prebuilt_wheel
 from .prepare import PreparedSource, build_fingerprint, hook_environ, prepare_source
 from .requirements import Constraints
-from .resolver import PackageFinder, ResolvedPackage, Resolver, SourcePolicy
+from .resolver import ResolvedPackage, Resolver
 from .settings import Settings
 from .vcs import GitSources
+from .wheel_extras import wheel_extras
 
 DEFAULT_SOURCE_DATE_EPOCH = 315532800  # 1980-01-01, the earliest time a zip can hold
 
@@ -129,6 +131,7 @@ class _Node:
     environ: dict[str, str] | None = None  # the hooks' extra environment, once known
     sdist: Path | None = None  # the re-packed sdist, once written
     repacking: Future[None] | None = None
+    archive: Path | None = None  # the downloaded source archive, once downloaded
 
     @property
     def key(self) -> str:
@@ -406,7 +409,7 @@ class _Run:
         log.write_text(f"# {node.key} from {node.pkg.source.url}\n", encoding="utf-8")
         self.progress("download", node.key)
         with self._timed("download", self.net_slots):
-            archive = self._download(node, log)
+            archive = node.archive = self._download(node, log)
         with self._timed("unpack"):
             pkg_dir = self.layout.package_dir(name, version)
             prepared = prepare_source(
@@ -670,6 +673,16 @@ class _Run:
         self.progress("build", node.key)
         start = time.perf_counter()
         pkg_dir = self.layout.package_dir(node.pkg.name, str(node.pkg.version))
+        # what the settings add to the wheel (SBOM, Requires-External); the builder passes the
+        # same values (the graph's download_url, the archive's sha256), so the bytes agree
+        extras = wheel_extras(
+            self.settings,
+            node.pkg.name,
+            str(node.pkg.version),
+            source_url=node.pkg.source.url,
+            source_sha256=sources.sha256_file(node.archive) if node.archive else None,
+            source_date_epoch=self.options.source_date_epoch,
+        )
         with self._timed("builds", self.slots):
             built = self._adopt_speculative(node)
         if built is None:
@@ -702,6 +715,7 @@ class _Run:
             self.layout.wheels_downloads,
             build_tag=self._build_tag(node),
             source_date_epoch=self.options.source_date_epoch,
+            extras=extras,
         )
         shutil.rmtree(pkg_dir / "spec-dist", ignore_errors=True)
         shutil.rmtree(pkg_dir / "dist", ignore_errors=True)
@@ -809,35 +823,6 @@ class _Run:
             for n in self.nodes.values()
             if n.error is not None and not isinstance(n.error, DependencyFailedError)
         ] or [n.error for n in self.nodes.values() if n.error is not None]
-
-
-def source_policy(
-    settings: Settings,
-    index: IndexClient,
-    *,
-    min_release_age: float | None = None,
-    plugins: Plugins | None = None,
-) -> SourcePolicy:
-    """What the settings (and find_candidates plugins) say about where and how each
-    package's files are chosen."""
-    lock = threading.Lock()
-    finders: dict[str, IndexClient] = {}
-    plugged = PluginFinder(index, plugins, settings) if plugins is not None else None
-
-    def finder(name: str) -> PackageFinder | None:
-        if plugins is not None and plugins.override(name, "find_candidates") is not None:
-            return plugged
-        url = settings.package(name).resolver_dist.sdist_server_url
-        if not url:
-            return None
-        with lock:
-            return finders.setdefault(url, IndexClient(url, session=index.session))
-
-    def age(name: str) -> float | None:
-        own = settings.package(name).resolver_dist.min_release_age
-        return own if own is not None else min_release_age
-
-    return SourcePolicy(prebuilt=settings.pre_built, min_release_age=age, finder=finder)
 
 
 def bootstrap(

@@ -31,14 +31,16 @@ from .hooks import HookCaller
 from .index import SDIST_EXTENSIONS, IndexClient
 from .index_server import LocalIndexServer
 from .layout import OutputLayout
-from .plugins import PluginFinder, Plugins
+from .plugins import Plugins
 from .plugins import steps as plugin_steps
+from .plugins.finder import source_policy
 from .prebuilt import download_prebuilt_wheel
 from .prepare import PreparedSource, hook_environ, prepare_source, prepared_build_system
 from .requirements import Constraints
-from .resolver import Resolver
+from .resolver import ResolvedPackage, Resolver
 from .settings import Settings
 from .source_urls import download_override
+from .wheel_extras import wheel_extras
 
 DEFAULT_SOURCE_DATE_EPOCH = 315532800
 
@@ -178,14 +180,20 @@ def take_prebuilt(
                 version=version,
             )
         existing = download_prebuilt_wheel(index, name, version, layout.wheels_prebuilt)
+    return _prebuilt(layout, name, version, existing, start=start, reused=reused)
+
+
+def _prebuilt(
+    layout: OutputLayout, name: str, version: str, path: Path, *, start: float, reused: bool
+) -> BuiltWheel:
     return BuiltWheel(
         key=f"{name}=={version}",
-        path=existing,
-        sha256=sources.sha256_file(existing),
-        size=existing.stat().st_size,
+        path=path,
+        sha256=sources.sha256_file(path),
+        size=path.stat().st_size,
         seconds=time.perf_counter() - start,
         log_path=layout.log_path(name, version),
-        source_path=existing,
+        source_path=path,
         reused=reused,
         prebuilt=True,
     )
@@ -261,7 +269,19 @@ def build_node(
         envs.install(env, pins, log=log)
     tag = wanted.build_tag if build_tag is None else build_tag
     wheel = _build_wheel(
-        layout, name, version, prepared, env, wanted, tag, isolate, log, plugins, environ
+        layout,
+        name,
+        version,
+        prepared,
+        env,
+        wanted,
+        tag,
+        isolate,
+        log,
+        plugins,
+        environ,
+        archive=archive,
+        source_url=node.download_url or None,
     )
     if not keep_build_env:
         shutil.rmtree(env.path, ignore_errors=True)
@@ -294,15 +314,18 @@ def build_package(
     plugins = _installed(plugins)
     log = layout.log_path(canonical, version)
     log.write_text(f"# build of {canonical}=={version}\n", encoding="utf-8")
-    archive = download_source(
+    package = resolve_source(
         index,
         canonical,
         version,
-        layout,
         constraints=constraints,
         settings=wanted.settings,
         plugins=plugins,
     )
+    if package.source.kind == "wheel":  # resolver_dist.include_wheels: taken as published
+        path = sources.download(index.session, package.source, layout.wheels_prebuilt)
+        return _prebuilt(layout, canonical, version, path, start=start, reused=False)
+    archive = _download_resolved(index, package, layout, settings=wanted.settings, plugins=plugins)
     with log.open("a", encoding="utf-8") as out:
         out.write(f"# source {archive.name}\n")
     prepared = prepare_source(
@@ -348,6 +371,8 @@ def build_package(
         log,
         plugins,
         environ,
+        archive=archive,
+        source_url=package.source.url,
     )
     if not keep_build_env:
         shutil.rmtree(env.path, ignore_errors=True)
@@ -355,6 +380,29 @@ def build_package(
 
 
 # -- the steps ------------------------------------------------------------------------------
+
+
+def resolve_source(
+    index: IndexClient,
+    name: str,
+    version: str,
+    *,
+    constraints: Constraints | None = None,
+    settings: Settings | None = None,
+    plugins: Plugins | None = None,
+) -> ResolvedPackage:
+    """The file ``name==version`` is built (or taken pre-built) from, chosen as a bootstrap
+    chooses it: a ``find_candidates`` plugin's files, the settings' ``sdist_server_url`` or
+    ``index``, filtered by ``resolver_dist`` (a version with a wheel is taken pre-built when
+    ``include_wheels`` is set). ResolutionError when no admitted file has that version."""
+    try:
+        Version(version)
+    except InvalidVersion as exc:
+        raise ConfigError(f"{version!r} is not a valid version of {name}", package=name) from exc
+    chosen = settings if settings is not None else Settings()
+    policy = source_policy(chosen, index, plugins=_installed(plugins))
+    resolver = Resolver(index, constraints or Constraints.from_lines([]), policy)
+    return resolver.resolve(Requirement(f"{canonicalize_name(name)}=={version}"))
 
 
 def download_source(
@@ -369,16 +417,64 @@ def download_source(
 ) -> Path:
     """Download the sdist of ``name==version`` into ``sdists-repo/downloads``: by a
     ``download_source`` plugin, from the settings' ``download_source.url`` when there is one,
-    else from ``index`` (hash-verified); ResolutionError when the index (or a
-    ``find_candidates`` plugin) has no such version."""
-    try:
-        Version(version)
-    except InvalidVersion as exc:
-        raise ConfigError(f"{version!r} is not a valid version of {name}", package=name) from exc
+    else from the index ``resolve_source`` chose (hash-verified); ResolutionError when the
+    index (or a ``find_candidates`` plugin) has no such version, SourceError when the settings
+    take that version as a pre-built wheel."""
     plugins = _installed(plugins)
-    finder = PluginFinder(index, plugins, settings if settings is not None else Settings())
-    resolver = Resolver(finder, constraints or Constraints.from_lines([]))
-    package = resolver.resolve(Requirement(f"{canonicalize_name(name)}=={version}"))
+    package = resolve_source(
+        index, name, version, constraints=constraints, settings=settings, plugins=plugins
+    )
+    return _download_resolved(index, package, layout, settings=settings, plugins=plugins)
+
+
+def _download_resolved(
+    index: IndexClient,
+    package: ResolvedPackage,
+    layout: OutputLayout,
+    *,
+    settings: Settings | None,
+    plugins: Plugins,
+) -> Path:
+    """The archive of ``package``, downloaded; its URL recorded for ``step build-wheel``."""
+    archive = _fetch(index, package, layout, settings=settings, plugins=plugins)
+    marker = _source_marker(layout, package.name, str(package.version))
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(marker, json.dumps({"archive": archive.name, "url": package.source.url}))
+    return archive
+
+
+def _source_marker(layout: OutputLayout, name: str, version: str) -> Path:
+    return layout.package_dir(name, version) / "downloaded-source.json"
+
+
+def _recorded_source(
+    layout: OutputLayout, name: str, version: str
+) -> tuple[Path | None, str | None]:
+    """The downloaded archive of ``name==version`` and the URL it was resolved to, as far as
+    ``sdists-repo/downloads`` and the download's record tell."""
+    try:
+        archive: Path | None = downloaded_source(layout, name, version)
+    except SourceError:
+        archive = None
+    try:
+        record = json.loads(_source_marker(layout, name, version).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return archive, None
+    if archive is None or not isinstance(record, dict) or record.get("archive") != archive.name:
+        return archive, None
+    url = record.get("url")
+    return archive, url if isinstance(url, str) else None
+
+
+def _fetch(
+    index: IndexClient,
+    package: ResolvedPackage,
+    layout: OutputLayout,
+    *,
+    settings: Settings | None,
+    plugins: Plugins,
+) -> Path:
+    name, version = package.name, str(package.version)
     step = plugins.override(name, "download_source")
     if step is not None:
         layout.logs_dir.mkdir(parents=True, exist_ok=True)
@@ -389,7 +485,7 @@ def download_source(
             dest_dir=layout.sdists_downloads,
             settings=settings if settings is not None else Settings(),
             session=index.session,
-            log=layout.log_path(package.name, str(package.version)),
+            log=layout.log_path(name, version),
         )
     if settings is not None:
         found = download_override(
@@ -399,7 +495,11 @@ def download_source(
             return found[0]
     if package.source.kind != "sdist":
         raise SourceError(
-            f"{package.source.filename} is not a source archive", package=name, version=version
+            f"{name}=={version} resolves to the wheel {package.source.filename}, which the "
+            "settings take pre-built (pre_built, or resolver_dist.include_wheels): there is no "
+            "source to download; set them to false to build it from source",
+            package=name,
+            version=version,
         )
     return sources.download(index.session, package.source, layout.sdists_downloads)
 
@@ -571,10 +671,12 @@ def build_wheel(
     isolate: bool,
     plugins: Plugins | None = None,
 ) -> Path:
-    """``step build-wheel``: build in ``env`` and finalize into ``wheels-repo/downloads``."""
+    """``step build-wheel``: build in ``env`` and finalize into ``wheels-repo/downloads``
+    (the SBOM names the source ``step download-source-archive`` recorded, if any)."""
     log = layout.log_path(name, version)
     plugins = _installed(plugins)
     environ = _environ(prepared, settings, plugins, name, version, log)
+    archive, source_url = _recorded_source(layout, name, version)
     return _build_wheel(
         layout,
         name,
@@ -587,6 +689,8 @@ def build_wheel(
         log,
         plugins,
         environ,
+        archive=archive,
+        source_url=source_url,
     )
 
 
@@ -662,7 +766,22 @@ def _build_wheel(
     log: Path,
     plugins: Plugins,
     environ: dict[str, str],
+    *,
+    archive: Path | None,
+    source_url: str | None,
 ) -> Path:
+    """Build, add the plugin's and the settings' metadata, finalize. ``archive`` and
+    ``source_url`` (the graph's ``download_url``) are the source the SBOM names: a bootstrap
+    passes the same, so both stages make the same bytes."""
+    epoch = int(settings.environ.get("SOURCE_DATE_EPOCH", DEFAULT_SOURCE_DATE_EPOCH))
+    extras = wheel_extras(
+        settings.settings,
+        name,
+        version,
+        source_url=source_url,
+        source_sha256=sources.sha256_file(archive) if archive is not None else None,
+        source_date_epoch=epoch,
+    )
     dist = layout.package_dir(name, version) / "dist"
     hooks = _hooks(prepared, env, settings, isolate, log, name, version, environ)
     built = plugin_steps.build_wheel(
@@ -685,9 +804,8 @@ def _build_wheel(
         environ=environ,
         log=log,
     )
-    epoch = int(settings.environ.get("SOURCE_DATE_EPOCH", DEFAULT_SOURCE_DATE_EPOCH))
     wheel = wheels.finalize_wheel(
-        built, layout.wheels_downloads, build_tag=build_tag, source_date_epoch=epoch
+        built, layout.wheels_downloads, build_tag=build_tag, source_date_epoch=epoch, extras=extras
     )
     shutil.rmtree(dist, ignore_errors=True)
     return wheel

@@ -119,7 +119,7 @@ class Settings:
     global_changelog: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # variant ->
     patches_dir: Path | None = None
     files: tuple[Path, ...] = ()  # every settings file read
-    sbom: Mapping[str, Any] = field(default_factory=dict)  # settings.yaml `sbom:`, kept as read
+    sbom: Mapping[str, Any] | None = None  # settings.yaml `sbom:` as read; None: no SBOM
 
     def package(self, name: str) -> PackageSettings:
         """The settings of ``name`` (defaults when it has no file)."""
@@ -180,7 +180,8 @@ class Settings:
 
     def fingerprint(self, name: str, version: str) -> str:
         """sha256 over everything in the settings that changes the build of ``name==version``
-        (effective env, config_settings, build tag, project_override, patch contents).
+        (effective env, config_settings, build tag, project_override, patch contents) or the
+        wheel's bytes (``sbom``, ``purl``, the package's and the variant's ``annotations``).
 
         A package with neither a settings file nor a patch folder has the variant's default
         fingerprint, computed once (a code location fingerprints every package it loads).
@@ -218,8 +219,14 @@ class Settings:
             "git_options": dict(pkg.git_options),
             "pre_built": variant.pre_built,
             "wheel_server_url": variant.wheel_server_url if variant.pre_built else None,
+            # what wheel_extras writes into the wheel (requires_external: project_override)
+            "sbom": self.sbom,
+            "purl": pkg.purl,
+            "purl_config": dict(pkg.purl_config),
+            "annotations": dict(pkg.annotations),
+            "variant_annotations": dict(variant.annotations),
         }
-        digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode())
+        digest = hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode())
         for patch in self.patches(name, version):
             content = patch.read_bytes()
             digest.update(f"\0patch {patch.name} {len(content)}\0".encode())
@@ -290,7 +297,7 @@ def load_settings(
     problems: list[str] = []
     files: list[Path] = []
     global_changelog: dict[str, tuple[str, ...]] = {}
-    sbom: dict[str, Any] = {}
+    sbom: dict[str, Any] | None = None
     if settings_file is not None:
         files.append(settings_file)
         reader = Reader(settings_file)

@@ -291,11 +291,16 @@ def read_build_dir(r: Reader, data: dict[str, Any]) -> str | None:
     return value
 
 
-def read_global_settings(raw: Any, r: Reader) -> tuple[dict[str, tuple[str, ...]], dict[str, Any]]:
-    """``settings.yaml``: ``changelog.<variant>: [entries]`` and ``sbom`` (kept as read)."""
+def read_global_settings(
+    raw: Any, r: Reader
+) -> tuple[dict[str, tuple[str, ...]], dict[str, Any] | None]:
+    """``settings.yaml``: ``changelog.<variant>: [entries]`` and ``sbom`` (kept as read; None
+    when the key is absent, ``{}`` for an empty ``sbom:`` or ``sbom: {}``, which turn the SBOM
+    on with its defaults, as in fromager)."""
     data = r.table(raw, "", frozenset({"changelog", "sbom"}))
     changelog = {
         variant: r.strings(entries, f"changelog.{variant}")
         for variant, entries in r.section(data, "changelog", "", None).items()
     }
-    return changelog, r.section(data, "sbom", "", None)
+    sbom = r.section(data, "sbom", "", None) if "sbom" in data else None
+    return changelog, sbom

@@ -19,7 +19,7 @@ from fromager_dagster.core.index_url import resolve_index_url
 from fromager_dagster.core.requirements import Constraints
 
 from .collections import Collection
-from .discovery import default_config, discover_job_name, discovery_op_name
+from .discovery import discover_job_name, discovery_run_config
 from .graph_state import wheels_selection
 
 ENV_SENSOR_INTERVAL = "FROMAGER_DAGSTER_RELEASE_SENSOR_INTERVAL"
@@ -28,7 +28,7 @@ COLLECTION_TAG = "fromager/collection"
 
 
 def discover_run_config(collection: Collection) -> dict[str, object]:
-    return {"ops": {discovery_op_name(collection): {"config": default_config(collection)}}}
+    return discovery_run_config(collection)
 
 
 def nightly_schedule(collection: Collection) -> dg.ScheduleDefinition:

@@ -1,12 +1,22 @@
 """Discovery: resolve and download a collection's tree, write graph.json, publish it as state."""
 
 import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+from pydantic import Field
 
-from fromager_dagster.core.bootstrap import BootstrapFailed, BootstrapOptions, bootstrap
+from fromager_dagster.core.bootstrap import (
+    BootstrapFailed,
+    BootstrapOptions,
+    BootstrapResult,
+    bootstrap,
+)
 from fromager_dagster.core.errors import FromagerDagsterError
+from fromager_dagster.core.failures import FailureRecord
 from fromager_dagster.core.index import IndexClient
 from fromager_dagster.core.index_url import resolve_index_url
 from fromager_dagster.core.layout import OutputLayout
@@ -16,6 +26,9 @@ from .collections import Collection
 from .executor import max_concurrent
 from .graph_state import ENV_WEBSERVER, publish_graph, reload_location
 from .resources import FromagerResource
+
+#: The run modes of fromager's bootstrap, as launchpad settings of a discovery run.
+MODES = ("test_mode", "multiple_versions", "skip_constraints", "min_release_age")
 
 
 class DiscoveryConfig(dg.Config):
@@ -27,7 +40,25 @@ class DiscoveryConfig(dg.Config):
     variant: str
     index_url: str | None = None
     sdist_only: bool = True
-    min_release_age: float | None = None  # days; packages' resolver_dist settings win
+    min_release_age: float | None = Field(
+        default=None,
+        description="Only use releases uploaded at least this many days ago (a package's "
+        "resolver_dist.min_release_age setting wins).",
+    )
+    test_mode: bool = Field(
+        default=False,
+        description="Keep going after a failure (a pre-built wheel of the index stands in where "
+        "there is one) and write work-dir/test-mode-failures-<timestamp>.json. The graph is "
+        "still written and materialized; the run then fails, naming the failed packages.",
+    )
+    multiple_versions: bool = Field(
+        default=False,
+        description="Discover every version the requirements and constraints admit, not only "
+        "the newest; no constraints.txt is written.",
+    )
+    skip_constraints: bool = Field(
+        default=False, description="Do not write constraints.txt (for conflicting versions)."
+    )
 
 
 def discovery_key(collection: Collection) -> dg.AssetKey:
@@ -43,6 +74,9 @@ def discovery_op_name(collection: Collection) -> str:
 
 
 def default_config(collection: Collection) -> dict[str, object]:
+    """The launchpad's defaults: the collection's values. The run modes come from the
+    collection when it carries them (collections.yaml has no keys for them yet): off."""
+    modes = {key: getattr(collection, key) for key in MODES if hasattr(collection, key)}
     return {
         "requirements": list(collection.requirements),
         "requirement_files": [str(p) for p in collection.requirement_files],
@@ -50,7 +84,14 @@ def default_config(collection: Collection) -> dict[str, object]:
         "variant": collection.variant,
         "index_url": collection.index_url,
         "sdist_only": collection.sdist_only,
+        **modes,
     }
+
+
+def discovery_run_config(collection: Collection, **config: object) -> dict[str, Any]:
+    """Run config of the discovery job: the collection's defaults, then ``config``'s values."""
+    body = {**default_config(collection), **config}
+    return {"ops": {discovery_op_name(collection): {"config": body}}}
 
 
 def _preview(result_graph, limit: int = 40) -> str:  # type: ignore[no-untyped-def]
@@ -86,7 +127,7 @@ def discovery_asset(collection: Collection) -> dg.AssetsDefinition:
     )
     def _discover(
         context: dg.AssetExecutionContext, config: DiscoveryConfig, fromager: FromagerResource
-    ) -> dg.MaterializeResult:
+    ) -> dg.MaterializeResult[None]:
         layout = OutputLayout(collection.output_dir)
         reqs = toplevel_requirements(config.requirements, config.requirement_files)
         constraints = Constraints.from_files(config.constraints)
@@ -107,6 +148,9 @@ def discovery_asset(collection: Collection) -> dg.AssetsDefinition:
                     sdist_only=config.sdist_only,
                     isolate=fromager.isolation(),
                     min_release_age=config.min_release_age,
+                    test_mode=config.test_mode,
+                    multiple_versions=config.multiple_versions,
+                    skip_constraints=config.skip_constraints,
                 ),
                 progress=progress,
                 settings=collection.settings(config.variant),
@@ -120,42 +164,87 @@ def discovery_asset(collection: Collection) -> dg.AssetsDefinition:
                 metadata={"failures": dg.MetadataValue.md("\n".join(f"- {x}" for x in lines))},
                 allow_retries=False,
             ) from exc
-        graph = result.graph
-        nodes = [k for k in graph.nodes if k]
-        edges = sum(len(n.edges) for n in graph.nodes.values())
         version = publish_graph(context.instance, collection, result.outputs["graph"])
-        reload = "not requested"
-        url = os.environ.get(ENV_WEBSERVER)
-        if version and url:
-            location = _location_name(context)
-            try:
-                reload = reload_location(url, location)
-            except Exception as exc:  # the run has succeeded; a failed reload is only reported
-                reload = f"failed: {exc}"
-                context.log.warning(f"could not reload code location {location}: {exc}")
-        return dg.MaterializeResult(
-            metadata={
-                "nodes": dg.MetadataValue.int(len(nodes)),
-                "edges": dg.MetadataValue.int(edges),
-                "graph_path": dg.MetadataValue.path(str(result.outputs["graph"])),
-                "build_order_path": dg.MetadataValue.path(str(result.outputs["build_order"])),
-                "constraints_path": dg.MetadataValue.path(str(result.outputs.get("constraints"))),
-                "built_for_discovery": ", ".join(result.built),
-                "reused_for_discovery": ", ".join(result.reused),
-                "seconds": dg.MetadataValue.float(round(result.seconds, 2)),
-                "state_version": version or "none (instance has no state storage)",
-                "reload": reload,
-                "preview": dg.MetadataValue.md(_preview(graph)),
-            }
+        metadata = _metadata(result, config, version, _reload(context, version))
+        if not result.failures:
+            return dg.MaterializeResult(metadata=metadata)
+        # test mode: the graph is written and materialized, then the run fails to say that
+        # something did not build (the failures are in both the materialization and the error)
+        context.log_event(dg.AssetMaterialization(discovery_key(collection), metadata=metadata))
+        raise dg.Failure(
+            description=f"test mode: {len(result.failures)} package(s) failed; graph.json "
+            f"was written; failure report: {result.failure_report}",
+            metadata=_failure_metadata(result),
+            allow_retries=False,
         )
 
     return _discover
 
 
+def _reload(context: dg.AssetExecutionContext, version: str | None) -> str:
+    """Ask the webserver (when one is named) to reload the location onto the new state."""
+    url = os.environ.get(ENV_WEBSERVER)
+    if not version or not url:
+        return "not requested"
+    location = _location_name(context)
+    try:
+        return reload_location(url, location)
+    except Exception as exc:  # the run has succeeded; a failed reload is only reported
+        context.log.warning(f"could not reload code location {location}: {exc}")
+        return f"failed: {exc}"
+
+
+def _metadata(
+    result: BootstrapResult, config: DiscoveryConfig, version: str | None, reload: str
+) -> dict[str, Any]:
+    graph = result.graph
+    metadata: dict[str, Any] = {
+        "nodes": dg.MetadataValue.int(len(graph.nodes) - 1),
+        "edges": dg.MetadataValue.int(sum(len(n.edges) for n in graph.nodes.values())),
+        "graph_path": dg.MetadataValue.path(str(result.outputs["graph"])),
+        "build_order_path": dg.MetadataValue.path(str(result.outputs["build_order"])),
+        **_constraints_metadata(result.outputs, config),
+        "built_for_discovery": ", ".join(result.built),
+        "reused_for_discovery": ", ".join(result.reused),
+        "prebuilt_for_discovery": ", ".join(result.prebuilt),
+        "seconds": dg.MetadataValue.float(round(result.seconds, 2)),
+        "state_version": version or "none (instance has no state storage)",
+        "reload": reload,
+        "preview": dg.MetadataValue.md(_preview(graph)),
+    }
+    if config.test_mode:
+        metadata.update(_failure_metadata(result))
+    return metadata
+
+
+def _constraints_metadata(outputs: dict[str, Path], config: DiscoveryConfig) -> dict[str, Any]:
+    if "constraints" in outputs:
+        return {"constraints_path": dg.MetadataValue.path(str(outputs["constraints"]))}
+    why = "multiple_versions" if config.multiple_versions else "skip_constraints"
+    return {"constraints_path": f"none ({why})"}
+
+
+def _failure_metadata(result: BootstrapResult) -> dict[str, Any]:
+    """Test mode: the count, one line per failed package, the records and the report's path."""
+    records = [FailureRecord.from_exception(f) for f in result.failures]
+    report = result.failure_report
+    lines = [
+        f"- {r.package}{'==' + r.version if r.version else ''}: {r.failure_type} failure: "
+        f"{r.exception_type}: {r.exception_message}"
+        for r in records
+    ]
+    return {
+        "failure_count": dg.MetadataValue.int(len(records)),
+        "failures": dg.MetadataValue.md("\n".join(lines) or "none"),
+        "failure_records": dg.MetadataValue.json({"failures": [asdict(r) for r in records]}),
+        "failure_report": dg.MetadataValue.path(str(report)) if report else "none",
+    }
+
+
 def _location_name(context: dg.AssetExecutionContext) -> str:
     origin = context.dagster_run.remote_job_origin
     if origin is not None:
-        return origin.location_name
+        return str(origin.location_name)
     return os.environ.get("FROMAGER_DAGSTER_LOCATION", "fromager_dagster.definitions")
 
 
@@ -163,6 +252,6 @@ def discover_job(collection: Collection) -> UnresolvedAssetJobDefinition:
     return dg.define_asset_job(
         discover_job_name(collection),
         selection=dg.AssetSelection.assets(discovery_key(collection)),
-        config={"ops": {discovery_op_name(collection): {"config": default_config(collection)}}},
+        config=discovery_run_config(collection),
         description=f"Discover the dependency graph of collection {collection.name}.",
     )

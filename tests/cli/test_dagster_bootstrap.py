@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import dagster as dg
 import pytest
 
 from fromager_dagster.core.index_server import LocalIndexServer
-from tests.fixtures.packages import FixturePackage, make_index
+from tests.fixtures.packages import FixturePackage, make_index, make_wheel
 
 # fx-app builds with fx-lib (whose install closure brings fx-dep); fx-lib builds with fx-tool.
 CHAIN = [
@@ -131,3 +132,120 @@ def test_no_dagster_from_environment(index: str, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "through Dagster" not in proc.stderr
     assert not (tmp_path / "out" / "dagster-home").exists()
+
+
+def _both(*args: str, out: Path) -> tuple[subprocess.CompletedProcess[str], ...]:
+    """``bootstrap ARGS`` through Dagster into out/dagster, and --no-dagster into out/engine."""
+    common = ("bootstrap", *args, "--no-network-isolation", "-j", "2")
+    return (
+        _cli(*common, "-O", str(out / "dagster"), FROMAGER_DAGSTER_EXECUTOR="threads"),
+        _cli(*common, "-O", str(out / "engine"), "--no-dagster"),
+    )
+
+
+def _same_outputs(out: Path) -> None:
+    """The Dagster path wrote what the engine wrote: files of work-dir, wheels."""
+    for name in OUTPUTS:
+        dagster, engine = out / "dagster" / "work-dir" / name, out / "engine" / "work-dir" / name
+        assert dagster.is_file() == engine.is_file(), name
+        if engine.is_file():
+            assert dagster.read_text() == engine.read_text(), name
+    for folder in ("downloads", "prebuilt"):
+        dagster_wheels = _wheels_in(out / "dagster" / "wheels-repo" / folder)
+        assert dagster_wheels == _wheels_in(out / "engine" / "wheels-repo" / folder), folder
+
+
+def _wheels_in(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.glob("*.whl"))
+
+
+def _discovery_run(home: Path) -> tuple[dg.DagsterRun, dict[str, object]]:
+    """The discovery run and its graph materialization's metadata."""
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        [run] = [r for r in instance.get_runs() if r.job_name.startswith("discover_")]
+        [key] = [k for k in instance.get_asset_keys() if k.path[0] == "discovery"]
+        event = instance.get_latest_materialization_event(key)
+        assert event is not None and event.asset_materialization is not None
+        meta = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+        return run, meta
+
+
+def test_test_mode_runs_through_dagster_keeps_going_and_reports(tmp_path: Path) -> None:
+    # fx-broken fails in discovery (fx-top's build needs it) and the index has its wheel;
+    # fx-nowheel fails in the build run and has none; the chain builds regardless
+    broken = FixturePackage("fx-broken", fail_build=True)
+    packages = [
+        *CHAIN,
+        broken,
+        FixturePackage("fx-top", build_system_requires=("fx-broken",)),
+        FixturePackage("fx-nowheel", fail_build=True),
+    ]
+    upstream = make_index(packages, tmp_path / "up")
+    make_wheel(broken, upstream)
+    with LocalIndexServer([upstream]) as server:
+        dagster, engine = _both(
+            "fx-app", "fx-top", "fx-nowheel", "--index-url", server.url, "--test-mode",
+            out=tmp_path,
+        )  # fmt: skip
+    assert dagster.returncode == engine.returncode == 1, dagster.stderr
+    assert "through Dagster" in dagster.stderr and "note:" not in dagster.stderr
+    _same_outputs(tmp_path)
+    summary = "7 packages, 5 built, 0 reused, 1 pre-built, 2 failed"
+    assert summary in dagster.stderr and summary in engine.stderr
+    # one report, with the failures of both stages, as the engine writes it
+    [report] = (tmp_path / "dagster" / "work-dir").glob("test-mode-failures-*.json")
+    [engine_report] = (tmp_path / "engine" / "work-dir").glob("test-mode-failures-*.json")
+    assert json.loads(report.read_text()) == json.loads(engine_report.read_text())
+    assert [r["package"] for r in json.loads(report.read_text())["failures"]] == [
+        "fx-broken",
+        "fx-nowheel",
+    ]
+    assert f"failure report: {report}" in dagster.stderr
+    errors = [line for line in dagster.stderr.splitlines() if line.startswith("error:")]
+    assert [line.split(":")[1].strip() for line in errors] == ["fx-broken==1.0", "fx-nowheel==1.0"]
+
+    home = tmp_path / "dagster" / "dagster-home"
+    run, meta = _discovery_run(home)
+    # the discovery run failed (a package did), after it materialized the graph naming it
+    assert run.status == dg.DagsterRunStatus.FAILURE
+    assert run.run_config["ops"]["discover_fx_app_fx_nowheel_fx_top"]["config"]["test_mode"]
+    assert meta["failure_count"] == 1 and "- fx-broken==1.0: bootstrap failure" in meta["failures"]
+    assert meta["failure_report"] == str(report)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        [build] = instance.get_runs(
+            filters=dg.RunsFilter(job_name="build_fx_app_fx_nowheel_fx_top_job")
+        )
+        assert build.status == dg.DagsterRunStatus.FAILURE
+
+
+@pytest.mark.parametrize("flag", ["--multiple-versions", "--skip-constraints"])
+def test_modes_run_through_dagster_with_the_engines_outputs(flag: str, tmp_path: Path) -> None:
+    # two versions of fx-tool: the top-level requirement takes 2.0, fx-lib's build needs <2
+    packages = [
+        FixturePackage("fx-tool"),
+        FixturePackage("fx-tool", version="2.0"),
+        FixturePackage("fx-lib", build_system_requires=("fx-tool<2",)),
+    ]
+    make_index(packages, tmp_path / "up")
+    with LocalIndexServer([tmp_path / "up"]) as server:
+        dagster, engine = _both(
+            "fx-lib", "fx-tool", "--index-url", server.url, flag, "--min-release-age", "30",
+            out=tmp_path,
+        )  # fmt: skip
+    assert dagster.returncode == engine.returncode == 0, dagster.stderr
+    assert "through Dagster" in dagster.stderr and "note:" not in dagster.stderr
+    _same_outputs(tmp_path)
+    assert not (tmp_path / "dagster" / "work-dir" / "constraints.txt").exists()
+    assert "constraints:" not in dagster.stderr
+    assert _wheels_in(tmp_path / "dagster" / "wheels-repo" / "downloads") == [
+        "fx_lib-1.0-0-py3-none-any.whl",
+        "fx_tool-1.0-0-py3-none-any.whl",
+        "fx_tool-2.0-0-py3-none-any.whl",
+    ]
+    run, meta = _discovery_run(tmp_path / "dagster" / "dagster-home")
+    mode = flag[2:].replace("-", "_")
+    assert run.status == dg.DagsterRunStatus.SUCCESS
+    config = run.run_config["ops"]["discover_fx_lib_fx_tool"]["config"]
+    assert config[mode] is True and config["min_release_age"] == 30  # the fixture index has
+    # no upload times, so the age only reaches the engine here
+    assert meta["constraints_path"] == f"none ({mode})"

@@ -129,6 +129,7 @@ def test_test_mode_from_the_environment_keeps_going_and_reports(tmp_path: Path) 
             env={**os.environ, "FROMAGER_DAGSTER_BOOTSTRAP_TEST_MODE": "1"},
         )
     assert proc.returncode == 1, proc.stderr
+    assert "through Dagster" in proc.stderr  # test mode no longer falls back to in-process
     assert "2 packages, 1 built, 0 reused, 1 failed" in proc.stderr
     (report,) = (tmp_path / "out" / "work-dir").glob("test-mode-failures-*.json")
     assert f"failure report: {report}" in proc.stderr

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fromager_dagster.core.bootstrap import BootstrapFailed, BootstrapOptions, bootstrap
-from fromager_dagster.core.errors import PatchError
+from fromager_dagster.core.errors import PatchError, ResolutionError
 from fromager_dagster.core.index import IndexClient
 from fromager_dagster.core.layout import OutputLayout
 from fromager_dagster.core.requirements import Constraints, parse_requirement
@@ -279,3 +279,43 @@ def test_git_requirement_is_cloned_built_and_recorded(upstream: Upstream, tmp_pa
     node = result.graph.to_json()["fx-git==1.0"]
     assert node["download_url"] == f"git+file://{repo}@{sha}"
     assert (out / "sdists-repo" / "downloads" / "fx_git-1.0.tar.gz").is_file()
+
+
+def test_resolver_dist_include_wheels_takes_the_index_wheel_pre_built(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    upstream.add(FixturePackage("fx-a", install_requires=("fx-b",)), FixturePackage("fx-b"))
+    make_wheel(FixturePackage("fx-b"), upstream.folder)
+    overrides = tmp_path / "overrides"
+    write(overrides / "settings" / "fx_b.yaml", "resolver_dist:\n  include_wheels: true\n")
+    out = tmp_path / "out"
+    result = run(upstream, out, ["fx-a"], overrides)
+    assert result.built == ["fx-a==1.0"] and result.prebuilt == ["fx-b==1.0"]
+    assert (out / "wheels-repo" / "prebuilt" / "fx_b-1.0-py3-none-any.whl").is_file()
+    assert not list((out / "wheels-repo" / "downloads").glob("fx_b-*"))
+    assert not list((out / "sdists-repo" / "downloads").glob("fx_b-*"))
+    graph = json.loads((out / "work-dir" / "graph.json").read_text())
+    assert graph["fx-b==1.0"]["pre_built"] is True
+    assert graph["fx-b==1.0"]["download_url"].endswith("fx_b-1.0-py3-none-any.whl")
+    assert graph["fx-a==1.0"]["pre_built"] is False  # its index has no wheel of fx-a anyway
+
+
+def test_resolver_dist_without_sdists_fails_in_one_line_on_an_sdist_only_index(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    upstream.add(FixturePackage("fx-a", install_requires=("fx-b",)), FixturePackage("fx-b"))
+    overrides = tmp_path / "overrides"
+    write(
+        overrides / "settings" / "fx_b.yaml",
+        "resolver_dist:\n  include_sdists: false\n  include_wheels: true\n",
+    )
+    with pytest.raises(BootstrapFailed) as info:
+        run(upstream, tmp_path / "out", ["fx-a"], overrides)
+    (failure,) = info.value.failures
+    assert isinstance(failure, ResolutionError) and failure.package == "fx-b"
+    assert "\n" not in failure.message
+    assert failure.message == (
+        "fx-b: no file on the index is a candidate under resolver_dist include_sdists=false, "
+        "include_wheels=true, ignore_platform=false: the index has 1 sdist and 0 wheels; "
+        "set resolver_dist.include_sdists: true"
+    )

@@ -19,6 +19,7 @@ from fromager_dagster.core.index_server import LocalIndexServer
 from fromager_dagster.core.layout import OutputLayout
 from fromager_dagster.core.requirements import Constraints, toplevel_requirements
 from fromager_dagster.core.settings import load_settings
+from fromager_dagster.core.sources import sha256_file
 from tests.fixtures.packages import FixturePackage, make_index, make_sdist, make_wheel
 
 TOOL = FixturePackage("fx-tool")
@@ -202,3 +203,81 @@ def test_build_package_takes_the_download_source_url(
     # ...the archive from the URL: only the mirror's copy records FROM_MIRROR
     assert "FROM_MIRROR" in _member(built.path, "fx_tool/build-env.json")
     assert built.source_path == layout.sdists_downloads / "fx_tool-1.0.tar.gz"
+
+
+def test_build_commands_follow_resolver_dist(upstream: tuple[Path, str], tmp_path: Path) -> None:
+    folder, url = upstream
+    index = IndexClient(url)
+    settings_dir = tmp_path / "settings"
+    settings_dir.mkdir()
+    (settings_dir / "fx_pre.yaml").write_text("resolver_dist:\n  include_wheels: true\n")
+    (settings_dir / "fxplain.yaml").write_text(
+        "resolver_dist:\n  include_sdists: false\n  include_wheels: true\n"
+    )
+    settings = load_settings(settings_dir=settings_dir)
+    layout = OutputLayout(tmp_path / "out")
+    # fromager's build takes the version's wheel as published, as a bootstrap would
+    built = builder.build_package(
+        "fx-pre", "1.0", index=index, layout=layout, isolate=False, settings=settings
+    )
+    assert built.prebuilt and built.path == layout.wheels_prebuilt / PRE.wheel_filename
+    assert built.path.read_bytes() == (folder / PRE.wheel_filename).read_bytes()
+    assert not list(layout.wheels_downloads.glob("*.whl"))
+    assert not list(layout.sdists_downloads.glob("*"))
+    with pytest.raises(SourceError, match="resolves to the wheel fx_pre-1.0-py3-none-any.whl"):
+        builder.download_source(index, "fx-pre", "1.0", layout, settings=settings)
+    # only sdists on the index and include_sdists: false: the resolver's one-line error
+    with pytest.raises(ResolutionError, match="fxplain: no file on the index is a candidate"):
+        builder.build_package(
+            "fxplain", "1.0", index=index, layout=layout, isolate=False, settings=settings
+        )
+    with pytest.raises(ResolutionError, match="include_sdists=false"):
+        builder.download_source(index, "fxplain", "1.0", layout, settings=settings)
+
+
+def test_build_package_resolves_from_the_sdist_server_url(
+    upstream: tuple[Path, str], tmp_path: Path
+) -> None:
+    mirror = make_index([FixturePackage("fxplain", "3.0")], tmp_path / "mirror")
+    settings_dir = tmp_path / "settings"
+    settings_dir.mkdir()
+    with LocalIndexServer([mirror]) as server:
+        (settings_dir / "fxplain.yaml").write_text(
+            f"resolver_dist:\n  sdist_server_url: '{server.url}'\n"
+        )
+        layout = OutputLayout(tmp_path / "out")
+        archive = builder.download_source(
+            IndexClient(upstream[1]),  # has fxplain 1.0 only
+            "fxplain",
+            "3.0",
+            layout,
+            settings=load_settings(settings_dir=settings_dir),
+        )
+    assert archive == layout.sdists_downloads / "fxplain-3.0.tar.gz"
+
+
+def test_step_build_wheel_names_the_downloaded_source_in_the_sbom(
+    upstream: tuple[Path, str], tmp_path: Path
+) -> None:
+    overrides = tmp_path / "overrides"
+    (overrides / "settings").mkdir(parents=True)
+    (overrides / "settings.yaml").write_text("sbom:\n  purl_type: pypi\n")
+    (overrides / "settings" / "fxplain.yaml").write_text(
+        "project_override:\n  requires_external: [libplain]\n"
+    )
+    settings = load_settings(
+        settings_file=overrides / "settings.yaml", settings_dir=overrides / "settings"
+    )
+    steps = OutputLayout(tmp_path / "steps").ensure()
+    archive = builder.download_source(IndexClient(upstream[1]), "fxplain", "1.0", steps)
+    prepared = builder.prepare_downloaded(steps, "fxplain", "1.0", settings=settings)
+    wanted = builder.BuildSettings.of(settings, "fxplain", "1.0")
+    env = builder.prepare_build(
+        steps, "fxplain", "1.0", prepared, wheel_server_url=None, settings=wanted, isolate=False
+    )
+    wheel = builder.build_wheel(
+        steps, "fxplain", "1.0", prepared, env, settings=wanted, isolate=False
+    )
+    assert "Requires-External: libplain\n" in _member(wheel, "fxplain-1.0.dist-info/METADATA")
+    sbom = json.loads(_member(wheel, "fxplain-1.0.dist-info/sboms/fromager-dagster.spdx.json"))
+    assert sbom["packages"][1]["checksums"][0]["checksumValue"] == sha256_file(archive)

@@ -159,7 +159,8 @@ def test_steps_a_plugin_does_not_define_and_packages_without_plugin_have_no_over
     fingerprint = build_fingerprint(Settings(), plugins, "Fixture_Wired", "1.0")
     assert fingerprint.endswith(
         "fromager-dagster-plugin-example 0.1.0): add_extra_metadata_to_wheels, build_sdist, "
-        "get_build_backend_dependencies, get_build_sdist_dependencies, prepare_source"
+        "find_candidates, get_build_backend_dependencies, get_build_sdist_dependencies, "
+        "prepare_source"
     )
     assert fingerprint.startswith(build_fingerprint(Settings(), None, "fixture-wired", "1.0"))
     with pytest.raises(ValueError, match="unknown step 'build_wheels'"):

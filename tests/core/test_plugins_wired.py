@@ -35,6 +35,7 @@ from fromager_dagster.core.plugins import (
 )
 from fromager_dagster.core.requirements import Constraints, parse_requirement
 from fromager_dagster.core.settings import Settings, default_paths, load_settings
+from fromager_dagster.core.sources import sha256_file
 from tests.fixtures.packages import FixturePackage, Upstream
 
 WIRED = FixturePackage("fixture-wired", backend_requires=("fixture-wired-helper",))
@@ -332,3 +333,94 @@ def test_build_package_honours_download_source_and_build_wheel_overrides(
     assert "plugin downloaded http://127.0.0.1:" in log
     assert "plugin built fx_steps-1.0-py3-none-any.whl" in log
     assert built.path == layout.wheels_downloads / "fx_steps-1.0-0-py3-none-any.whl"
+
+
+# -- the settings' wheel extras in both stages -----------------------------------------------
+
+SBOM_SETTINGS = 'sbom:\n  supplier: "Organization: ExampleCo"\n'
+WIRED_SETTINGS = (
+    "project_override:\n"
+    "  requires_external: ['libfixture (>=1)', openssl-libs]\n"
+    "annotations: {team: platform, tier: '1'}\n"
+    "variants:\n"
+    "  cpu:\n"
+    "    annotations: {team: wired}\n"
+    "purl:\n"
+    "  namespace: acme\n"
+)
+SBOM_MEMBER = f"{DIST_INFO}/sboms/fromager-dagster.spdx.json"
+
+
+def test_sbom_and_requires_external_give_the_same_wheel_in_bootstrap_and_the_builder(
+    tmp_path: Path,
+) -> None:
+    upstream = Upstream(tmp_path / "upstream")
+    upstream.folder.mkdir()
+    upstream.add(WIRED, *HELPERS)
+    overrides = tmp_path / "overrides"
+    (overrides / "settings").mkdir(parents=True)
+    (overrides / "settings.yaml").write_text(SBOM_SETTINGS, encoding="utf-8")
+    (overrides / "settings" / "fixture_wired.yaml").write_text(WIRED_SETTINGS, encoding="utf-8")
+    settings = _settings(overrides)
+    url = upstream.start()
+    try:
+        out = tmp_path / "out"
+        bootstrap(
+            [parse_requirement("fixture-wired")],
+            index=IndexClient(url),
+            constraints=Constraints.from_lines([]),
+            layout=OutputLayout(out),
+            options=BootstrapOptions(jobs=2, isolate=False),
+            settings=settings,
+        )
+        wheel = out / "wheels-repo" / "downloads" / WHEEL
+        first = wheel.read_bytes()
+        # the settings' additions, beside the plugin's metadata
+        metadata = _wheel_member(first, f"{DIST_INFO}/METADATA")
+        assert "Requires-External: libfixture (>=1)\nRequires-External: openssl-libs\n" in metadata
+        assert _has_plugin_metadata(wheel)
+        sbom = json.loads(_wheel_member(first, SBOM_MEMBER))
+        wheel_pkg, upstream_pkg = sbom["packages"]
+        assert wheel_pkg["supplier"] == "Organization: ExampleCo"
+        assert wheel_pkg["externalRefs"][0]["referenceLocator"] == (
+            "pkg:pypi/acme/fixture-wired@1.0"
+        )
+        assert [a["comment"] for a in wheel_pkg["annotations"]] == ["team=wired", "tier=1"]
+        archive = out / "sdists-repo" / "downloads" / WIRED.sdist_filename
+        assert upstream_pkg["checksums"] == [
+            {"algorithm": "SHA256", "checksumValue": sha256_file(archive)}
+        ]
+        assert upstream_pkg["downloadLocation"] == "NOASSERTION"  # the index is on 127.0.0.1
+        assert f"{SBOM_MEMBER},sha256=" in _wheel_member(first, f"{DIST_INFO}/RECORD")
+
+        # the hermetic build of the graph: the very same bytes
+        layout = OutputLayout(out)
+        graph = DependencyGraph.load(out / "work-dir" / "graph.json")
+        built = builder.build_node(graph, KEY, layout=layout, isolate=False, settings=settings)
+        assert built.path == wheel and wheel.read_bytes() == first
+
+        # fromager's build, requirements from the bootstrap's wheels: the same bytes again
+        with LocalIndexServer(layout.wheel_roots) as server:
+            again = builder.build_package(
+                "fixture-wired",
+                "1.0",
+                index=IndexClient(url),
+                layout=OutputLayout(tmp_path / "build"),
+                isolate=False,
+                wheel_server_url=server.url,
+                settings=settings,
+            )
+        assert again.path.read_bytes() == first
+
+        # the SBOM's source URL is the graph node's download_url
+        graph.nodes[
+            KEY
+        ].download_url = f"https://user:secret@files.example.com/packages/{WIRED.sdist_filename}"
+        moved = builder.build_node(graph, KEY, layout=layout, isolate=False, settings=settings)
+        location = json.loads(_wheel_member(moved.path.read_bytes(), SBOM_MEMBER))["packages"][1]
+        assert location["downloadLocation"] == (
+            f"https://files.example.com/packages/{WIRED.sdist_filename}"
+        )
+    finally:
+        assert upstream.server is not None
+        upstream.server.stop()

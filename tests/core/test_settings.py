@@ -561,16 +561,44 @@ def test_fingerprint_is_deterministic_and_changes_with_each_input(ov: Overrides)
         lambda: ov.patch("foo", "0001.patch", "two\n"),
         lambda: (ov.patches_dir / "foo/0001.patch").rename(ov.patches_dir / "foo/0002.patch"),
         lambda: ov.patch("foo-1.0", "0003.patch", "three\n"),
+        # what wheel_extras writes into the wheel changes its bytes
+        lambda: ov.package("foo", "project_override:\n  requires_external: [libx]\n"),
+        lambda: ov.package("foo", "annotations:\n  a: b\n"),
+        lambda: ov.package("foo", "annotations:\n  a: c\n"),
+        lambda: ov.package("foo", "variants:\n  cpu:\n    annotations: {a: c}\n"),
+        lambda: ov.package("foo", "purl: 'pkg:generic/{name}@{version}'\n"),
+        lambda: ov.package("foo", "purl:\n  namespace: acme\n"),
+        lambda: ov.package("foo", "purl:\n  namespace: other\n"),
+        lambda: ov.global_("changelog:\n  cpu: [b]\nsbom:\n"),  # empty: on, the defaults
+        lambda: ov.global_("changelog:\n  cpu: [b]\nsbom:\n  purl_type: generic\n"),
     ]
     for step in steps:
         step()
         changed()
     # settings that do not change the build leave it alone
     before = fp()
-    ov.package("foo", (ov.settings_dir / "foo.yaml").read_text() + "annotations:\n  a: b\n")
+    ov.package("bar", "annotations:\n  a: b\npurl: 'pkg:generic/{name}@{version}'\n")
+    ov.package("foo", (ov.settings_dir / "foo.yaml").read_text() + "variants:\n  cuda: {}\n")
     ov.patch("foo-9.9", "0009.patch")
     assert fp() == before
+    ov.package("foo", "purl:\n  namespace: other\nvariants:\n  cuda:\n    annotations: {a: b}\n")
+    assert fp() == before  # another variant's annotations
     assert fp(version="2.0") != before  # 0003.patch is for 1.0 only
+
+
+def test_sbom_section_changes_every_package_fingerprint(ov: Overrides) -> None:
+    """A package without a settings file has the default fingerprint; ``sbom:`` changes it."""
+    assert ov.load().sbom is None
+    ov.global_("changelog:\n  cpu: [b]\n")
+    before = ov.load().fingerprint("no-file", "1.0")
+    assert ov.load().sbom is None
+    for text in ("sbom:\n", "sbom: {}\n"):  # present but empty: on, as in fromager
+        ov.global_("changelog:\n  cpu: [b]\n" + text)
+        assert ov.load().sbom == {}
+        assert ov.load().fingerprint("no-file", "1.0") != before
+    empty = ov.load().fingerprint("no-file", "1.0")
+    ov.global_("changelog:\n  cpu: [b]\nsbom:\n  supplier: 'Organization: X'\n")
+    assert ov.load().fingerprint("no-file", "1.0") not in {before, empty}
 
 
 def test_fingerprint_ignores_the_process_environment(

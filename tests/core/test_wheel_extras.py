@@ -106,6 +106,21 @@ def test_sbom_is_opt_in(tmp_path: Path) -> None:
     assert extras.files == {}
 
 
+@pytest.mark.parametrize("section", ["sbom:\n", "sbom: {}\n"])
+def test_empty_sbom_section_turns_the_sbom_on_with_its_defaults(
+    tmp_path: Path, section: str
+) -> None:
+    settings = settings_from(tmp_path, global_yaml=section)
+
+    extras = wheel_extras(settings, "fx-a", "1.0", source_url=None, source_sha256=SHA)
+
+    doc = sbom_of(extras)
+    assert doc["packages"][0]["supplier"] == "NOASSERTION"
+    assert doc["documentNamespace"] == "https://spdx.org/spdxdocs/fx-a-1.0.spdx.json"
+    assert doc["creationInfo"]["creators"] == [f"Tool: {tool_name()}"]
+    assert purls(doc) == ["pkg:pypi/fx-a@1.0", "pkg:pypi/fx-a@1.0"]
+
+
 def test_sbom_defaults_follow_fromager(tmp_path: Path) -> None:
     settings = settings_from(tmp_path, global_yaml=SBOM_ON)
 

@@ -7,11 +7,17 @@ import dagster as dg
 import pytest
 
 from fromager_dagster.defs.collections import Collection
+from fromager_dagster.defs.discovery import (
+    discover_job_name,
+    discovery_key,
+    discovery_op_name,
+    discovery_run_config,
+)
 from fromager_dagster.defs.graph_state import state_key, wheel_keys
 from fromager_dagster.defs.location import build_definitions
 from fromager_dagster.defs.resources import FromagerResource
 from tests.defs.conftest import CHAIN
-from tests.fixtures.packages import make_index
+from tests.fixtures.packages import FixturePackage, make_index
 
 
 def test_discover_job_publishes_graph_state(
@@ -90,3 +96,82 @@ def test_reload_location_posts_the_graphql_mutation() -> None:
     assert seen[0]["path"] == "/graphql"
     assert seen[0]["variables"] == {"location": "loc"}
     assert "reloadRepositoryLocation(repositoryLocationName: $location)" in str(seen[0]["query"])
+
+
+def _discover_with(
+    col: Collection, instance: dg.DagsterInstance, **modes: object
+) -> dg.ExecuteInProcessResult:
+    defs = build_definitions({col.name: col}, fromager=FromagerResource(network_isolation=False))
+    return defs.resolve_job_def(discover_job_name(col)).execute_in_process(
+        instance=instance, run_config=discovery_run_config(col, **modes), raise_on_error=False
+    )
+
+
+def test_test_mode_keeps_going_materializes_the_graph_then_fails_the_run(
+    upstream: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder, url = upstream
+    make_index([*CHAIN, FixturePackage("fx-old")], folder)
+    monkeypatch.delenv("FROMAGER_DAGSTER_WEBSERVER_URL", raising=False)
+    col = Collection(
+        name="fx", requirements=("fx-app", "fx-old>=2"), output_dir=tmp_path / "out", index_url=url
+    )
+    work = col.output_dir / "work-dir"
+    with dg.instance_for_test() as instance:
+        plain = _discover_with(col, instance)  # without test mode: no graph at all
+        assert not plain.success and not col.graph_path.exists()
+        assert instance.get_latest_materialization_event(discovery_key(col)) is None
+
+        result = _discover_with(col, instance, test_mode=True)
+        assert not result.success  # something failed: the run says so
+        [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+        user = failure.step_failure_data.user_failure_data
+        assert user is not None and user.description is not None
+        assert user.description.startswith("test mode: 1 package(s) failed; graph.json was written")
+        # ... but the graph was written, materialized and published all the same
+        [report] = work.glob("test-mode-failures-*.json")
+        [record] = json.loads(report.read_text())["failures"]  # fromager's fields
+        assert list(record) == [
+            "package", "version", "exception_type", "exception_message", "failure_type"
+        ]  # fmt: skip
+        assert (record["package"], record["exception_type"], record["failure_type"]) == (
+            "fx-old", "ResolutionError", "resolution"
+        )  # fmt: skip
+        event = instance.get_latest_materialization_event(discovery_key(col))
+        assert event is not None and event.asset_materialization is not None
+        meta = event.asset_materialization.metadata
+        assert meta["nodes"].value == 4  # the chain, discovered in spite of fx-old
+        assert meta["failure_count"].value == 1
+        assert str(meta["failures"].value).startswith("- fx-old: resolution failure: ")
+        assert meta["failure_report"].value == str(report)
+        assert meta["failure_records"].value == json.loads(report.read_text())
+        assert user.metadata["failure_report"].value == str(report)
+        assert {p.name for p in work.glob("*.json")} >= {"graph.json", "build-order.json"}
+        storage = instance.defs_state_storage
+        assert storage is not None
+        info = storage.get_latest_defs_state_info()
+        assert info is not None and info.get_version(state_key(col)) == meta["state_version"].value
+
+
+@pytest.mark.parametrize("mode", ["multiple_versions", "skip_constraints"])
+def test_modes_reach_the_engine_and_skip_constraints_txt(
+    mode: str, upstream: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder, url = upstream
+    make_index([FixturePackage("fx-tool"), FixturePackage("fx-tool", version="2.0")], folder)
+    monkeypatch.delenv("FROMAGER_DAGSTER_WEBSERVER_URL", raising=False)
+    col = Collection(
+        name="fx", requirements=("fx-tool",), output_dir=tmp_path / "out", index_url=url
+    )
+    with dg.instance_for_test() as instance:
+        result = _discover_with(col, instance, **{mode: True})
+        assert result.success
+        [mat] = result.asset_materializations_for_node(discovery_op_name(col))
+    graph = json.loads(col.graph_path.read_text())
+    versions = sorted(k for k in graph if k)
+    assert versions == (
+        ["fx-tool==1.0", "fx-tool==2.0"] if mode == "multiple_versions" else ["fx-tool==2.0"]
+    )
+    assert not (col.output_dir / "work-dir" / "constraints.txt").exists()
+    assert mat.metadata["constraints_path"].value == f"none ({mode})"
+    assert "failure_count" not in mat.metadata  # not in test mode

@@ -1,4 +1,5 @@
-"""A package finder that lets a plugin's ``find_candidates`` replace the index listing."""
+"""Where the resolver finds each package's files: a plugin's ``find_candidates``, the settings'
+``sdist_server_url`` or the main index, and which of those files the settings admit."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import threading
 
 from packaging.utils import NormalizedName, canonicalize_name
 
-from ..index import DistFile
-from ..resolver import PackageFinder
+from ..index import DistFile, IndexClient
+from ..resolver import PackageFinder, SourcePolicy
 from ..settings import Settings
 from .registry import Plugins
 
@@ -35,3 +36,39 @@ class PluginFinder:
                 found = find(name=canonical, settings=self._settings, index=self._index)
                 self._files[canonical] = list(found)
             return list(self._files[canonical])
+
+
+def source_policy(
+    settings: Settings,
+    index: IndexClient,
+    *,
+    min_release_age: float | None = None,
+    plugins: Plugins | None = None,
+) -> SourcePolicy:
+    """What the settings (and find_candidates plugins) say about where and how each package's
+    files are chosen: its ``pre_built`` variant, its ``resolver_dist`` (``sdist_server_url``,
+    ``include_sdists``, ``include_wheels``, ``ignore_platform``, ``min_release_age``, which
+    wins over ``min_release_age`` here) and a plugin's ``find_candidates``."""
+    lock = threading.Lock()
+    finders: dict[str, IndexClient] = {}
+    plugged = PluginFinder(index, plugins, settings) if plugins is not None else None
+
+    def finder(name: str) -> PackageFinder | None:
+        if plugins is not None and plugins.override(name, "find_candidates") is not None:
+            return plugged
+        url = settings.package(name).resolver_dist.sdist_server_url
+        if not url:
+            return None
+        with lock:
+            return finders.setdefault(url, IndexClient(url, session=index.session))
+
+    def age(name: str) -> float | None:
+        own = settings.package(name).resolver_dist.min_release_age
+        return own if own is not None else min_release_age
+
+    return SourcePolicy(
+        prebuilt=settings.pre_built,
+        min_release_age=age,
+        finder=finder,
+        dists=lambda name: settings.package(name).resolver_dist,
+    )

@@ -1,0 +1,273 @@
+"""Command bootstrap: discover and build a tree, as Dagster runs or in this process."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from ..core.bootstrap import BootstrapFailed, BootstrapOptions, BootstrapResult, bootstrap
+from ..core.errors import FromagerDagsterError
+from ..core.failures import FailureRecord
+from ..core.index import IndexClient
+from ..core.index_url import resolve_index_url
+from ..core.isolation import resolve_isolation
+from ..core.layout import OutputLayout
+from ..core.requirements import Constraints, toplevel_requirements
+from ..core.settings import default_paths
+from .bootstrap_run import DagsterResult, RunModes, run_bootstrap
+from .collection_file import collection_name, write_collection
+from .location_run import DagsterBootstrap
+from .options import (
+    CONSTRAINTS,
+    INDEX_URL,
+    NETWORK_ISOLATION,
+    OUTPUT_DIR,
+    REQUIREMENT_FILES,
+    apply_options,
+    load_cli_settings,
+    mode_options,
+    settings_options,
+)
+from .progress import ProgressPrinter
+from .run_events import describe_runs
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _fail(exc: FromagerDagsterError, verbose: bool) -> None:
+    if verbose:
+        traceback.print_exception(exc)
+    failures = exc.failures if isinstance(exc, BootstrapFailed) else [exc]
+    for failure in failures:
+        click.echo(f"error: {failure.one_line()}", err=True)
+    sys.exit(1)
+
+
+def build_options(func: F) -> F:
+    """Options shared by the commands that discover or build."""
+    jobs = click.option(
+        "-j",
+        "--jobs",
+        type=click.IntRange(min=1),
+        default=os.cpu_count() or 1,
+        show_default="number of cores",
+        help="How many downloads, environments, hooks and builds run at once.",
+    )
+    return apply_options(func, [CONSTRAINTS, OUTPUT_DIR, jobs, INDEX_URL, NETWORK_ISOLATION])
+
+
+@click.command("bootstrap")
+@click.argument("requirements", nargs=-1)
+@REQUIREMENT_FILES
+@click.option(
+    "--sdist-only",
+    is_flag=True,
+    help="Build wheels only for build dependencies; read other packages' metadata.",
+)
+@click.option(
+    "--collection",
+    default=None,
+    metavar="NAME",
+    help="Name of the collection the Dagster runs belong to. Default: the requirements' names.",
+)
+@click.option(
+    "--no-dagster",
+    is_flag=True,
+    envvar="FROMAGER_DAGSTER_BOOTSTRAP_NO_DAGSTER",
+    help="Run the engine directly in this process instead of as Dagster runs.",
+)
+@build_options
+@settings_options
+@mode_options
+@click.pass_context
+def bootstrap_command(
+    ctx: click.Context,
+    requirements: tuple[str, ...],
+    requirement_files: tuple[str, ...],
+    sdist_only: bool,
+    collection: str | None,
+    no_dagster: bool,
+    constraints: tuple[str, ...],
+    output_dir: Path,
+    jobs: int,
+    index_url: str | None,
+    network_isolation: bool | None,
+    variant: str,
+    settings_file: Path | None,
+    settings_dir: Path | None,
+    patches_dir: Path | None,
+    test_mode: bool,
+    skip_constraints: bool,
+    multiple_versions: bool,
+    min_release_age: float | None,
+) -> None:
+    """Resolve, download and build REQUIREMENTS and everything they need, from source.
+
+    Writes graph.json, build-order.json and constraints.txt to OUTPUT_DIR/work-dir and the
+    wheels to OUTPUT_DIR/wheels-repo. By default discovery and the wheel builds run as Dagster
+    runs on the local instance ($DAGSTER_HOME, else OUTPUT_DIR/dagster-home), so
+    `fromager-dagster ui -O OUTPUT_DIR` shows them; --no-dagster runs the engine directly.
+    """
+    verbose = ctx.obj["verbose"]
+    try:
+        reqs = toplevel_requirements(requirements, requirement_files)
+        parsed_constraints = Constraints.from_files(constraints)
+        index = IndexClient(resolve_index_url(index_url))
+        settings = load_cli_settings(variant, settings_file, settings_dir, patches_dir)
+        options = BootstrapOptions(
+            jobs=jobs,
+            sdist_only=sdist_only,
+            isolate=resolve_isolation(network_isolation),
+            test_mode=test_mode,
+            skip_constraints=skip_constraints,
+            multiple_versions=multiple_versions,
+            min_release_age=min_release_age,
+        )
+        layout = OutputLayout(output_dir.resolve())
+        click.echo(
+            f"bootstrapping {len(reqs)} requirement(s) from {index.index_url} with {jobs} job(s)"
+            f"{', network-isolated' if options.isolate else ''}"
+            f"{'' if no_dagster else ', through Dagster'}",
+            err=True,
+        )
+        if not no_dagster:
+            name = collection or collection_name(reqs)
+            found = [
+                p.resolve() if p is not None else None
+                for p in default_paths(settings_file, settings_dir, patches_dir)
+            ]
+            run_settings = DagsterBootstrap(
+                output_dir=layout.root,
+                name=name,
+                collections_file=write_collection(
+                    layout.root,
+                    name,
+                    requirements=requirements,
+                    requirement_files=requirement_files,
+                    constraints=constraints,
+                    index_url=index_url,
+                    variant=variant,
+                    settings_file=found[0],
+                    settings_dir=found[1],
+                    patches_dir=found[2],
+                ),
+                jobs=jobs,
+                isolate=options.isolate,
+                build_wheels=not sdist_only,
+            )
+            modes = RunModes(
+                test_mode=test_mode,
+                multiple_versions=multiple_versions,
+                skip_constraints=skip_constraints,
+                min_release_age=min_release_age,
+            )
+            outcome = run_bootstrap(
+                run_settings, ProgressPrinter(verbose=verbose), modes, index=index
+            )
+    except FromagerDagsterError as exc:
+        _fail(exc, verbose)
+        return
+    if not no_dagster:
+        _dagster_summary(outcome, layout, verbose)
+        return
+    try:
+        result = bootstrap(
+            reqs,
+            index=index,
+            constraints=parsed_constraints,
+            layout=layout,
+            options=options,
+            progress=ProgressPrinter(verbose=verbose),
+            settings=settings,
+        )
+    except FromagerDagsterError as exc:
+        _fail(exc, verbose)
+        return
+    _summary(result, layout)
+    if result.failures:
+        for failure in result.failures:
+            click.echo(f"error: {failure.one_line()}", err=True)
+        click.echo(f"failure report: {result.failure_report}", err=True)
+        sys.exit(1)
+
+
+def _dagster_summary(result: DagsterResult, layout: OutputLayout, verbose: bool) -> None:
+    """Print the outcome of the Dagster runs; exit 1 when a run or (test mode) a package
+    failed."""
+    if result.errors and not result.failures:
+        if verbose:
+            for text in result.tracebacks:
+                click.echo(text, err=True)
+        for line in result.errors:
+            click.echo(f"error: {line}", err=True)
+        for line in describe_runs(result):
+            click.echo(line, err=True)
+        sys.exit(1)
+    _done(
+        result.seconds, result.nodes, result.built, result.reused, result.prebuilt, result.failures
+    )
+    _outputs(layout, result.outputs)
+    for line in describe_runs(result):
+        click.echo(line, err=True)
+    click.echo(f"see them in the UI: fromager-dagster ui -O {layout.root}", err=True)
+    if result.failures:
+        for record in result.failures:
+            click.echo(f"error: {_one_line(record)}", err=True)
+        click.echo(f"failure report: {result.failure_report}", err=True)
+        sys.exit(1)
+
+
+def _one_line(record: FailureRecord) -> str:
+    who = f"{record.package}=={record.version}" if record.version else record.package
+    return (
+        f"{who}: {record.failure_type} failure: {record.exception_type}: {record.exception_message}"
+    )
+
+
+def _done(
+    seconds: float,
+    nodes: int,
+    built: Sequence[str],
+    reused: Sequence[str],
+    prebuilt: Sequence[str],
+    failures: Sequence[object],
+) -> None:
+    click.echo(
+        f"done in {seconds:.1f}s: {nodes} packages, {len(built)} built, {len(reused)} reused"
+        + (f", {len(prebuilt)} pre-built" if prebuilt else "")
+        + (f", {len(failures)} failed" if failures else ""),
+        err=True,
+    )
+
+
+def _outputs(layout: OutputLayout, outputs: dict[str, Path]) -> None:
+    """Where the wheels and discovery's files are (constraints.txt only when written)."""
+    click.echo(f"wheels:      {layout.wheels_downloads}", err=True)
+    for key, label, name in (
+        ("graph", "graph", "graph.json"),
+        ("build_order", "build order", "build-order.json"),
+    ):
+        click.echo(f"{label + ':':<13}{outputs.get(key, layout.work_dir / name)}", err=True)
+    if "constraints" in outputs:
+        click.echo(f"constraints: {outputs['constraints']}", err=True)
+    click.echo(f"logs:        {layout.logs_dir}", err=True)
+
+
+def _summary(result: BootstrapResult, layout: OutputLayout) -> None:
+    nodes = len(result.graph.nodes) - 1
+    _done(result.seconds, nodes, result.built, result.reused, result.prebuilt, result.failures)
+    if result.timings:
+        spent = ", ".join(f"{k} {v:.1f}s" for k, v in sorted(result.timings.items()))
+        click.echo(f"time spent (summed over jobs): {spent}", err=True)
+    _outputs(layout, result.outputs)
+
+
+def register(group: click.Group) -> None:
+    """Add the bootstrap command to ``group``."""
+    group.add_command(bootstrap_command)
