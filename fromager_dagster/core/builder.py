@@ -496,7 +496,8 @@ def _download_resolved(
 
 
 def _source_marker(layout: OutputLayout, name: str, version: str) -> Path:
-    return layout.package_dir(name, version) / "downloaded-source.json"
+    """The download's record; not in the package dir, which unpacking may replace."""
+    return layout.cache_dir / f"{name}-{version}.source.json"
 
 
 def _recorded_source(
