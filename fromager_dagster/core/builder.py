@@ -4,9 +4,11 @@
 downloaded sources, nothing else. ``build_package`` is fromager's ``build``: the sdist from an
 index, the build requirements discovered by the PEP 517 hooks and installed from a wheel
 server. Both honour the package's settings (patches, environment, config_settings, build
-tag) and the installed plugins' step overrides (``plugins``: None loads them), and take
-``pre_built`` packages' wheels as they are. The step functions below them are fromager's
-``step`` subcommands; each reads what the previous one left on disk.
+tag) and the installed plugins' step overrides (``plugins``: None loads them), take
+``pre_built`` packages' wheels as they are, and run the plugins' ``post_build`` hooks after a
+wheel is built and ``prebuilt_wheel`` hooks on a wheel taken pre-built, as a bootstrap does.
+The step functions below them are fromager's ``step`` subcommands; each reads what the
+previous one left on disk.
 """
 
 from __future__ import annotations
@@ -165,9 +167,19 @@ def missing_build_requirements(graph: DependencyGraph, key: str, layout: OutputL
 
 
 def take_prebuilt(
-    layout: OutputLayout, name: str, version: str, *, index: IndexClient | None
+    layout: OutputLayout,
+    name: str,
+    version: str,
+    *,
+    index: IndexClient | None,
+    settings: Settings | None = None,
+    plugins: Plugins | None = None,
 ) -> BuiltWheel:
-    """The pre-built wheel of ``name==version``: the one in the repository, else the index's."""
+    """The pre-built wheel of ``name==version``: the one in the repository, else the index's.
+
+    The ``prebuilt_wheel`` hooks of ``plugins`` (None: the installed ones) run on it, with the
+    variant of ``settings`` (None: the default variant).
+    """
     start = time.perf_counter()
     existing = find_wheel(layout, name, version)
     reused = existing is not None
@@ -180,12 +192,37 @@ def take_prebuilt(
                 version=version,
             )
         existing = download_prebuilt_wheel(index, name, version, layout.wheels_prebuilt)
-    return _prebuilt(layout, name, version, existing, start=start, reused=reused)
+    return _prebuilt(
+        layout,
+        name,
+        version,
+        existing,
+        start=start,
+        reused=reused,
+        settings=settings if settings is not None else Settings(),
+        plugins=_installed(plugins),
+    )
 
 
 def _prebuilt(
-    layout: OutputLayout, name: str, version: str, path: Path, *, start: float, reused: bool
+    layout: OutputLayout,
+    name: str,
+    version: str,
+    path: Path,
+    *,
+    start: float,
+    reused: bool,
+    settings: Settings,
+    plugins: Plugins,
 ) -> BuiltWheel:
+    """A pre-built wheel taken as it is, once its ``prebuilt_wheel`` hooks have run."""
+    plugins.run_hooks(
+        "prebuilt_wheel",
+        name=canonicalize_name(name),
+        version=Version(version),
+        variant=settings.variant,
+        wheel=path,
+    )
     return BuiltWheel(
         key=f"{name}=={version}",
         path=path,
@@ -226,8 +263,11 @@ def build_node(
     name, version = node.canonicalized_name, node.version
     layout.ensure()
     wanted = BuildSettings.of(settings, name, version, source_date_epoch=source_date_epoch)
+    plugins = _installed(plugins)
     if node.pre_built or wanted.pre_built:
-        return take_prebuilt(layout, name, version, index=index)
+        return take_prebuilt(
+            layout, name, version, index=index, settings=wanted.settings, plugins=plugins
+        )
     missing = missing_build_requirements(graph, key, layout)
     if missing:
         raise BuildError(
@@ -241,7 +281,6 @@ def build_node(
     start = time.perf_counter()
     log = layout.log_path(name, version)
     log.write_text(f"# hermetic build of {key} from {archive.name}\n", encoding="utf-8")
-    plugins = _installed(plugins)
     prepared = prepare_source(
         archive,
         layout.work_dir,
@@ -252,7 +291,7 @@ def build_node(
         plugins=plugins,
     )
     environ = _environ(prepared, wanted, plugins, name, version, log)
-    build_sdist(
+    sdist = build_sdist(
         layout,
         name,
         version,
@@ -285,6 +324,7 @@ def build_node(
     )
     if not keep_build_env:
         shutil.rmtree(env.path, ignore_errors=True)
+    _post_build(plugins, wanted.settings, name, version, sdist=sdist, wheel=wheel)
     return _built(key, wheel, log, archive, start)
 
 
@@ -308,10 +348,12 @@ def build_package(
     canonical = canonicalize_name(name)
     layout.ensure()
     wanted = BuildSettings.of(settings, canonical, version, source_date_epoch=source_date_epoch)
-    if wanted.pre_built:
-        return take_prebuilt(layout, canonical, version, index=index)
-    start = time.perf_counter()
     plugins = _installed(plugins)
+    if wanted.pre_built:
+        return take_prebuilt(
+            layout, canonical, version, index=index, settings=wanted.settings, plugins=plugins
+        )
+    start = time.perf_counter()
     log = layout.log_path(canonical, version)
     log.write_text(f"# build of {canonical}=={version}\n", encoding="utf-8")
     package = resolve_source(
@@ -324,7 +366,16 @@ def build_package(
     )
     if package.source.kind == "wheel":  # resolver_dist.include_wheels: taken as published
         path = sources.download(index.session, package.source, layout.wheels_prebuilt)
-        return _prebuilt(layout, canonical, version, path, start=start, reused=False)
+        return _prebuilt(
+            layout,
+            canonical,
+            version,
+            path,
+            start=start,
+            reused=False,
+            settings=wanted.settings,
+            plugins=plugins,
+        )
     archive = _download_resolved(index, package, layout, settings=wanted.settings, plugins=plugins)
     with log.open("a", encoding="utf-8") as out:
         out.write(f"# source {archive.name}\n")
@@ -338,7 +389,7 @@ def build_package(
         plugins=plugins,
     )
     environ = _environ(prepared, wanted, plugins, canonical, version, log)
-    build_sdist(
+    sdist = build_sdist(
         layout,
         canonical,
         version,
@@ -376,6 +427,7 @@ def build_package(
     )
     if not keep_build_env:
         shutil.rmtree(env.path, ignore_errors=True)
+    _post_build(plugins, wanted.settings, canonical, version, sdist=sdist, wheel=wheel)
     return _built(f"{canonical}=={version}", wheel, log, archive, start)
 
 
@@ -444,7 +496,8 @@ def _download_resolved(
 
 
 def _source_marker(layout: OutputLayout, name: str, version: str) -> Path:
-    return layout.package_dir(name, version) / "downloaded-source.json"
+    """The download's record; not in the package dir, which unpacking may replace."""
+    return layout.cache_dir / f"{name}-{version}.source.json"
 
 
 def _recorded_source(
@@ -809,6 +862,20 @@ def _build_wheel(
     )
     shutil.rmtree(dist, ignore_errors=True)
     return wheel
+
+
+def _post_build(
+    plugins: Plugins, settings: Settings, name: str, version: str, *, sdist: Path, wheel: Path
+) -> None:
+    """The ``post_build`` hooks, as a bootstrap runs them after each wheel it builds."""
+    plugins.run_hooks(
+        "post_build",
+        name=canonicalize_name(name),
+        version=Version(version),
+        variant=settings.variant,
+        sdist=sdist,
+        wheel=wheel,
+    )
 
 
 def _built(key: str, wheel: Path, log: Path, source: Path, start: float) -> BuiltWheel:

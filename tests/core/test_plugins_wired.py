@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from fromager_dagster_plugin_example import fixture_wired as plugin
+from fromager_dagster_plugin_example import hooks
 from packaging.version import Version
 
 from fromager_dagster.core import builder
@@ -36,7 +37,7 @@ from fromager_dagster.core.plugins import (
 from fromager_dagster.core.requirements import Constraints, parse_requirement
 from fromager_dagster.core.settings import Settings, default_paths, load_settings
 from fromager_dagster.core.sources import sha256_file
-from tests.fixtures.packages import FixturePackage, Upstream
+from tests.fixtures.packages import FixturePackage, Upstream, make_wheel
 
 WIRED = FixturePackage("fixture-wired", backend_requires=("fixture-wired-helper",))
 NEWER = FixturePackage("fixture-wired", "2.0")  # left out by the plugin's find_candidates
@@ -424,3 +425,119 @@ def test_sbom_and_requires_external_give_the_same_wheel_in_bootstrap_and_the_bui
     finally:
         assert upstream.server is not None
         upstream.server.stop()
+
+
+# -- the hooks in the build commands ---------------------------------------------------------
+
+
+def _hook_lines(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_build_node_and_build_package_run_the_post_build_hook(
+    upstream: Upstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The installed example plugin's post_build hook records each wheel the builder builds."""
+    assert Plugins.load().hooks("post_build"), "run `make setup` to install the plugin"
+    upstream.add(
+        FixturePackage("fx-hooked", build_system_requires=("fx-hook-tool",)),
+        FixturePackage("fx-hook-tool"),
+    )
+    url = upstream.start()
+    layout = OutputLayout(tmp_path / "out")
+    result = bootstrap(
+        [parse_requirement("fx-hooked")],
+        index=IndexClient(url),
+        constraints=Constraints.from_lines([]),
+        layout=layout,
+        options=BootstrapOptions(jobs=2, isolate=False),
+    )
+    hook_log = tmp_path / "hooks.jsonl"
+    monkeypatch.setenv(hooks.LOG_VARIABLE, str(hook_log))  # from here on the hook records
+    settings = load_settings(variant="rocm")
+    built = builder.build_node(
+        result.graph, "fx-hooked==1.0", layout=layout, isolate=False, settings=settings
+    )
+    expected = {
+        "hook": "post_build",
+        "name": "fx-hooked",
+        "version": "1.0",
+        "variant": "rocm",
+        "sdist": "fx_hooked-1.0.tar.gz",  # the re-packed sdist in sdists-repo/builds
+        "wheel": built.path.name,
+    }
+    assert _hook_lines(hook_log) == [expected]
+
+    with LocalIndexServer(layout.wheel_roots) as server:
+        again = builder.build_package(
+            "fx-hooked",
+            "1.0",
+            index=IndexClient(url),
+            layout=OutputLayout(tmp_path / "build"),
+            isolate=False,
+            wheel_server_url=server.url,
+            settings=settings,
+        )
+    assert again.path.name == built.path.name
+    assert _hook_lines(hook_log) == [expected, expected]
+
+
+def test_taking_a_pre_built_wheel_runs_the_prebuilt_wheel_hook(
+    upstream: Upstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The example plugin's hooks, given explicitly: prebuilt_wheel, and not post_build, runs
+    wherever the builder takes a wheel as published."""
+    plugins = Plugins.from_entry_points(
+        [],
+        [
+            metadata.EntryPoint(name=hook, value=f"{hooks.__name__}:{func}", group=HOOKS_GROUP)
+            for hook, func in (
+                ("post_build", "record_post_build"),
+                ("prebuilt_wheel", "record_prebuilt_wheel"),
+            )
+        ],
+    )
+    for name in ("fx-pre", "fx-wheels"):
+        upstream.add(FixturePackage(name))
+        make_wheel(FixturePackage(name), upstream.folder)
+    index = IndexClient(upstream.start())
+    overrides = tmp_path / "overrides"
+    (overrides / "settings").mkdir(parents=True)
+    (overrides / "settings" / "fx_pre.yaml").write_text("variants:\n  cpu:\n    pre_built: true\n")
+    (overrides / "settings" / "fx_wheels.yaml").write_text(
+        "resolver_dist:\n  include_wheels: true\n"
+    )
+    settings = _settings(overrides)
+    hook_log = tmp_path / "hooks.jsonl"
+    monkeypatch.setenv(hooks.LOG_VARIABLE, str(hook_log))
+
+    def taken(name: str) -> dict[str, object]:
+        wheel = FixturePackage(name).wheel_filename
+        return {
+            "hook": "prebuilt_wheel",
+            "name": name,
+            "version": "1.0",
+            "variant": "cpu",
+            "wheel": wheel,
+        }
+
+    graph = DependencyGraph()
+    graph.add_node("fx-pre", "1.0", pre_built=True)
+    layout = OutputLayout(tmp_path / "out")
+    built = builder.build_node(
+        graph, "fx-pre==1.0", layout=layout, isolate=False, index=index, plugins=plugins
+    )
+    assert built.prebuilt and _hook_lines(hook_log) == [taken("fx-pre")]
+    # build: a pre_built package, and a version resolver_dist takes as a wheel
+    for name in ("fx-pre", "fx-wheels"):
+        built = builder.build_package(
+            name,
+            "1.0",
+            index=index,
+            layout=OutputLayout(tmp_path / name),
+            isolate=False,
+            settings=settings,
+            plugins=plugins,
+        )
+        assert built.prebuilt
+    assert _hook_lines(hook_log) == [taken("fx-pre"), taken("fx-pre"), taken("fx-wheels")]
