@@ -212,9 +212,7 @@ def test_test_mode_runs_through_dagster_keeps_going_and_reports(tmp_path: Path) 
     assert meta["failure_count"] == 1 and "- fx-broken==1.0: bootstrap failure" in meta["failures"]
     assert meta["failure_report"] == str(report)
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        [build] = instance.get_runs(
-            filters=dg.RunsFilter(job_name="build_fx_app_fx_nowheel_fx_top_job")
-        )
+        [build] = instance.get_runs(filters=dg.RunsFilter(job_name="__ASSET_JOB"))
         assert build.status == dg.DagsterRunStatus.FAILURE
 
 
