@@ -16,7 +16,9 @@ from ..core.graph import DependencyGraph
 from ..core.index import IndexClient
 from ..core.index_server import write_simple_tree
 from ..core.layout import OutputLayout
+from ..core.plugins import Plugins
 from ..core.prebuilt import download_prebuilt_wheel
+from ..core.settings import Settings
 from ..defs.collections import Collection
 from ..defs.executor import ENV_MAX_CONCURRENT
 from ..defs.graph_state import publish_graph
@@ -56,9 +58,14 @@ def run_graph_build(plan: GraphBuild, printer: ProgressPrinter) -> BuildSummary:
     if plan.publish:
         publish_graph(instance, collection, collection.graph_path)
     session = uuid.uuid4().hex
-    for key, node in graph.nodes.items():
-        if key and node.pre_built:
-            _prebuilt_node(summary, layout, node.canonicalized_name, node.version, plan, printer)
+    prebuilt = [n for key, n in graph.nodes.items() if key and n.pre_built]
+    if prebuilt:  # the prebuilt_wheel hooks run with the collection's settings (its variant)
+        chosen, plugins = collection.settings(), Plugins.load()
+        for node in prebuilt:
+            name, version = node.canonicalized_name, node.version
+            _prebuilt_node(
+                summary, layout, name, version, plan, printer, settings=chosen, plugins=plugins
+            )
     if wheels_to_build(collection):
         first = run_wheels(instance, settings, collection, session, printer, command="build")
         summary.runs.append(first)
@@ -78,9 +85,14 @@ def _prebuilt_node(
     version: str,
     plan: GraphBuild,
     printer: ProgressPrinter,
+    *,
+    settings: Settings,
+    plugins: Plugins,
 ) -> None:
     try:
-        wheel = take_prebuilt(layout, name, version, index=plan.index)
+        wheel = take_prebuilt(
+            layout, name, version, index=plan.index, settings=settings, plugins=plugins
+        )
     except FromagerDagsterError as exc:
         if not plan.test_mode:
             raise

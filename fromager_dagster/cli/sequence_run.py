@@ -114,7 +114,9 @@ def _sequence_op(
         context.log.info(f"build {entry.key}")
         try:
             if entry.prebuilt:
-                built = take_prebuilt(layout, entry.name, entry.version, index=plan.index)
+                built = take_prebuilt(
+                    layout, entry.name, entry.version, index=plan.index, settings=plan.settings
+                )
             else:
                 built = build_package(
                     entry.name,

@@ -293,3 +293,46 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
         assert len(lines) == 1 and lines[0].startswith("error: "), (args, text)
         assert expected in lines[0], (args, lines[0])
         assert not out.exists(), args
+
+
+def test_pre_built_wheels_run_the_prebuilt_wheel_hook_with_the_commands_variant(
+    tmp_path: Path,
+) -> None:
+    """build-sequence and build-parallel take a pre-built wheel with the command's settings:
+    the installed example plugin's prebuilt_wheel hook sees --variant."""
+    pre = FixturePackage("fx-pre")
+    upstream = make_index([pre], tmp_path / "up")
+    make_wheel(pre, upstream)
+    order = tmp_path / "build-order.json"
+    order.write_text(json.dumps([{"dist": "fx-pre", "version": "1.0", "prebuilt": True}]))
+    graph = tmp_path / "graph.json"
+    root_edge = {"key": "fx-pre==1.0", "req_type": "toplevel", "req": "fx-pre"}
+    graph.write_text(
+        json.dumps(
+            {
+                "": {"canonicalized_name": "", "version": "0", "edges": [root_edge]},
+                "fx-pre==1.0": {
+                    "canonicalized_name": "fx-pre",
+                    "version": "1.0",
+                    "pre_built": True,
+                },
+            }
+        )
+    )
+    hook_log = tmp_path / "hooks.jsonl"
+    log = {"FROMAGER_DAGSTER_PLUGIN_EXAMPLE_LOG": str(hook_log)}
+    with LocalIndexServer([upstream]) as server:
+        common = ("--index-url", server.url, "--variant", "rocm")
+        seq = _cli("build-sequence", str(order), "-O", str(tmp_path / "seq"), *common, **log)
+        assert seq.returncode == 0, seq.stderr
+        par = _cli("build-parallel", str(graph), "-O", str(tmp_path / "par"), *common, **log)
+        assert par.returncode == 0, par.stderr
+    assert "1 pre-built" in seq.stderr and "1 pre-built" in par.stderr
+    taken = {
+        "hook": "prebuilt_wheel",
+        "name": "fx-pre",
+        "version": "1.0",
+        "variant": "rocm",
+        "wheel": pre.wheel_filename,
+    }
+    assert [json.loads(line) for line in hook_log.read_text().splitlines()] == [taken, taken]
