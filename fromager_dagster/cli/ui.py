@@ -12,7 +12,8 @@ from types import FrameType
 
 from ..defs.collections import ENV_FILE
 from ..defs.graph_state import ENV_WEBSERVER
-from .dagster_run import COLLECTIONS_FILE, ENV_DAGSTER_HOME, dagster_home, open_instance
+from .collection_file import COLLECTIONS_FILE
+from .instance import ENV_DAGSTER_HOME, dagster_home, open_instance
 
 CODE_LOCATION = "fromager_dagster.definitions"
 
