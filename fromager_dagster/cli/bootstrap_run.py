@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import uuid
@@ -12,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.failures import FailureRecord, write_failure_report
-from ..core.graph import DependencyGraph, write_atomic
+from ..core.graph import DependencyGraph
 from ..core.index import IndexClient
 from ..core.index_server import write_simple_tree
 from ..core.layout import OutputLayout
@@ -117,10 +116,9 @@ def run_bootstrap(
         runs += summary.runs
         prebuilt += summary.prebuilt
         failures = merge_failures(failures, summary.failures)
-        if failures and report is None:
-            report = write_failure_report(layout.work_dir, failures)
-        elif report is not None and failures != discovered:
-            rewrite_failure_report(report, failures)
+        if failures and (report is None or failures != discovered):
+            # the build's failures extend the discovery's report, or make one
+            report = write_failure_report(layout.work_dir, failures, path=report)
     elif carry_on and settings.build_wheels and wheels_to_build(collection):
         runs.append(run_wheels(instance, settings, collection, session, printer))
     write_simple_tree(layout.wheel_roots, layout.wheels_simple)
@@ -174,9 +172,3 @@ def merge_failures(
         merged.setdefault((record.package, record.version), record)
     causes = [r for r in merged.values() if r.exception_type != _DEPENDENCY_FAILED]
     return causes or list(merged.values())
-
-
-def rewrite_failure_report(path: Path, failures: Sequence[FailureRecord]) -> None:
-    """Write ``failures`` over the report at ``path`` (fromager's format), atomically."""
-    body = {"failures": [asdict(record) for record in failures]}
-    write_atomic(path, json.dumps(body, indent=2) + "\n")

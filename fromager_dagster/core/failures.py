@@ -79,13 +79,23 @@ def failure_report_path(work_dir: Path, now: datetime.datetime | None = None) ->
     return work_dir / f"test-mode-failures-{moment.strftime('%Y%m%d-%H%M%S-%f')}.json"
 
 
-def write_failure_report(work_dir: Path, failures: Iterable[BaseException | FailureRecord]) -> Path:
-    """Write the report of ``failures`` (errors or records) atomically; return its path."""
+def write_failure_report(
+    work_dir: Path,
+    failures: Iterable[BaseException | FailureRecord],
+    *,
+    path: Path | None = None,
+) -> Path:
+    """Write the report of ``failures`` (errors or records) atomically; return its path.
+
+    ``path``: write there, e.g. over an earlier report that more failures extend (default: a
+    new :func:`failure_report_path` in ``work_dir``).
+    """
     records = [
         f if isinstance(f, FailureRecord) else FailureRecord.from_exception(f) for f in failures
     ]
-    work_dir.mkdir(parents=True, exist_ok=True)
-    path = failure_report_path(work_dir)
+    if path is None:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        path = failure_report_path(work_dir)
     body = {"failures": [asdict(record) for record in records]}
     write_atomic(path, json.dumps(body, indent=2) + "\n")
     return path

@@ -107,3 +107,22 @@ def test_report_name_is_fromagers_timestamp(tmp_path: Path) -> None:
         failure_report_path(tmp_path, moment).name
         == "test-mode-failures-20260102-030405-006789.json"
     )
+
+
+def test_rewriting_a_report_in_place(tmp_path: Path) -> None:
+    """More failures rewrite an earlier report at its own path, atomically, in the same schema."""
+    first = FailureRecord("fx-a", "1.0", "BuildError", "build_wheel failed", "bootstrap")
+    later = FailureRecord("fx-b", None, "ResolutionError", "no version", "resolution")
+    path = write_failure_report(tmp_path, [first])
+    again = write_failure_report(tmp_path, [first, later], path=path)
+    assert again == path
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+    rows = json.loads(path.read_text())["failures"]
+    assert [list(row) for row in rows] == [FIELDS, FIELDS]
+    assert rows[1] == {
+        "package": "fx-b",
+        "version": None,
+        "exception_type": "ResolutionError",
+        "exception_message": "no version",
+        "failure_type": "resolution",
+    }
