@@ -131,13 +131,18 @@ def _rescue(
             name, version = (node.canonicalized_name, node.version) if node else (key, None)
             summary.failures.append(step_record(failure, name, version))
             failed.append(key)
+    settings = collection.settings()  # a package's resolver_dist.ignore_platform
     for key in failed:
         node = graph.nodes.get(key)
         if node is None or plan.index is None:
             continue
         try:
             wheel = download_prebuilt_wheel(
-                plan.index, node.canonicalized_name, node.version, layout.wheels_prebuilt
+                plan.index,
+                node.canonicalized_name,
+                node.version,
+                layout.wheels_prebuilt,
+                settings=settings,
             )
         except FromagerDagsterError as exc:
             printer.note(f"no pre-built fallback for {key}: {exc}")

@@ -168,7 +168,11 @@ def _sequence_failure(
     if plan.test_mode and not entry.prebuilt:
         try:
             wheel = download_prebuilt_wheel(
-                plan.index, entry.name, entry.version, layout.wheels_prebuilt
+                plan.index,
+                entry.name,
+                entry.version,
+                layout.wheels_prebuilt,
+                settings=plan.settings,
             )
         except FromagerDagsterError as missing:
             context.log.info(f"no pre-built fallback for {entry.key}: {missing}")

@@ -12,6 +12,7 @@ from packaging.version import InvalidVersion, Version
 from . import sources
 from .errors import SourceError
 from .index import DistFile, IndexClient, best_wheel
+from .settings import Settings
 
 
 @dataclass(frozen=True)
@@ -34,13 +35,15 @@ def fetch_prebuilt_wheel(
     dest_dir: Path,
     *,
     session: requests.Session | None = None,
+    settings: Settings | None = None,
 ) -> PrebuiltDownload:
     """Download the wheel of ``name==version`` this interpreter prefers into ``dest_dir``.
 
     Among the index's wheels of exactly that version, the one whose tags come first in
-    ``packaging.tags.sys_tags()``. The download is verified against the index's sha256 (a
-    file already in ``dest_dir`` with that hash is reused). SourceError names the package
-    and what the index has when no wheel fits.
+    ``packaging.tags.sys_tags()``; where the package's ``resolver_dist.ignore_platform`` in
+    ``settings`` is true, any wheel of that version will do (ranked the same way). The
+    download is verified against the index's sha256 (a file already in ``dest_dir`` with that
+    hash is reused). SourceError names the package and what the index has when no wheel fits.
     """
     canonical = canonicalize_name(name)
     try:
@@ -49,12 +52,16 @@ def fetch_prebuilt_wheel(
         raise SourceError(
             f"{version!r} is not a valid version", package=canonical, version=version
         ) from exc
+    ignore_platform = (
+        settings is not None and settings.package(canonical).resolver_dist.ignore_platform
+    )
     files = [f for f in index.files(canonical) if f.version == wanted]
-    chosen = best_wheel(files)
+    chosen = best_wheel(files, ignore_platform=ignore_platform)
     if chosen is None:
         wheels = sorted(f.filename for f in files if f.kind == "wheel")
         found = (
-            f"its wheels ({', '.join(wheels)}) do not fit this interpreter"
+            f"its wheels ({', '.join(wheels)}) do not fit this interpreter (set "
+            "resolver_dist.ignore_platform: true in its settings to take one anyway)"
             if wheels
             else "it has no wheel of that version"
         )
@@ -74,6 +81,8 @@ def download_prebuilt_wheel(
     dest_dir: Path,
     *,
     session: requests.Session | None = None,
+    settings: Settings | None = None,
 ) -> Path:
     """The path of :func:`fetch_prebuilt_wheel`'s download (for callers that need no URL)."""
-    return fetch_prebuilt_wheel(index, name, version, dest_dir, session=session).path
+    found = fetch_prebuilt_wheel(index, name, version, dest_dir, session=session, settings=settings)
+    return found.path

@@ -336,3 +336,37 @@ def test_pre_built_wheels_run_the_prebuilt_wheel_hook_with_the_commands_variant(
         "wheel": pre.wheel_filename,
     }
     assert [json.loads(line) for line in hook_log.read_text().splitlines()] == [taken, taken]
+
+
+def test_test_mode_fallbacks_honour_ignore_platform(tmp_path: Path) -> None:
+    """A failed build's fallback wheel may be of another platform where the package's
+    resolver_dist.ignore_platform says so (build-sequence and build-parallel alike)."""
+    bad = FixturePackage("fx-bad", fail_build=True)
+    upstream = make_index([bad], tmp_path / "up")
+    built = make_wheel(bad, tmp_path / "wheel")
+    foreign = upstream / "fx_bad-1.0-cp27-cp27m-win32.whl"  # the index's only wheel
+    built.rename(foreign)
+    settings = tmp_path / "overrides" / "settings"
+    settings.mkdir(parents=True)
+    (settings / "fx_bad.yaml").write_text(  # built from source here, pre-built for rocm
+        "variants:\n  rocm:\n    pre_built: true\nresolver_dist:\n  ignore_platform: true\n"
+    )
+    order = tmp_path / "build-order.json"
+    order.write_text(_order("fx-bad==1.0"))
+    seq, par = tmp_path / "seq", tmp_path / "par"
+    with LocalIndexServer([upstream]) as server:
+        common = ("--index-url", server.url, "--settings-dir", str(settings), "--test-mode")
+        tested = _cli("build-sequence", str(order), "-O", str(seq), *common)
+        boot = _cli(
+            "bootstrap", "fx-bad", "--sdist-only", "-O", str(par), "--index-url", server.url,
+            "--no-dagster",
+        )  # fmt: skip
+        assert boot.returncode == 0, boot.stderr
+        graph = par / "work-dir" / "graph.json"
+        parallel = _cli("build-parallel", str(graph), "-O", str(par), *common)
+    for proc, out in ((tested, seq), (parallel, par)):
+        assert proc.returncode == 1, proc.stderr  # the build failed: reported, then taken
+        assert _wheels(out / "wheels-repo" / "prebuilt") == [foreign.name], proc.stderr
+        assert (out / "wheels-repo" / "prebuilt" / foreign.name).read_bytes() == (
+            foreign.read_bytes()
+        )

@@ -15,6 +15,7 @@ from fromager_dagster.core.index_url import resolve_index_url
 from fromager_dagster.core.layout import OutputLayout
 from fromager_dagster.core.prebuilt import download_prebuilt_wheel, fetch_prebuilt_wheel
 from fromager_dagster.core.requirements import Constraints, parse_requirement
+from fromager_dagster.core.settings import load_settings
 from fromager_dagster.core.sources import sha256_file
 from tests.core.conftest import DistFactory
 from tests.fixtures.packages import FixturePackage, Upstream, make_wheel
@@ -93,6 +94,32 @@ def test_bootstrap_test_mode_falls_back_to_the_same_wheel_and_records_its_url(
     taken = out / "wheels-repo" / "prebuilt" / wheel.name
     assert taken.read_bytes() == wheel.read_bytes()
     assert [f.package for f in result.failures] == ["fx-broken"]
+
+
+def test_ignore_platform_takes_a_wheel_of_another_platform(
+    dist_factory: DistFactory, tmp_path: Path
+) -> None:
+    """A package's resolver_dist.ignore_platform lets it take a wheel this interpreter cannot
+    install; without settings, or for another package, only fitting wheels count."""
+    other = dist_factory.wheel("fx-w", "1.0", tag="cp27-cp27m-win32")
+    dist_factory.wheel("fx-plain", "1.0", tag="cp27-cp27m-win32")
+    settings_dir = tmp_path / "settings"
+    settings_dir.mkdir()
+    (settings_dir / "fx_w.yaml").write_text(
+        "variants:\n  cpu:\n    pre_built: true\nresolver_dist:\n  ignore_platform: true\n"
+    )
+    settings = load_settings(settings_dir=settings_dir)
+    dest = tmp_path / "prebuilt"
+    with LocalIndexServer([dist_factory.folder]) as server:
+        index = IndexClient(server.url)
+        with pytest.raises(SourceError, match="resolver_dist.ignore_platform: true"):
+            download_prebuilt_wheel(index, "fx-w", "1.0", dest)
+        with pytest.raises(SourceError, match="do not fit this interpreter"):
+            download_prebuilt_wheel(index, "fx-plain", "1.0", dest, settings=settings)
+        found = fetch_prebuilt_wheel(index, "fx-w", "1.0", dest, settings=settings)
+    assert found.path == dest / other.name
+    assert found.path.read_bytes() == other.read_bytes()
+    assert [p.name for p in dest.iterdir()] == [other.name]
 
 
 @pytest.mark.network
