@@ -28,6 +28,10 @@ _STR_LIST = (
 _STR = ("a string", lambda v: isinstance(v, str))
 _OPT_STR = ("a string or null", lambda v: v is None or isinstance(v, str))
 _BOOL = ("true or false", lambda v: isinstance(v, bool))
+_DAYS = (
+    "a number of days (0 or more) or null",
+    lambda v: v is None or (isinstance(v, int | float) and not isinstance(v, bool) and v >= 0),
+)
 _FIELDS: dict[str, tuple[str, Any]] = {
     "requirements": _STR_LIST,
     "requirement_files": _STR_LIST,
@@ -43,6 +47,10 @@ _FIELDS: dict[str, tuple[str, Any]] = {
     "settings_file": _OPT_STR,
     "settings_dir": _OPT_STR,
     "patches_dir": _OPT_STR,
+    "test_mode": _BOOL,
+    "multiple_versions": _BOOL,
+    "skip_constraints": _BOOL,
+    "min_release_age": _DAYS,
 }
 
 
@@ -65,6 +73,11 @@ class Collection:
     settings_file: Path | None = None
     settings_dir: Path | None = None
     patches_dir: Path | None = None
+    # fromager's run modes: the defaults of discovery runs (launchpad, schedule, sensor)
+    test_mode: bool = False
+    multiple_versions: bool = False
+    skip_constraints: bool = False
+    min_release_age: float | None = None  # days
 
     def settings(self, variant: str | None = None) -> Settings:
         """The collection's build settings for ``variant`` (default: its own); local files only."""
@@ -181,6 +194,10 @@ def _collection(name: str, body: Mapping[str, Any], base: Path) -> Collection:
         exclusive_build=tuple(body.get("exclusive_build", [])),
         flaky_build=tuple(body.get("flaky_build", [])),
         schedule=body.get("schedule", DEFAULT_SCHEDULE),
+        test_mode=body.get("test_mode", False),
+        multiple_versions=body.get("multiple_versions", False),
+        skip_constraints=body.get("skip_constraints", False),
+        min_release_age=body.get("min_release_age"),
         **_overrides(body, base),
     )
 

@@ -74,9 +74,9 @@ def discovery_op_name(collection: Collection) -> str:
 
 
 def default_config(collection: Collection) -> dict[str, object]:
-    """The launchpad's defaults: the collection's values. The run modes come from the
-    collection when it carries them (collections.yaml has no keys for them yet): off."""
-    modes = {key: getattr(collection, key) for key in MODES if hasattr(collection, key)}
+    """The launchpad's defaults: the collection's values, its run modes included (so the
+    nightly schedule and the new-release sensor run with them too)."""
+    modes = {key: getattr(collection, key) for key in MODES}
     return {
         "requirements": list(collection.requirements),
         "requirement_files": [str(p) for p in collection.requirement_files],

@@ -39,3 +39,46 @@ def test_every_problem_is_reported_together(tmp_path: Path) -> None:
     assert "collections.a.requirements: expected a list of strings" in text
     assert "collections.a.colour: unknown key" in text
     assert "collections.b: needs 'requirements' or 'requirement_files'" in text
+
+
+def test_run_modes_default_off_and_are_read(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "collections:\n"
+        "  plain:\n    requirements: [x]\n"
+        "  modes:\n    requirements: [x]\n    test_mode: true\n    multiple_versions: true\n"
+        "    skip_constraints: true\n    min_release_age: 7\n"
+        "  half_day:\n    requirements: [x]\n    min_release_age: 0.5\n"
+        "  explicit_null:\n    requirements: [x]\n    min_release_age: null\n"
+    )
+    found = load_collections(path)
+    plain, modes = found["plain"], found["modes"]
+    assert (plain.test_mode, plain.multiple_versions, plain.skip_constraints) == (False,) * 3
+    assert plain.min_release_age is None and found["explicit_null"].min_release_age is None
+    assert (modes.test_mode, modes.multiple_versions, modes.skip_constraints) == (True,) * 3
+    assert modes.min_release_age == 7 and found["half_day"].min_release_age == 0.5
+
+
+_BOOL = "expected true or false, got"
+_DAYS = "expected a number of days (0 or more) or null, got"
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("test_mode: yes-please", f"test_mode: {_BOOL} 'yes-please'"),
+        ("multiple_versions: 1", f"multiple_versions: {_BOOL} 1"),
+        ("skip_constraints: null", f"skip_constraints: {_BOOL} None"),
+        ("min_release_age: -1", f"min_release_age: {_DAYS} -1"),
+        ("min_release_age: true", f"min_release_age: {_DAYS} True"),
+        ("min_release_age: '7'", f"min_release_age: {_DAYS} '7'"),
+    ],
+)
+def test_bad_run_modes_are_one_line_naming_file_collection_and_key(
+    tmp_path: Path, line: str, expected: str
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(f"collections:\n  a:\n    requirements: [x]\n    {line}\n")
+    with pytest.raises(ConfigError) as info:
+        load_collections(path)
+    assert str(info.value) == f"{path}: collections.a.{expected}"

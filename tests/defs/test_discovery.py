@@ -6,7 +6,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from fromager_dagster.defs.collections import Collection
+from fromager_dagster.defs.automation import nightly_schedule
+from fromager_dagster.defs.collections import Collection, load_collections
 from fromager_dagster.defs.discovery import (
     discover_job_name,
     discovery_key,
@@ -175,3 +176,37 @@ def test_modes_reach_the_engine_and_skip_constraints_txt(
     assert not (col.output_dir / "work-dir" / "constraints.txt").exists()
     assert mat.metadata["constraints_path"].value == f"none ({mode})"
     assert "failure_count" not in mat.metadata  # not in test mode
+
+
+def test_a_collections_run_modes_reach_the_discovery_run_config(
+    upstream: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """collections.yaml's test_mode and min_release_age are the launchpad's defaults and the
+    nightly schedule's run config; a run with the job's defaults runs in test mode."""
+    folder, url = upstream
+    make_index([*CHAIN, FixturePackage("fx-old")], folder)
+    monkeypatch.delenv("FROMAGER_DAGSTER_WEBSERVER_URL", raising=False)
+    path = tmp_path / "collections.yaml"
+    path.write_text(
+        "collections:\n  fx:\n    requirements: [fx-app, fx-old>=2]\n    output_dir: out\n"
+        f"    index_url: {url}\n    test_mode: true\n    min_release_age: 0\n"
+    )
+    col = load_collections(path)["fx"]
+    expected = {"test_mode": True, "multiple_versions": False, "skip_constraints": False}
+    expected["min_release_age"] = 0
+    config = discovery_run_config(col)["ops"][discovery_op_name(col)]["config"]
+    assert {k: config[k] for k in expected} == expected
+    request = nightly_schedule(col).evaluate_tick(dg.build_schedule_context()).run_requests
+    assert request and request[0].run_config == discovery_run_config(col)
+    defs = build_definitions({"fx": col}, fromager=FromagerResource(network_isolation=False))
+    with dg.instance_for_test() as instance:
+        # the job's own defaults, as the launchpad shows them and the sensor's runs take them
+        result = defs.resolve_job_def(discover_job_name(col)).execute_in_process(
+            instance=instance, raise_on_error=False
+        )
+        assert not result.success  # fx-old failed: test mode kept going, then said so
+        event = instance.get_latest_materialization_event(discovery_key(col))
+        assert event is not None and event.asset_materialization is not None
+        assert event.asset_materialization.metadata["failure_count"].value == 1
+    [report] = (col.output_dir / "work-dir").glob("test-mode-failures-*.json")
+    assert [r["package"] for r in json.loads(report.read_text())["failures"]] == ["fx-old"]
