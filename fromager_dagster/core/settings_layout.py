@@ -10,9 +10,10 @@ from packaging.version import InvalidVersion, Version
 
 from fromager_dagster.core.errors import ConfigError
 
-DEFAULT_SETTINGS_FILE = Path("overrides/settings.yaml")
-DEFAULT_SETTINGS_DIR = Path("overrides/settings")
-DEFAULT_PATCHES_DIR = Path("overrides/patches")
+DEFAULT_OVERRIDES_DIR = Path("overrides")
+DEFAULT_SETTINGS_FILE = DEFAULT_OVERRIDES_DIR / "settings.yaml"
+DEFAULT_SETTINGS_DIR = DEFAULT_OVERRIDES_DIR / "settings"
+DEFAULT_PATCHES_DIR = DEFAULT_OVERRIDES_DIR / "patches"
 
 
 def override_name(name: str) -> str:
@@ -60,17 +61,20 @@ def default_paths(
     patches_dir: Path | None = None,
     *,
     root: Path = Path("."),
+    overrides: Path | None = None,
 ) -> tuple[Path | None, Path | None, Path | None]:
-    """Fill the paths not given with ``overrides/...`` under ``root``, where those exist.
+    """Fill the paths not given with ``settings.yaml``, ``settings/`` and ``patches/`` of the
+    ``overrides`` folder (default: ``overrides/`` under ``root``), where those exist.
 
-    For command-line options whose default is fromager's ``overrides/`` layout: an explicit
-    path is kept (and must exist), a missing default simply means no settings.
+    For options whose default is fromager's ``overrides/`` layout: an explicit path is kept
+    (and must exist), a missing default simply means no settings.
     """
+    folder = overrides if overrides is not None else root / DEFAULT_OVERRIDES_DIR
 
     def pick(given: Path | None, default: Path) -> Path | None:
         if given is not None:
             return given
-        candidate = root / default
+        candidate = folder / default.name
         return candidate if candidate.exists() else None
 
     return (

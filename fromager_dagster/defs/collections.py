@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from fromager_dagster.core.errors import ConfigError
-from fromager_dagster.core.settings import Settings, load_settings
+from fromager_dagster.core.settings import Settings, default_paths, load_settings
 
 ENV_FILE = "FROMAGER_DAGSTER_COLLECTIONS"
 ENV_HOME = "FROMAGER_DAGSTER_HOME"
@@ -204,20 +204,14 @@ def _collection(name: str, body: Mapping[str, Any], base: Path) -> Collection:
 
 def _overrides(body: Mapping[str, Any], base: Path) -> dict[str, Path | None]:
     """The three settings paths: each as given, else under ``overrides:`` (default: the
-    ``overrides/`` folder beside the collections file, when there is one)."""
-    if "overrides" in body:
-        folder = base / body["overrides"] if body["overrides"] else None
+    ``overrides/`` folder beside the collections file) where it exists; ``overrides: null``
+    (or empty) means no defaults."""
+    keys = ("settings_file", "settings_dir", "patches_dir")
+    given = [base / body[key] if body.get(key) else None for key in keys]
+    if "overrides" not in body:
+        found = default_paths(*given, root=base)
+    elif body["overrides"]:
+        found = default_paths(*given, overrides=base / body["overrides"])
     else:
-        folder = base / "overrides" if (base / "overrides").is_dir() else None
-    found: dict[str, Path | None] = {}
-    for key, default in (
-        ("settings_file", "settings.yaml"),
-        ("settings_dir", "settings"),
-        ("patches_dir", "patches"),
-    ):
-        if body.get(key):
-            found[key] = base / body[key]
-        else:
-            candidate = folder / default if folder is not None else None
-            found[key] = candidate if candidate is not None and candidate.exists() else None
-    return found
+        found = (given[0], given[1], given[2])
+    return dict(zip(keys, found, strict=True))

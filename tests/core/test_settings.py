@@ -208,6 +208,18 @@ def test_default_paths_use_overrides_folder_only_where_it_exists(tmp_path: Path)
     )
 
 
+def test_default_paths_in_another_overrides_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "elsewhere"
+    (folder / "patches").mkdir(parents=True)
+    (tmp_path / "overrides" / "settings").mkdir(parents=True)  # not looked at
+    explicit = tmp_path / "mine.yaml"
+    assert default_paths(explicit, root=tmp_path, overrides=folder) == (
+        explicit,
+        None,
+        folder / "patches",
+    )
+
+
 def test_all_problems_of_a_file_are_reported_together(ov: Overrides) -> None:
     path = ov.package(
         "foo",

@@ -82,3 +82,36 @@ def test_bad_run_modes_are_one_line_naming_file_collection_and_key(
     with pytest.raises(ConfigError) as info:
         load_collections(path)
     assert str(info.value) == f"{path}: collections.a.{expected}"
+
+
+def test_settings_paths_default_to_the_overrides_folder_where_they_exist(tmp_path: Path) -> None:
+    """Each settings path: as given (relative to the file), else under ``overrides:`` (default:
+    ``overrides/`` beside the file), where it exists; ``overrides: null`` means none."""
+    (tmp_path / "overrides" / "settings").mkdir(parents=True)
+    (tmp_path / "overrides" / "settings.yaml").write_text("")
+    (tmp_path / "other" / "patches").mkdir(parents=True)
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "collections:\n"
+        "  beside:\n    requirements: [x]\n"
+        "  mine:\n    requirements: [x]\n    settings_dir: my-settings\n    patches_dir: ''\n"
+        "  other:\n    requirements: [x]\n    overrides: other\n"
+        "  none:\n    requirements: [x]\n    overrides: null\n    patches_dir: p\n"
+    )
+    found = load_collections(path)
+
+    def paths(name: str) -> tuple[Path | None, ...]:
+        c = found[name]
+        return c.settings_file, c.settings_dir, c.patches_dir
+
+    beside = (tmp_path / "overrides" / "settings.yaml", tmp_path / "overrides" / "settings")
+    assert paths("beside") == (*beside, None)  # no overrides/patches
+    assert paths("mine") == (beside[0], tmp_path / "my-settings", None)
+    assert paths("other") == (None, None, tmp_path / "other" / "patches")
+    assert paths("none") == (None, None, tmp_path / "p")
+    # without an overrides/ folder beside the file, nothing is found
+    (tmp_path / "elsewhere").mkdir()
+    lone = tmp_path / "elsewhere" / "c.yaml"
+    lone.write_text("collections:\n  a:\n    requirements: [x]\n")
+    a = load_collections(lone)["a"]
+    assert (a.settings_file, a.settings_dir, a.patches_dir) == (None, None, None)
