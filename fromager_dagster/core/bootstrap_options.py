@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Protocol
 
-DEFAULT_SOURCE_DATE_EPOCH = 315532800  # 1980-01-01, the earliest time a zip can hold
+from .prepare import DEFAULT_SOURCE_DATE_EPOCH as DEFAULT_SOURCE_DATE_EPOCH
 
 
 class Progress(Protocol):

@@ -6,7 +6,6 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import sources, wheels
 from .bootstrap_cache import write_record
 from .bootstrap_node import Node
 from .bootstrap_options import BootstrapOptions
@@ -15,7 +14,8 @@ from .layout import OutputLayout
 from .plugins import Plugins
 from .plugins import steps as plugin_steps
 from .settings import Settings
-from .wheel_extras import WheelExtras, wheel_extras
+from .wheel_build import finish_wheel, source_extras
+from .wheel_extras import WheelExtras
 
 
 @dataclass(frozen=True)
@@ -33,12 +33,12 @@ class WheelSteps:
         The builder passes the same values (the graph's download_url, the archive's sha256),
         so the bytes agree.
         """
-        return wheel_extras(
+        return source_extras(
             self.settings,
             node.pkg.name,
             str(node.pkg.version),
+            archive=node.archive,
             source_url=node.pkg.source.url,
-            source_sha256=sources.sha256_file(node.archive) if node.archive else None,
             source_date_epoch=self.options.source_date_epoch,
         )
 
@@ -82,19 +82,16 @@ class WheelSteps:
         """``built`` with the plugins' and the settings' metadata, finalized into
         wheels-repo/downloads and recorded for reuse; the build's leftovers removed."""
         assert node.env is not None and node.hooks is not None
-        built = plugin_steps.add_wheel_metadata(
+        wheel = finish_wheel(
             self.plugins,
             built,
+            self.layout.wheels_downloads,
             name=node.pkg.name,
             version=node.pkg.version,
             source_dir=node.hooks.source_dir,
             settings=self.settings,
             environ=node.environ or {},
             log=node.log,
-        )
-        wheel = wheels.finalize_wheel(
-            built,
-            self.layout.wheels_downloads,
             build_tag=self.settings.build_tag(node.pkg.name, str(node.pkg.version)),
             source_date_epoch=self.options.source_date_epoch,
             extras=extras,

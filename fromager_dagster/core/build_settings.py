@@ -7,10 +7,9 @@ from pathlib import Path
 
 from .plugins import Plugins
 from .plugins import steps as plugin_steps
-from .prepare import PreparedSource, hook_environ
+from .prepare import DEFAULT_SOURCE_DATE_EPOCH as DEFAULT_SOURCE_DATE_EPOCH
+from .prepare import hook_environ
 from .settings import Settings
-
-DEFAULT_SOURCE_DATE_EPOCH = 315532800
 
 
 @dataclass(frozen=True)
@@ -51,19 +50,20 @@ def installed(plugins: Plugins | None) -> Plugins:
 
 
 def extra_environ(
-    prepared: PreparedSource,
+    source_dir: Path,
     settings: BuildSettings,
     plugins: Plugins,
     name: str,
     version: str,
     log: Path,
 ) -> dict[str, str]:
-    """The hooks' extra environment: the settings', then an update_extra_environ plugin's."""
+    """The hooks' extra environment of the tree in ``source_dir``: the settings', then an
+    update_extra_environ plugin's. A bootstrap and the builder both take it from here."""
     return plugin_steps.extra_environ(
         plugins,
         name=name,
         version=version,
-        source_dir=prepared.project_dir,
+        source_dir=source_dir,
         settings=settings.settings,
         base=settings.environ,
         log=log,

@@ -9,7 +9,6 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from . import sources
 from .build_settings import DEFAULT_SOURCE_DATE_EPOCH, BuildSettings, extra_environ, installed
 from .buildenv import BuildEnv, BuildEnvFactory
 from .built import downloaded_source
@@ -24,7 +23,7 @@ from .prepare import PreparedSource, prepare_source, prepared_build_system
 from .requirements import Constraints
 from .resolver import ResolvedPackage, Resolver
 from .settings import Settings
-from .source_urls import download_override
+from .source_urls import fetch_source
 from .wheel_build import hook_caller, make_wheel, wheel_server
 
 
@@ -82,7 +81,14 @@ def download_resolved(
     plugins: Plugins,
 ) -> Path:
     """The archive of ``package``, downloaded; its URL recorded for ``step build-wheel``."""
-    archive = _fetch(index, package, layout, settings=settings, plugins=plugins)
+    archive = fetch_source(
+        index.session,
+        package,
+        layout.sdists_downloads,
+        settings=settings if settings is not None else Settings(),
+        plugins=plugins,
+        log=layout.log_path(package.name, str(package.version)),
+    )
     marker = _source_marker(layout, package.name, str(package.version))
     marker.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(marker, json.dumps({"archive": archive.name, "url": package.source.url}))
@@ -111,45 +117,6 @@ def _recorded_source(
         return archive, None
     url = record.get("url")
     return archive, url if isinstance(url, str) else None
-
-
-def _fetch(
-    index: IndexClient,
-    package: ResolvedPackage,
-    layout: OutputLayout,
-    *,
-    settings: Settings | None,
-    plugins: Plugins,
-) -> Path:
-    """The archive of ``package``: a plugin's, the settings' download URL's, or the index's."""
-    name, version = package.name, str(package.version)
-    step = plugins.override(name, "download_source")
-    if step is not None:
-        layout.logs_dir.mkdir(parents=True, exist_ok=True)
-        return step(
-            name=package.name,
-            version=package.version,
-            url=package.source.url,
-            dest_dir=layout.sdists_downloads,
-            settings=settings if settings is not None else Settings(),
-            session=index.session,
-            log=layout.log_path(name, version),
-        )
-    if settings is not None:
-        found = download_override(
-            index.session, package, settings.package(name), layout.sdists_downloads
-        )
-        if found is not None:
-            return found[0]
-    if package.source.kind != "sdist":
-        raise SourceError(
-            f"{name}=={version} resolves to the wheel {package.source.filename}, which the "
-            "settings take pre-built (pre_built, or resolver_dist.include_wheels): there is no "
-            "source to download; set them to false to build it from source",
-            package=name,
-            version=version,
-        )
-    return sources.download(index.session, package.source, layout.sdists_downloads)
 
 
 def _prepared_marker(layout: OutputLayout, name: str, version: str) -> Path:
@@ -246,7 +213,7 @@ def build_sdist(
     log = layout.log_path(name, version)
     if environ is None:
         wanted = BuildSettings.of(settings, name, version, source_date_epoch=source_date_epoch)
-        environ = extra_environ(prepared, wanted, plugins, name, version, log)
+        environ = extra_environ(prepared.project_dir, wanted, plugins, name, version, log)
     return plugin_steps.build_sdist(
         plugins,
         prepared.root,
@@ -277,7 +244,7 @@ def prepare_build(
     asks for, installed from the wheel server only."""
     log = log or layout.log_path(name, version)
     plugins = installed(plugins)
-    environ = extra_environ(prepared, settings, plugins, name, version, log)
+    environ = extra_environ(prepared.project_dir, settings, plugins, name, version, log)
     with wheel_server(layout, wheel_server_url) as url:
         envs = BuildEnvFactory(url, cache_dir=layout.work_dir / "uv-cache")
         env = envs.create(layout.package_dir(name, version) / "build-env", log=log)
@@ -324,7 +291,7 @@ def build_wheel(
     (the SBOM names the source ``step download-source-archive`` recorded, if any)."""
     log = layout.log_path(name, version)
     plugins = installed(plugins)
-    environ = extra_environ(prepared, settings, plugins, name, version, log)
+    environ = extra_environ(prepared.project_dir, settings, plugins, name, version, log)
     archive, source_url = _recorded_source(layout, name, version)
     return make_wheel(
         layout,

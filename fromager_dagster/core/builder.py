@@ -283,7 +283,7 @@ class _Build:
             plugins=self.plugins,
         )
         environ = extra_environ(
-            prepared, self.wanted, self.plugins, self.name, self.version, self.log
+            prepared.project_dir, self.wanted, self.plugins, self.name, self.version, self.log
         )
         sdist = build_sdist(
             self.layout,

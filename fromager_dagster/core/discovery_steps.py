@@ -12,22 +12,25 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
-from . import source_urls, sources, wheels
+from . import wheels
 from .bootstrap_capacity import Capacity
 from .bootstrap_node import Node
 from .bootstrap_options import BootstrapOptions
 from .bootstrap_tally import Tally
+from .build_settings import BuildSettings, extra_environ
 from .buildenv import BuildEnvFactory
 from .errors import FromagerDagsterError
 from .failures import DEPENDENCY_EXTRACTION_STEP
 from .graph import ReqType
-from .hooks import BuildSystem, HookCaller
+from .hooks import HookCaller
 from .index import IndexClient
 from .layout import OutputLayout
 from .plugins import Plugins
 from .plugins import steps as plugin_steps
-from .prepare import PreparedSource, hook_environ, prepare_source
+from .prepare import PreparedSource, prepare_source
 from .settings import Settings
+from .source_urls import fetch_source
+from .wheel_build import hook_caller
 
 RequirementsStep = Callable[..., list[Requirement]]  # plugin_steps.backend_/sdist_requirements
 
@@ -82,15 +85,14 @@ class DiscoverySteps:
         writes egg-info into the tree): the sdist hook, and a speculative build_wheel that is
         kept when the backend asks for nothing beyond what is already installed.
         """
-        build_system = prepared.build_system
-        node.hooks = self._hook_caller(node, prepared.project_dir, build_system)
+        node.hooks = self._hook_caller(node, prepared)
         with self.tally.timed("hooks", self.capacity.work):
             sdist_src = self._copy_source(prepared, node.pkg_dir / "sdist-src")
             sdist_future = self.capacity.pool.submit(
                 self._requirements,
                 plugin_steps.sdist_requirements,
                 node,
-                self._hook_caller(node, sdist_src, build_system),
+                self._hook_caller(node, prepared, sdist_src),
             )
             if not self.options.sdist_only and not self._overridden(node, "build_wheel"):
                 node.speculative = self._speculate(node, prepared)
@@ -132,8 +134,8 @@ class DiscoverySteps:
         """A build_wheel in a copy of the source, before the backend's requirements are known."""
         spec_hooks = self._hook_caller(
             node,
+            prepared,
             self._copy_source(prepared, node.pkg_dir / "spec-src"),
-            prepared.build_system,
             log=node.pkg_dir / "speculative-build.log",
         )
         return self.capacity.pool.submit(spec_hooks.build_wheel, node.pkg_dir / "spec-dist")
@@ -152,19 +154,25 @@ class DiscoverySteps:
         )
 
     def _hook_caller(
-        self, node: Node, source_dir: Path, build_system: BuildSystem, log: Path | None = None
+        self,
+        node: Node,
+        prepared: PreparedSource,
+        source_dir: Path | None = None,
+        log: Path | None = None,
     ) -> HookCaller:
+        """The hooks of ``prepared``, or of ``source_dir``, a copy of its tree."""
         assert node.env is not None
-        return HookCaller(
-            source_dir,
-            build_system,
+        tree = source_dir or prepared.project_dir
+        return hook_caller(
+            prepared,
             node.env,
-            log=log or node.log,
-            isolate=self.options.isolate,
-            extra_environ=self._environ(node, source_dir),
-            package=node.pkg.name,
-            version=str(node.pkg.version),
-            config_settings=self.settings.package(node.pkg.name).config_settings,
+            self._wanted(node),
+            self.options.isolate,
+            log or node.log,
+            node.pkg.name,
+            str(node.pkg.version),
+            self._environ(node, tree),
+            source_dir=tree,
         )
 
     def _overridden(self, node: Node, step: str) -> bool:
@@ -172,39 +180,34 @@ class DiscoverySteps:
 
     def _download(self, node: Node) -> Path:
         """The sdist: from a plugin, the settings' download_source URL, or the index."""
-        name, dest = node.pkg.name, self.layout.sdists_downloads
-        step = self.plugins.override(name, "download_source")
-        if step is not None:
-            return step(
-                name=name,
-                version=node.pkg.version,
-                url=node.pkg.source.url,
-                dest_dir=dest,
-                settings=self.settings,
-                session=self.index.session,
-                log=node.log,
-            )
-        found = source_urls.download_override(
-            self.index.session, node.pkg, self.settings.package(name), dest
+        return fetch_source(
+            self.index.session,
+            node.pkg,
+            self.layout.sdists_downloads,
+            settings=self.settings,
+            plugins=self.plugins,
+            log=node.log,
         )
-        if found is not None:
-            return found[0]
-        return sources.download(self.index.session, node.pkg.source, dest)
+
+    def _wanted(self, node: Node) -> BuildSettings:
+        """What the settings say about the node's build, as the builder reads them."""
+        return BuildSettings.of(
+            self.settings,
+            node.pkg.name,
+            str(node.pkg.version),
+            source_date_epoch=self.options.source_date_epoch,
+        )
 
     def _environ(self, node: Node, source_dir: Path) -> dict[str, str]:
         """The hooks' extra environment: settings, then an update_extra_environ plugin."""
         if node.environ is None:
-            name, version = node.pkg.name, str(node.pkg.version)
-            node.environ = plugin_steps.extra_environ(
+            node.environ = extra_environ(
+                source_dir,
+                self._wanted(node),
                 self.plugins,
-                name=name,
-                version=version,
-                source_dir=source_dir,
-                settings=self.settings,
-                base=hook_environ(
-                    self.settings, name, version, source_date_epoch=self.options.source_date_epoch
-                ),
-                log=node.log,
+                node.pkg.name,
+                str(node.pkg.version),
+                node.log,
             )
         return node.environ
 

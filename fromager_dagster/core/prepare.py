@@ -131,6 +131,10 @@ def override_build_system(build_system: BuildSystem, override: ProjectOverride) 
     return replace(build_system, requires=(*kept, *updates))
 
 
+#: SOURCE_DATE_EPOCH when not asked for another: 1980-01-01, the earliest time a zip can hold.
+DEFAULT_SOURCE_DATE_EPOCH = 315532800
+
+
 def hook_environ(
     settings: Settings, name: str, version: str, *, source_date_epoch: int
 ) -> dict[str, str]:

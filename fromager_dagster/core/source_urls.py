@@ -18,10 +18,11 @@ import requests
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from .errors import ConfigError
+from .errors import ConfigError, SourceError
 from .index import DistFile
+from .plugins import Plugins
 from .resolver import ResolvedPackage
-from .settings import PackageSettings
+from .settings import PackageSettings, Settings
 from .sources import download, sha256_file
 
 #: The names a ``download_source`` template may use.
@@ -136,3 +137,43 @@ def download_override(
         session, name=pkg.name, version=pkg.version, url=url, filename=filename, dest_dir=dest_dir
     )
     return path, dataclasses.replace(pkg, source=file)
+
+
+def fetch_source(
+    session: requests.Session,
+    pkg: ResolvedPackage,
+    dest_dir: Path,
+    *,
+    settings: Settings,
+    plugins: Plugins,
+    log: Path,
+) -> Path:
+    """The source archive of ``pkg`` in ``dest_dir``: a ``download_source`` plugin's, else
+    from the settings' ``download_source.url``, else ``pkg``'s file from the index
+    (hash-verified). A bootstrap and the builder both download here. SourceError when ``pkg``
+    is a wheel (a pre-built one) and neither a plugin nor the settings give a source."""
+    name, version = pkg.name, str(pkg.version)
+    step = plugins.override(name, "download_source")
+    if step is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        return step(
+            name=name,
+            version=pkg.version,
+            url=pkg.source.url,
+            dest_dir=dest_dir,
+            settings=settings,
+            session=session,
+            log=log,
+        )
+    found = download_override(session, pkg, settings.package(name), dest_dir)
+    if found is not None:
+        return found[0]
+    if pkg.source.kind != "sdist":
+        raise SourceError(
+            f"{name}=={version} resolves to the wheel {pkg.source.filename}, which the "
+            "settings take pre-built (pre_built, or resolver_dist.include_wheels): there is no "
+            "source to download; set them to false to build it from source",
+            package=name,
+            version=version,
+        )
+    return download(session, pkg.source, dest_dir)

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from packaging.version import Version
+
 from . import sources, wheels
 from .build_settings import DEFAULT_SOURCE_DATE_EPOCH, BuildSettings
 from .buildenv import BuildEnv
@@ -16,7 +18,8 @@ from .layout import OutputLayout
 from .plugins import Plugins
 from .plugins import steps as plugin_steps
 from .prepare import PreparedSource
-from .wheel_extras import wheel_extras
+from .settings import Settings
+from .wheel_extras import WheelExtras, wheel_extras
 
 
 @contextmanager
@@ -38,10 +41,14 @@ def hook_caller(
     name: str,
     version: str,
     environ: dict[str, str],
+    *,
+    source_dir: Path | None = None,
 ) -> HookCaller:
-    """The PEP 517 hooks of ``prepared`` in ``env``, with the settings' config_settings."""
+    """The PEP 517 hooks of ``prepared`` (or of ``source_dir``, a copy of its project folder)
+    in ``env``, with the settings' config_settings. A bootstrap's discovery and the builder
+    both make them here."""
     return HookCaller(
-        prepared.project_dir,
+        source_dir or prepared.project_dir,
         prepared.build_system,
         env,
         log=log,
@@ -50,6 +57,60 @@ def hook_caller(
         package=name,
         version=version,
         config_settings=settings.config_settings,
+    )
+
+
+def source_extras(
+    settings: Settings,
+    name: str,
+    version: str,
+    *,
+    archive: Path | None,
+    source_url: str | None,
+    source_date_epoch: int,
+) -> WheelExtras:
+    """What the settings add to the wheel (SBOM, Requires-External), naming the source
+    ``archive`` (its sha256) and ``source_url``: a bootstrap and the builder pass the same
+    (the graph's download_url), so both make the same bytes."""
+    return wheel_extras(
+        settings,
+        name,
+        version,
+        source_url=source_url,
+        source_sha256=sources.sha256_file(archive) if archive is not None else None,
+        source_date_epoch=source_date_epoch,
+    )
+
+
+def finish_wheel(
+    plugins: Plugins,
+    built: Path,
+    dest_dir: Path,
+    *,
+    name: str,
+    version: Version | str,
+    source_dir: Path,
+    settings: Settings,
+    environ: dict[str, str],
+    log: Path,
+    build_tag: int,
+    source_date_epoch: int,
+    extras: WheelExtras,
+) -> Path:
+    """``built`` with an add_extra_metadata_to_wheels plugin's and the settings' metadata,
+    finalized (build tag, reproducible) into ``dest_dir``."""
+    built = plugin_steps.add_wheel_metadata(
+        plugins,
+        built,
+        name=name,
+        version=version,
+        source_dir=source_dir,
+        settings=settings,
+        environ=environ,
+        log=log,
+    )
+    return wheels.finalize_wheel(
+        built, dest_dir, build_tag=build_tag, source_date_epoch=source_date_epoch, extras=extras
     )
 
 
@@ -73,12 +134,12 @@ def make_wheel(
     ``source_url`` (the graph's ``download_url``) are the source the SBOM names: a bootstrap
     passes the same, so both stages make the same bytes."""
     epoch = int(settings.environ.get("SOURCE_DATE_EPOCH", DEFAULT_SOURCE_DATE_EPOCH))
-    extras = wheel_extras(
+    extras = source_extras(
         settings.settings,
         name,
         version,
+        archive=archive,
         source_url=source_url,
-        source_sha256=sources.sha256_file(archive) if archive is not None else None,
         source_date_epoch=epoch,
     )
     dist = layout.package_dir(name, version) / "dist"
@@ -93,18 +154,19 @@ def make_wheel(
         environ=environ,
         log=log,
     )
-    built = plugin_steps.add_wheel_metadata(
+    wheel = finish_wheel(
         plugins,
         built,
+        layout.wheels_downloads,
         name=name,
         version=version,
         source_dir=prepared.project_dir,
         settings=settings.settings,
         environ=environ,
         log=log,
-    )
-    wheel = wheels.finalize_wheel(
-        built, layout.wheels_downloads, build_tag=build_tag, source_date_epoch=epoch, extras=extras
+        build_tag=build_tag,
+        source_date_epoch=epoch,
+        extras=extras,
     )
     shutil.rmtree(dist, ignore_errors=True)
     return wheel
