@@ -46,7 +46,11 @@ class PrebuiltWheels:
         try:
             with self.tally.timed("download", self.net_slots):
                 found = fetch_prebuilt_wheel(
-                    self.index, node.pkg.name, str(node.pkg.version), self.layout.wheels_prebuilt
+                    self.index,
+                    node.pkg.name,
+                    str(node.pkg.version),
+                    self.layout.wheels_prebuilt,
+                    settings=self.settings,
                 )
         except FromagerDagsterError:
             return False  # no wheel to fall back on: the caller reports the failure

@@ -157,7 +157,9 @@ def take_prebuilt(
                 package=name,
                 version=version,
             )
-        existing = download_prebuilt_wheel(index, name, version, layout.wheels_prebuilt)
+        existing = download_prebuilt_wheel(
+            index, name, version, layout.wheels_prebuilt, settings=settings
+        )
     return accept_prebuilt(
         layout,
         name,
