@@ -28,6 +28,14 @@ class PrebuiltDownload:
         return self.file.url
 
 
+def _wheel_server(index: IndexClient, name: str, settings: Settings | None) -> IndexClient:
+    """The package's variant ``wheel_server_url`` when it is pre-built there, else ``index``."""
+    if settings is None or not settings.pre_built(name):
+        return index
+    url = settings.package(name).for_variant(settings.variant).wheel_server_url
+    return IndexClient(url, session=index.session) if url else index
+
+
 def fetch_prebuilt_wheel(
     index: IndexClient,
     name: str,
@@ -55,6 +63,7 @@ def fetch_prebuilt_wheel(
     ignore_platform = (
         settings is not None and settings.package(canonical).resolver_dist.ignore_platform
     )
+    index = _wheel_server(index, canonical, settings)
     files = [f for f in index.files(canonical) if f.version == wanted]
     chosen = best_wheel(files, ignore_platform=ignore_platform)
     if chosen is None:

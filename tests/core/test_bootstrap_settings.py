@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from fromager_dagster.core.bootstrap import BootstrapFailed, BootstrapOptions, bootstrap
+from fromager_dagster.core.builder import take_prebuilt
 from fromager_dagster.core.errors import PatchError, ResolutionError
 from fromager_dagster.core.index import IndexClient
+from fromager_dagster.core.index_server import LocalIndexServer
 from fromager_dagster.core.layout import OutputLayout
 from fromager_dagster.core.requirements import Constraints, parse_requirement
 from fromager_dagster.core.settings import default_paths, load_settings
@@ -319,3 +321,36 @@ def test_resolver_dist_without_sdists_fails_in_one_line_on_an_sdist_only_index(
         "include_wheels=true, ignore_platform=false: the index has 1 sdist and 0 wheels; "
         "set resolver_dist.include_sdists: true"
     )
+
+
+def test_pre_built_wheel_comes_from_the_variants_wheel_server(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    """``variants.<v>.wheel_server_url``: a package pre-built in that variant is taken from
+    that server (here the main index has only its sdist); other variants ignore it."""
+    upstream.add(FixturePackage("fx-a", install_requires=("fx-b",)), FixturePackage("fx-b"))
+    wheels = tmp_path / "wheel-server"
+    make_wheel(FixturePackage("fx-b"), wheels)
+    with LocalIndexServer([wheels]) as server:
+        overrides = tmp_path / "overrides"
+        write(
+            overrides / "settings" / "fx_b.yaml",
+            f"variants:\n  cpu:\n    pre_built: true\n    wheel_server_url: {server.url}\n",
+        )
+        out = tmp_path / "out"
+        result = run(upstream, out, ["fx-a"], overrides)
+        assert result.built == ["fx-a==1.0"] and result.prebuilt == ["fx-b==1.0"]
+        graph = json.loads((out / "work-dir" / "graph.json").read_text())
+        assert graph["fx-b==1.0"]["download_url"].startswith(server.url.split("/simple")[0])
+        # a hermetic build of the graph on a fresh repository takes it from there too
+        layout = OutputLayout(tmp_path / "again")
+        settings = load_settings(settings_dir=overrides / "settings")
+        taken = take_prebuilt(
+            layout, "fx-b", "1.0", index=IndexClient(upstream.server.url), settings=settings
+        )
+        assert taken.path.parent == layout.wheels_prebuilt and taken.path.is_file()
+    # without the server setting, the main index has no wheel of fx-b: the pre-built one fails
+    plain = tmp_path / "plain" / "overrides"
+    write(plain / "settings" / "fx_b.yaml", "variants:\n  cpu:\n    pre_built: true\n")
+    with pytest.raises(BootstrapFailed, match="fx-b"):
+        run(upstream, tmp_path / "plain" / "out", ["fx-a"], plain)

@@ -1,5 +1,6 @@
 """Where the resolver finds each package's files: a plugin's ``find_candidates``, the settings'
-``sdist_server_url`` or the main index, and which of those files the settings admit."""
+``wheel_server_url`` (pre-built) or ``sdist_server_url``, or the main index, and which of those
+files the settings admit."""
 
 from __future__ import annotations
 
@@ -38,6 +39,16 @@ class PluginFinder:
             return list(self._files[canonical])
 
 
+def server_url(settings: Settings, name: str) -> str | None:
+    """The index ``name``'s files come from, if not the main one: its variant's
+    ``wheel_server_url`` when it is pre-built there, else its ``resolver_dist.sdist_server_url``."""
+    package = settings.package(name)
+    wheels = package.for_variant(settings.variant).wheel_server_url
+    if wheels and settings.pre_built(name):
+        return wheels
+    return package.resolver_dist.sdist_server_url or None
+
+
 def source_policy(
     settings: Settings,
     index: IndexClient,
@@ -56,7 +67,7 @@ def source_policy(
     def finder(name: str) -> PackageFinder | None:
         if plugins is not None and plugins.override(name, "find_candidates") is not None:
             return plugged
-        url = settings.package(name).resolver_dist.sdist_server_url
+        url = server_url(settings, name)
         if not url:
             return None
         with lock:
