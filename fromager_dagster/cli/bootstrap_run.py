@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Sequence
@@ -16,7 +15,6 @@ from ..core.index import IndexClient
 from ..core.index_server import write_simple_tree
 from ..core.layout import OutputLayout
 from ..defs.discovery import discovery_run_config
-from ..defs.executor import ENV_MAX_CONCURRENT
 from .graph_build import GraphBuild, run_graph_build
 from .instance import dagster_home, open_instance
 from .location_run import (
@@ -89,7 +87,6 @@ def run_bootstrap(
     """
     modes = modes or RunModes()
     started = time.perf_counter()
-    os.environ[ENV_MAX_CONCURRENT] = str(settings.jobs)
     home = dagster_home(settings.output_dir)
     instance = open_instance(home)
     collection = collection_of(settings)
@@ -119,8 +116,8 @@ def run_bootstrap(
         if failures and (report is None or failures != discovered):
             # the build's failures extend the discovery's report, or make one
             report = write_failure_report(layout.work_dir, failures, path=report)
-    elif carry_on and settings.build_wheels and wheels_to_build(collection):
-        runs.append(run_wheels(instance, settings, collection, session, printer))
+    elif carry_on and settings.build_wheels and (keys := wheels_to_build(collection)):
+        runs.append(run_wheels(instance, settings, collection, keys, session, printer))
     write_simple_tree(layout.wheel_roots, layout.wheels_simple)
     built, reused = tally(runs)
     graph_path = layout.work_dir / "graph.json"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -20,7 +19,6 @@ from ..core.plugins import Plugins
 from ..core.prebuilt import download_prebuilt_wheel
 from ..core.settings import Settings
 from ..defs.collections import Collection
-from ..defs.executor import ENV_MAX_CONCURRENT
 from ..defs.graph_state import publish_graph
 from ..defs.wheels import node_asset_key, wheel_op_name
 from .build_summary import BuildSummary, step_record
@@ -49,7 +47,6 @@ def run_graph_build(plan: GraphBuild, printer: ProgressPrinter) -> BuildSummary:
     """
     started = time.perf_counter()
     settings = plan.run
-    os.environ[ENV_MAX_CONCURRENT] = str(settings.jobs)
     layout = OutputLayout(settings.output_dir.resolve()).ensure()
     instance = open_instance(dagster_home(settings.output_dir))
     collection = collection_of(settings)
@@ -66,8 +63,8 @@ def run_graph_build(plan: GraphBuild, printer: ProgressPrinter) -> BuildSummary:
             _prebuilt_node(
                 summary, layout, name, version, plan, printer, settings=chosen, plugins=plugins
             )
-    if wheels_to_build(collection):
-        first = run_wheels(instance, settings, collection, session, printer, command="build")
+    if keys := wheels_to_build(collection):
+        first = run_wheels(instance, settings, collection, keys, session, printer, command="build")
         summary.runs.append(first)
         for meta in first.materializations:
             summary.add(meta)
@@ -161,9 +158,7 @@ def _rescue(
             retry.append(key)
     if retry:
         keys = [node_asset_key(graph, collection.variant, k) for k in retry]
-        second = run_wheels(
-            instance, plan.run, collection, session, printer, asset_selection=keys, command="build"
-        )
+        second = run_wheels(instance, plan.run, collection, keys, session, printer, command="build")
         summary.runs.append(second)
         for meta in second.materializations:
             summary.add(meta)

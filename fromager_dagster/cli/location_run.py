@@ -87,14 +87,7 @@ def run_discovery(
     """A run of the collection's discovery job (``discovery_config``: its run config)."""
     job_name = discover_job_name(collection)
     return _run(
-        instance,
-        settings,
-        collection,
-        job_name,
-        job_name,
-        session,
-        printer,
-        extra_config=discovery_config,
+        instance, settings, collection, job_name, session, printer, extra_config=discovery_config
     )
 
 
@@ -102,23 +95,23 @@ def run_wheels(
     instance: dg.DagsterInstance,
     settings: DagsterBootstrap,
     collection: Collection,
+    keys: Sequence[dg.AssetKey],
     session: str,
     printer: ProgressPrinter,
     *,
-    asset_selection: Sequence[dg.AssetKey] | None = None,
     command: str = "bootstrap",
 ) -> RunOutcome:
-    """A run materializing the collection's wheel assets (default: all of them), as the UI's
-    "Materialize all" does: Dagster's implicit asset job with that selection."""
-    keys = list(asset_selection) if asset_selection is not None else wheels_to_build(collection)
+    """A run materializing ``keys``, the collection's wheel assets (:func:`wheels_to_build`)
+    or some of them, as the UI's "Materialize" does: Dagster's implicit asset job with that
+    selection."""
     return _run(
         instance,
         settings,
         collection,
         IMPLICIT_ASSET_JOB_NAME,
-        f"{collection.ident}_wheels",
         session,
         printer,
+        label=f"{collection.ident}_wheels",
         asset_selection=keys,
         command=command,
     )
@@ -129,10 +122,10 @@ def _run(
     settings: DagsterBootstrap,
     collection: Collection,
     job_name: str,
-    label: str,
     session: str,
     printer: ProgressPrinter,
     *,
+    label: str = "",
     asset_selection: Sequence[dg.AssetKey] | None = None,
     command: str = "bootstrap",
     extra_config: dict[str, Any] | None = None,

@@ -30,9 +30,7 @@ class PrebuiltDownload:
 
 def _wheel_server(index: IndexClient, name: str, settings: Settings | None) -> IndexClient:
     """The package's variant ``wheel_server_url`` when it is pre-built there, else ``index``."""
-    if settings is None or not settings.pre_built(name):
-        return index
-    url = settings.package(name).for_variant(settings.variant).wheel_server_url
+    url = settings.wheel_server_url(name) if settings is not None else None
     return IndexClient(url, session=index.session) if url else index
 
 

@@ -129,6 +129,13 @@ class Settings:
     def pre_built(self, name: str) -> bool:
         return self.package(name).for_variant(self.variant).pre_built
 
+    def wheel_server_url(self, name: str) -> str | None:
+        """The index ``name``'s pre-built wheel comes from, when it is pre-built in this
+        variant and the variant names one (``variants.<v>.wheel_server_url``)."""
+        if not self.pre_built(name):
+            return None
+        return self.package(name).for_variant(self.variant).wheel_server_url or None
+
     def exclusive_build(self, name: str) -> bool:
         return self.package(name).build_options.exclusive_build
 

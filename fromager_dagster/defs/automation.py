@@ -27,10 +27,6 @@ REBUILD_TAG = "fromager/rebuild"
 COLLECTION_TAG = "fromager/collection"
 
 
-def discover_run_config(collection: Collection) -> dict[str, object]:
-    return discovery_run_config(collection)
-
-
 def nightly_schedule(collection: Collection) -> dg.ScheduleDefinition:
     """Rediscover the collection on its cron; the rebuild follows the discovery's success."""
 
@@ -43,7 +39,7 @@ def nightly_schedule(collection: Collection) -> dg.ScheduleDefinition:
     )
     def _nightly(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
         return dg.RunRequest(
-            run_config=discover_run_config(collection),
+            run_config=discovery_run_config(collection),
             tags={REBUILD_TAG: "true", COLLECTION_TAG: collection.ident},
         )
 
@@ -185,7 +181,7 @@ def _release_requests(
                 dg.RunRequest(
                     run_key=f"{collection.name}:{name}=={version}",
                     job_name=discover_job_name(collection),
-                    run_config=discover_run_config(collection),
+                    run_config=discovery_run_config(collection),
                     tags={
                         REBUILD_TAG: "true",
                         COLLECTION_TAG: collection.ident,

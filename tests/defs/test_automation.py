@@ -9,11 +9,10 @@ import dagster as dg
 from fromager_dagster.defs.automation import (
     COLLECTION_TAG,
     REBUILD_TAG,
-    discover_run_config,
     new_release_sensor,
     nightly_schedule,
 )
-from fromager_dagster.defs.discovery import discover_job
+from fromager_dagster.defs.discovery import discover_job, discovery_run_config
 from fromager_dagster.defs.graph_state import wheel_keys
 from fromager_dagster.defs.location import build_definitions
 from fromager_dagster.defs.resources import FromagerResource
@@ -75,7 +74,7 @@ def test_rebuild_after_discovery_sensor(upstream: tuple[Path, str], tmp_path: Pa
     sensor = defs.resolve_sensor_def("rebuild_after_discovery_sensor")
     assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
     discover_job = defs.resolve_job_def("discover_fx_job")
-    config = discover_run_config(col)
+    config = discovery_run_config(col)
     with dg.instance_for_test() as instance:
 
         def tick(cursor: str | None) -> tuple[list[dg.RunRequest], str | None]:

@@ -42,11 +42,7 @@ class PluginFinder:
 def server_url(settings: Settings, name: str) -> str | None:
     """The index ``name``'s files come from, if not the main one: its variant's
     ``wheel_server_url`` when it is pre-built there, else its ``resolver_dist.sdist_server_url``."""
-    package = settings.package(name)
-    wheels = package.for_variant(settings.variant).wheel_server_url
-    if wheels and settings.pre_built(name):
-        return wheels
-    return package.resolver_dist.sdist_server_url or None
+    return settings.wheel_server_url(name) or settings.package(name).resolver_dist.sdist_server_url
 
 
 def source_policy(
