@@ -26,7 +26,7 @@ from .location_run import (
     wheels_to_build,
 )
 from .progress import ProgressPrinter
-from .run_events import RunOutcome
+from .run_events import RunErrors, RunOutcome
 
 #: The discovery materialization's metadata keys of the files it wrote.
 _DEPENDENCY_FAILED = "DependencyFailedError"  # core.bootstrap's and the build stage's
@@ -48,7 +48,7 @@ class RunModes:
 
 
 @dataclass
-class DagsterResult:
+class DagsterResult(RunErrors):
     """What ``bootstrap`` through Dagster did."""
 
     home: Path
@@ -61,14 +61,6 @@ class DagsterResult:
     outputs: dict[str, Path] = field(default_factory=dict)  # what discovery wrote
     failures: list[FailureRecord] = field(default_factory=list)  # test mode, both stages
     failure_report: Path | None = None  # test mode, when something failed
-
-    @property
-    def errors(self) -> list[str]:
-        return [e for r in self.runs for e in r.errors]
-
-    @property
-    def tracebacks(self) -> list[str]:
-        return [t for r in self.runs for t in r.tracebacks]
 
 
 def run_bootstrap(

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from ..core.failures import FailureRecord, classify
-from .run_events import RunOutcome, StepFailure
+from .run_events import RunErrors, RunOutcome, StepFailure
 
 
 @dataclass
-class BuildSummary:
+class BuildSummary(RunErrors):
     """What a build command did: its runs, the wheels by fate, and (test mode) the failures."""
 
     home: Path
@@ -23,14 +23,6 @@ class BuildSummary:
     failures: list[FailureRecord] = field(default_factory=list)
     wheels: list[Path] = field(default_factory=list)
     seconds: float = 0.0
-
-    @property
-    def errors(self) -> list[str]:
-        return [e for r in self.runs for e in r.errors]
-
-    @property
-    def tracebacks(self) -> list[str]:
-        return [t for r in self.runs for t in r.tracebacks]
 
     def add(self, meta: dict[str, Any]) -> None:
         """Count one wheel materialization (by its metadata)."""

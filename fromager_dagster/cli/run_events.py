@@ -233,6 +233,20 @@ def watched(
     return outcome
 
 
+class RunErrors:
+    """The ``errors`` and ``tracebacks`` of a command's result: those of its ``runs``."""
+
+    runs: list[RunOutcome]
+
+    @property
+    def errors(self) -> list[str]:
+        return [e for r in self.runs for e in r.errors]
+
+    @property
+    def tracebacks(self) -> list[str]:
+        return [t for r in self.runs for t in r.tracebacks]
+
+
 class RunsRecord(Protocol):
     """What a command's result has for :func:`describe_runs`."""
 
