@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.message
 import threading
 import time
 from collections.abc import Callable
@@ -293,14 +294,31 @@ class Scheduler:
             node.extras_done |= extras | {""}
         if not extras and not first:
             return
-        # Under the wheel lock: a lazy wheel build (sdist-only) must not run in the same source
-        # tree, nor delete the environment, while the metadata hook runs.
-        with node.wheel_lock:
-            metadata = self.steps.install_metadata(node)
+        metadata = self._install_metadata(node)
         wanted = sorted(extras) if not first else sorted(extras | {""})
         for req in wheels.install_requirements(metadata, extras=wanted):
             self.link(node.key, req, "install")
         node.install_known.set()
+
+    def _install_metadata(self, node: Node) -> email.message.Message:
+        """The node's core metadata: its wheel's; else (sdist-only) the prepare_metadata hook's,
+        run once what get_requires_for_build_wheel returned is installed, as a build would have
+        it; else, where the hook fails, the metadata of the wheel built for it."""
+        # Under the wheel lock: a lazy wheel build (sdist-only) must not run in the same source
+        # tree, install into the environment or delete it, while the metadata hook runs.
+        with node.wheel_lock:
+            if node.wheel is None:
+                self._install(node, self.graph.children(node.key, ("build-backend",)))
+            try:
+                return self.steps.install_metadata(node)
+            except BuildError as exc:
+                if node.wheel is not None:
+                    raise
+                with node.log.open("a", encoding="utf-8") as out:
+                    out.write(f"# {exc.one_line()}; building the wheel to read its METADATA\n")
+        self._ensure_wheel(node.key)  # takes the wheel lock itself
+        with node.wheel_lock:
+            return self.steps.install_metadata(node)
 
     # -- the end of the run ------------------------------------------------------------------
 
