@@ -7,6 +7,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from packaging.utils import canonicalize_name
+
 from .buildenv import BuildEnv
 from .errors import FromagerDagsterError
 from .hooks import HookCaller
@@ -53,7 +55,10 @@ class Node:
         return self.pkg.key
 
     def stamp(self, exc: FromagerDagsterError) -> FromagerDagsterError:
-        """``exc``, naming this package-version where it names none."""
-        exc.package = exc.package or self.pkg.name
-        exc.version = exc.version or str(self.pkg.version)
+        """``exc``, naming this package-version where it names no package; its version only
+        where it names this package without one (never this version for another package)."""
+        if not exc.package:
+            exc.package = self.pkg.name
+        if exc.version is None and canonicalize_name(exc.package) == self.pkg.name:
+            exc.version = str(self.pkg.version)
         return exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import email.message
 import threading
 import time
@@ -10,6 +11,7 @@ from concurrent.futures import Future
 from pathlib import Path
 
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from . import wheels
 from .bootstrap_cache import CachedBuild, cached_build
@@ -23,7 +25,7 @@ from .bootstrap_wheel import WheelSteps
 from .buildenv import BuildEnvFactory
 from .discovery_steps import DiscoverySteps
 from .errors import BuildCycleError, BuildError, FromagerDagsterError
-from .graph import BUILD_TYPES, DependencyGraph, ReqType
+from .graph import BUILD_TYPES, ROOT, DependencyGraph, ReqType
 from .index import IndexClient
 from .layout import OutputLayout
 from .plugins import Plugins
@@ -77,8 +79,15 @@ class Scheduler:
     def link(
         self, parent: str, req: Requirement, req_type: ReqType, pkg: ResolvedPackage | None = None
     ) -> list[str]:
-        """Add the edge(s) ``parent -> req`` and start work on each new child; their keys."""
-        chosen = [pkg] if pkg is not None else self._resolve(req)
+        """Add the edge(s) ``parent -> req`` and start work on each new child; their keys.
+
+        A failure to find the child names the child, and the parent and requirement that led
+        there, never the parent's version.
+        """
+        try:
+            chosen = [pkg] if pkg is not None else self._resolve(req)
+        except FromagerDagsterError as exc:
+            raise _led_to(exc, parent, req, req_type) from exc
         for found in chosen:
             self.graph.add_node(
                 found.name,
@@ -342,3 +351,16 @@ class Scheduler:
         """Each failed package's error; those whose build requirement failed only if no other."""
         errors = [n.error for n in self.nodes.values() if n.error is not None]
         return [e for e in errors if not isinstance(e, DependencyFailedError)] or errors
+
+
+def _led_to(
+    exc: FromagerDagsterError, parent: str, req: Requirement, req_type: ReqType
+) -> FromagerDagsterError:
+    """A copy of ``exc`` (which may be shared: the index client caches its errors) naming the
+    required package where it names none, and the requirement and parent that led there."""
+    led = copy.copy(exc)
+    led.package = exc.package or canonicalize_name(req.name)
+    if parent != ROOT:
+        led.message = f"{exc.message} ({req_type} requirement '{req}' of {parent})"
+        led.args = (led.message,)
+    return led

@@ -319,7 +319,7 @@ def test_resolver_dist_without_sdists_fails_in_one_line_on_an_sdist_only_index(
     assert failure.message == (
         "fx-b: no file on the index is a candidate under resolver_dist include_sdists=false, "
         "include_wheels=true, ignore_platform=false: the index has 1 sdist and 0 wheels; "
-        "set resolver_dist.include_sdists: true"
+        "set resolver_dist.include_sdists: true (install requirement 'fx-b' of fx-a==1.0)"
     )
 
 
