@@ -93,6 +93,7 @@ def run_bootstrap(
         discovery_config=discovery_run_config(collection, **asdict(modes)),
     )
     runs = [discovery]
+    up_to_date: list[str] = []
     found = _discovered(discovery)
     discovered = _records(found) if modes.test_mode else []
     failures = list(discovered)
@@ -108,10 +109,16 @@ def run_bootstrap(
         if failures and (report is None or failures != discovered):
             # the build's failures extend the discovery's report, or make one
             report = write_failure_report(layout.work_dir, failures, path=report)
-    elif carry_on and settings.build_wheels and (keys := wheels_to_build(collection)):
-        runs.append(run_wheels(instance, settings, collection, keys, session, printer))
+    elif carry_on and settings.build_wheels:
+        plan = wheels_to_build(instance, collection, reuse=settings.reuse)
+        up_to_date = plan.up_to_date
+        if up_to_date:
+            printer.note(f"{len(up_to_date)} wheels up to date: no build step for them")
+        if plan.keys:
+            runs.append(run_wheels(instance, settings, collection, plan.keys, session, printer))
     write_simple_tree(layout.wheel_roots, layout.wheels_simple)
     built, reused = tally(runs)
+    reused = sorted(set(reused) | set(up_to_date) - set(built))
     graph_path = layout.work_dir / "graph.json"
     nodes = len(DependencyGraph.load(graph_path).nodes) - 1 if graph_path.is_file() else 0
     return DagsterResult(

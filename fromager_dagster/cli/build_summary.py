@@ -24,6 +24,10 @@ class BuildSummary(RunErrors):
     wheels: list[Path] = field(default_factory=list)
     seconds: float = 0.0
 
+    def reused_up_to_date(self, requirements: list[str]) -> None:
+        """Count wheels left alone because they are up to date (no step ran for them)."""
+        self.reused.extend(requirements)
+
     def add(self, meta: dict[str, Any]) -> None:
         """Count one wheel materialization (by its metadata)."""
         requirement = str(meta.get("requirement", ""))

@@ -63,7 +63,9 @@ def run_graph_build(plan: GraphBuild, printer: ProgressPrinter) -> BuildSummary:
             _prebuilt_node(
                 summary, layout, name, version, plan, printer, settings=chosen, plugins=plugins
             )
-    if keys := wheels_to_build(collection):
+    wheels = wheels_to_build(instance, collection, reuse=settings.reuse)
+    summary.reused_up_to_date(wheels.up_to_date)
+    if keys := wheels.keys:
         first = run_wheels(instance, settings, collection, keys, session, printer, command="build")
         summary.runs.append(first)
         for meta in first.materializations:

@@ -16,6 +16,7 @@ from typing import Any
 
 import dagster as dg
 
+from ..core.bootstrap_cache import WheelRepository
 from ..core.errors import ConfigError
 from ..core.graph import DependencyGraph
 from ..core.layout import OutputLayout
@@ -23,7 +24,8 @@ from ..defs.collections import ENV_FILE, Collection, load_collections
 from ..defs.discovery import discover_job_name
 from ..defs.executor import ENV_MAX_CONCURRENT
 from ..defs.run_target import IMPLICIT_ASSET_JOB_NAME, location_job, resource_config
-from ..defs.wheels import graph_wheel_keys, reusable_wheel, wheel_op_name
+from ..defs.up_to_date import wheels_needing_steps
+from ..defs.wheels import graph_wheel_keys, node_asset_key, reusable_wheel, wheel_op_name
 from .progress import ProgressPrinter
 from .run_events import QUIET, SESSION_TAG, RunOutcome, watched
 
@@ -69,10 +71,34 @@ def run_config(settings: DagsterBootstrap) -> dict[str, Any]:
     }
 
 
-def wheels_to_build(collection: Collection) -> list[dg.AssetKey]:
-    """The collection's wheel assets (none before discovery, or when all are pre-built)."""
+@dataclass(frozen=True)
+class WheelPlan:
+    """The collection's wheel assets split: those to run, and those up to date."""
+
+    keys: list[dg.AssetKey]
+    up_to_date: list[str]  # ``name==version`` of the wheel assets left alone
+
+
+def wheels_to_build(
+    instance: dg.DagsterInstance, collection: Collection, *, reuse: bool = True
+) -> WheelPlan:
+    """The collection's wheel assets to materialize (none before discovery, or when all are
+    pre-built): with ``reuse``, only the missing and changed ones, as "materialize changed
+    and missing" would (:func:`~fromager_dagster.defs.up_to_date.wheels_needing_steps`)."""
     graph = _graph(collection)
-    return graph_wheel_keys(graph, collection.variant) if graph is not None else []
+    if graph is None:
+        return WheelPlan([], [])
+    every = graph_wheel_keys(graph, collection.variant)
+    if not reuse:
+        return WheelPlan(every, [])
+    needed = wheels_needing_steps(instance, collection, graph)
+    left = set(every) - set(needed)
+    names = {
+        node_asset_key(graph, collection.variant, key): key
+        for key in graph.nodes
+        if key and not graph.nodes[key].pre_built
+    }
+    return WheelPlan(needed, sorted(names[k] for k in left))
 
 
 def run_discovery(
@@ -136,7 +162,9 @@ def _run(
     graph = _graph(collection)
     requirements = _requirements_by_step(collection, graph)
     building = asset_selection is not None
-    reusable = _reusable_steps(collection, graph) if settings.reuse and building else set()
+    reusable = (
+        _reusable_steps(instance, collection, graph) if settings.reuse and building else set()
+    )
     tags = {SESSION_TAG: session, COLLECTION_TAG: collection.ident, "fromager/cli": command}
 
     def execute() -> Any:
@@ -176,16 +204,21 @@ def _requirements_by_step(collection: Collection, graph: DependencyGraph | None)
     }
 
 
-def _reusable_steps(collection: Collection, graph: DependencyGraph | None) -> set[str]:
+def _reusable_steps(
+    instance: dg.DagsterInstance, collection: Collection, graph: DependencyGraph | None
+) -> set[str]:
     """Steps whose wheel an earlier build made from the same inputs: they will only reuse it."""
     if graph is None:
         return set()
     layout = OutputLayout(collection.output_dir)
     settings = collection.settings()
+    repository = WheelRepository(layout)
     return {
         wheel_op_name(collection, node.canonicalized_name, node.version)
         for key, node in graph.nodes.items()
-        if key and not node.pre_built and reusable_wheel(graph, key, layout, settings) is not None
+        if key
+        and not node.pre_built
+        and reusable_wheel(graph, key, layout, settings, repository) is not None
     }
 
 

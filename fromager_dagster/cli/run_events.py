@@ -156,6 +156,8 @@ class RunWatcher:
             self._on_materialization(event, requirement)
         elif kind == "STEP_FAILURE":
             self._on_failure(event, requirement or step)
+        elif kind == "ASSET_CHECK_EVALUATION":
+            self._on_check(event.event_specific_data)
         elif kind == "RUN_FAILURE" and not self.outcome.errors:
             self.outcome.errors.append(f"{self.outcome.name}: {event.message}")
 
@@ -178,6 +180,16 @@ class RunWatcher:
             self.printer("reused", requirement, Path(str(meta.get("wheel_path", ""))).name)
         else:
             self.printer("built", requirement, f"{meta.get('build_seconds', 0):.1f}s")
+
+    def _on_check(self, evaluation: Any) -> None:
+        """A failed check is the run's error: the package and the check's own reason."""
+        if evaluation.passed:
+            return
+        meta = _values(evaluation.metadata)
+        who = str(meta.get("requirement") or evaluation.asset_key.to_user_string())
+        reason = str(evaluation.description or meta.get("detail") or "no reason given")
+        self.printer("failed", who, f"{evaluation.check_name}: {reason}")
+        self.outcome.errors.append(f"{who}: {evaluation.check_name}: {reason}")
 
     def _on_failure(self, event: Any, who: str) -> None:
         data = event.step_failure_data

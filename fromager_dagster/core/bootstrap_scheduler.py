@@ -156,8 +156,7 @@ class Scheduler:
 
     def _discover_build(self, node: Node) -> None:
         cached = cached_build(self.layout, node.pkg, self.settings, self.plugins)
-        if cached is not None:
-            self._reuse(node, cached)
+        if cached is not None and self._reuse(node, cached):
             return
         prepared = self.steps.prepare(node)
         # the re-packed sdist is an output nobody waits for: make it off the critical path
@@ -173,15 +172,31 @@ class Scheduler:
             node.build_reqs[req_type] = [str(r) for r in reqs]
         node.build_known.set()
 
-    def _reuse(self, node: Node, cached: CachedBuild) -> None:
-        """An earlier build's wheel stands: link its recorded build requirements."""
+    def _reuse(self, node: Node, cached: CachedBuild) -> bool:
+        """An earlier build's wheel stands if, once its recorded build requirements and their
+        install closure are final in this run (reused or rebuilt), the record still holds: a
+        build requirement rebuilt with other bytes means a new build. Links the recorded
+        requirements either way."""
+        node.wheel = cached.wheel  # tentatively: a cycle back to this node takes it
+        children = [
+            key
+            for req_type in BUILD_TYPES
+            for text in cached.build_requires.get(req_type, [])
+            for key in self.link(node.key, Requirement(text), req_type)
+        ]
+        try:
+            self._installable(node.key, children)
+        except BuildCycleError:
+            raise
+        except FromagerDagsterError:
+            pass  # a build requirement failed: the fresh discovery reports it
+        if cached_build(self.layout, node.pkg, self.settings, self.plugins) is None:
+            node.wheel = None
+            return False
         node.reused = True
-        node.wheel = cached.wheel
-        for req_type in BUILD_TYPES:
-            for text in cached.build_requires.get(req_type, []):
-                self.link(node.key, Requirement(text), req_type)
         node.build_known.set()
         self.tally.count("reused", node.key, cached.wheel.name)
+        return True
 
     def _fall_back(self, node: Node, exc: FromagerDagsterError) -> bool:
         """Test mode: carry on with a pre-built wheel if the index has one."""

@@ -102,10 +102,13 @@ class WheelSteps:
             shutil.rmtree(node.env.path, ignore_errors=True)
         write_record(
             self.layout,
-            node.pkg,
-            self.settings,
-            self.plugins,
+            node.pkg.name,
+            str(node.pkg.version),
+            source_sha256=node.pkg.source.sha256,
+            settings=self.settings,
+            plugins=self.plugins,
             build_requires=node.build_reqs,
+            build_env=node.installed,
             wheel=wheel,
         )
         return wheel

@@ -21,6 +21,7 @@ from fromager_dagster.core.requirements import Constraints
 from .collections import Collection
 from .discovery import discover_job_name, discovery_run_config
 from .graph_state import wheels_selection
+from .up_to_date import wheels_needing_steps
 
 ENV_SENSOR_INTERVAL = "FROMAGER_DAGSTER_RELEASE_SENSOR_INTERVAL"
 REBUILD_TAG = "fromager/rebuild"
@@ -90,9 +91,16 @@ def rebuild_after_discovery_sensor(
             ident = record.dagster_run.tags.get(COLLECTION_TAG, "")
             if ident not in by_ident:
                 continue
-            keys = wheels_selection(by_ident[ident]).resolve(repository.asset_graph)
+            collection = by_ident[ident]
+            keys = wheels_selection(collection).resolve(repository.asset_graph)
             if not keys:
                 context.log.info(f"collection {ident} has no wheel assets yet")
+                continue
+            if collection.graph_path.is_file():  # only the missing and changed wheels
+                graph = DependencyGraph.load(collection.graph_path)
+                keys = keys & set(wheels_needing_steps(context.instance, collection, graph))
+            if not keys:
+                context.log.info(f"collection {ident}: every wheel is up to date")
                 continue
             requests.append(
                 dg.RunRequest(

@@ -25,6 +25,7 @@ from dagster_shared.serdes.objects.models.defs_state_info import DefsStateManage
 from fromager_dagster.core.graph import DependencyGraph
 
 from .collections import Collection
+from .install_checks import install_checks
 from .wheels import wheel_assets
 
 ENV_WEBSERVER = "FROMAGER_DAGSTER_WEBSERVER_URL"
@@ -81,7 +82,11 @@ class CollectionGraphComponent(dg.StateBackedComponent):
         if path is None:
             return dg.Definitions()
         graph = DependencyGraph.load(path)
-        return dg.Definitions(assets=wheel_assets(graph, self.collection, lanes=self.lanes))
+        checks = install_checks(graph, self.collection)
+        return dg.Definitions(
+            assets=wheel_assets(graph, self.collection, lanes=self.lanes),
+            asset_checks=[checks] if checks is not None else None,
+        )
 
 
 def collection_defs(collection: Collection, *, lanes: int, project_root: Path) -> dg.Definitions:

@@ -33,15 +33,18 @@ def build_definitions(
     collections = load_collections() if collections is None else collections
     lanes = concurrency or max_concurrent()
     assets: list[dg.AssetsDefinition] = []
+    checks: list[dg.AssetChecksDefinition] = []
     discover_jobs = []
     for collection in collections.values():
         assets.append(discovery_asset(collection))
         discover_jobs.append(discover_job(collection))
         grown = collection_defs(collection, lanes=lanes, project_root=PROJECT_ROOT)
         assets.extend(a for a in (grown.assets or []) if isinstance(a, dg.AssetsDefinition))
+        checks.extend(grown.asset_checks or [])  # type: ignore[arg-type]
     schedules, sensors = all_automation(collections, discover_jobs)
     return dg.Definitions(
         assets=assets,
+        asset_checks=checks,
         jobs=discover_jobs,
         schedules=schedules,
         sensors=sensors,

@@ -12,7 +12,7 @@ class FromagerResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     a wheel built earlier from the same recorded inputs (e.g. by discovery) is reused."""
 
     network_isolation: bool | None = None
-    reuse_wheels: bool = False
+    reuse_wheels: bool = True
 
     def isolation(self) -> bool:
         return resolve_isolation(self.network_isolation)

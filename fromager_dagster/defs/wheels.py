@@ -1,4 +1,4 @@
-"""Graph-backed wheel assets: one asset and one install check per package-version-variant."""
+"""Graph-backed wheel assets: one asset per package-version-variant."""
 
 import functools
 import hashlib
@@ -7,8 +7,6 @@ import json
 import math
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,8 +18,8 @@ from dagster._core.definitions.assets.definition.assets_definition import (
 from dagster._core.definitions.input import InputDefinition
 from packaging.utils import canonicalize_name
 
-from fromager_dagster.core.buildenv import BuildEnvFactory
-from fromager_dagster.core.builder import BuiltWheel, build_node, find_source, find_wheel
+from fromager_dagster.core.bootstrap_cache import WheelRepository, reusable_build, write_record
+from fromager_dagster.core.builder import BuiltWheel, build_node, find_source
 from fromager_dagster.core.errors import (
     BuildError,
     FromagerDagsterError,
@@ -31,18 +29,15 @@ from fromager_dagster.core.errors import (
     UnsafeArchiveError,
 )
 from fromager_dagster.core.graph import BUILD_TYPES, ROOT, DependencyGraph
-from fromager_dagster.core.index_server import LocalIndexServer
 from fromager_dagster.core.layout import OutputLayout
 from fromager_dagster.core.plugins import Plugins
 from fromager_dagster.core.prepare import build_fingerprint
 from fromager_dagster.core.settings import Settings
 from fromager_dagster.core.sources import sha256_file
-from fromager_dagster.core.wheels import wheel_top_level_modules
 
 from .collections import Collection
 from .resources import FromagerResource
 
-CHECK_NAME = "installs_and_imports"
 RETRY_POLICY = dg.RetryPolicy(max_retries=2, delay=1, backoff=dg.Backoff.EXPONENTIAL)
 
 
@@ -199,11 +194,8 @@ def wheel_asset(
         },
         skippable=False,
     )
-    check_spec = dg.AssetCheckSpec(CHECK_NAME, asset=asset_key, blocking=True)
-
     return _assets_definition(
         spec,
-        check_spec,
         op_name=wheel_op_name(collection, name, version),
         compute_fn=WheelBuild(graph, key, layout, asset_key, flaky=flaky, settings=settings),
         op_tags=op_tags or {},
@@ -218,8 +210,9 @@ def _call_signature(cls: type) -> inspect.Signature:
 
 
 class WheelBuild:
-    """The body of a wheel asset's op: build node ``key`` (or reuse the wheel an earlier build
-    made from the same inputs), then check that it installs and imports.
+    """The body of a wheel asset's op: build node ``key``, or reuse the wheel an earlier build
+    made from the same inputs. Whether it installs and imports is the collection's check
+    (:mod:`.install_checks`), once the whole install closure is there.
 
     Dagster calls it as ``compute_fn(context, inputs)`` and reads its signature to choose the
     context type; the signature is the class's, computed once rather than once per op.
@@ -241,7 +234,7 @@ class WheelBuild:
 
     def __call__(
         self, context: dg.AssetExecutionContext, inputs: Mapping[str, Any]
-    ) -> Iterator[dg.MaterializeResult[Any] | dg.AssetCheckResult]:
+    ) -> Iterator[dg.MaterializeResult[Any]]:
         graph, key, layout = self.graph, self.key, self.layout
         node = graph.nodes[key]
         fromager: FromagerResource = context.resources.fromager
@@ -268,8 +261,8 @@ class WheelBuild:
                 "log_path": dg.MetadataValue.path(str(built.log_path)),
                 "reused": dg.MetadataValue.bool(built.reused),
             },
+            data_version=dg.DataVersion(built.sha256),
         )
-        yield install_check(layout, node.canonicalized_name, node.version, self.asset_key)
 
 
 WheelBuild.__signature__ = _call_signature(WheelBuild)  # type: ignore[attr-defined]
@@ -282,7 +275,6 @@ def _asset_dep(key: dg.AssetKey) -> dg.AssetDep:
 
 
 _ASSET_OUT = dg.Out(dg.Nothing)  # an asset spec without an I/O manager: no value, order only
-_CHECK_OUT = dg.Out(None, is_required=True)  # what @multi_asset declares for a check
 
 
 @functools.cache
@@ -298,20 +290,18 @@ def _nothing_input(input_name: str) -> InputDefinition:
 
 def _assets_definition(
     spec: dg.AssetSpec,
-    check_spec: dg.AssetCheckSpec,
     *,
     op_name: str,
     compute_fn: Callable[..., Iterator[Any]],
     op_tags: Mapping[str, str],
 ) -> dg.AssetsDefinition:
-    """What ``@multi_asset(name=op_name, specs=[spec], check_specs=[check_spec], ...)`` builds:
-    one op whose inputs are the spec's deps (type ``Nothing``) and whose outputs are the asset
-    and its check, with the same names and attributes."""
+    """What ``@multi_asset(name=op_name, specs=[spec], ...)`` builds: one op whose inputs are
+    the spec's deps (type ``Nothing``) and whose output is the asset, with the same names and
+    attributes."""
     keys_by_input_name = {
         stringify_asset_key_to_input_name(d.asset_key): d.asset_key for d in spec.deps
     }
     output_name = spec.key.to_python_identifier()
-    check_output_name = check_spec.get_python_identifier()
     op = dg.OpDefinition(
         compute_fn=compute_fn,
         name=op_name,
@@ -324,7 +314,6 @@ def _assets_definition(
                 code_version=spec.code_version,
                 metadata=spec.metadata,
             ),
-            check_output_name: _CHECK_OUT,
         },
         required_resource_keys={"fromager"},
         tags=op_tags,
@@ -334,55 +323,43 @@ def _assets_definition(
         keys_by_input_name=keys_by_input_name,
         keys_by_output_name={output_name: spec.key},
         node_def=op,
-        check_specs_by_output_name={check_output_name: check_spec},
         specs=[spec],
     )
 
 
-def _record_path(layout: OutputLayout, name: str, version: str) -> Path:
-    """The engine's build record of ``name==version`` (work-dir/cache/<name>-<version>.json)."""
-    return layout.cache_dir / f"{name}-{version}.json"
-
-
-def _recorded_build_requires(graph: DependencyGraph, key: str) -> dict[str, list[str]]:
-    edges = graph.nodes[key].edges
-    return {t: sorted({e.req for e in edges if e.req_type == t}) for t in BUILD_TYPES}
-
-
 def reusable_wheel(
-    graph: DependencyGraph, key: str, layout: OutputLayout, settings: Settings | None = None
+    graph: DependencyGraph,
+    key: str,
+    layout: OutputLayout,
+    settings: Settings,
+    repository: WheelRepository | None = None,
 ) -> BuiltWheel | None:
-    """The wheel an earlier build (discovery's, or this asset's) made from the same inputs.
-
-    The build record must name the same source archive (sha256), build tag, build
-    fingerprint (settings, patches, plugin) and build requirements as the graph and settings,
-    and its wheel must still be there with the recorded sha256.
-    """
+    """The wheel an earlier build (discovery's, or this asset's) made from the same inputs:
+    the engine's rule (:func:`~fromager_dagster.core.bootstrap_cache.reusable_build`) with
+    the graph's build requirements."""
     node = graph.nodes[key]
     name, version = node.canonicalized_name, node.version
-    settings = settings or Settings()
     try:
-        record = json.loads(_record_path(layout, name, version).read_text(encoding="utf-8"))
         source = find_source(layout, name, version, node.download_url)
-    except (OSError, ValueError, FromagerDagsterError):
+    except FromagerDagsterError:
         return None
-    wheel = layout.wheels_downloads / str(record.get("wheel", ""))
-    recorded = {t: sorted(set(record.get("build_requires", {}).get(t, []))) for t in BUILD_TYPES}
-    if (
-        record.get("build_tag") != settings.build_tag(name, version)
-        or record.get("settings") != _fingerprint(settings, name, version)
-        or recorded != _recorded_build_requires(graph, key)
-        or not wheel.is_file()
-        or find_wheel(layout, name, version) is None
-        or record.get("source_sha256") != sha256_file(source)
-        or record.get("wheel_sha256") != sha256_file(wheel)
-    ):
+    cached = reusable_build(
+        layout,
+        name,
+        version,
+        source_sha256=sha256_file(source),
+        settings=settings,
+        plugins=Plugins.load(),
+        build_requires=_recorded_build_requires(graph, key),
+        repository=repository,
+    )
+    if cached is None:
         return None
     return BuiltWheel(
         key=key,
-        path=wheel,
-        sha256=record["wheel_sha256"],
-        size=wheel.stat().st_size,
+        path=cached.wheel,
+        sha256=cached.wheel_sha256,
+        size=cached.wheel.stat().st_size,
         seconds=0.0,
         log_path=layout.log_path(name, version),
         source_path=source,
@@ -391,29 +368,26 @@ def reusable_wheel(
 
 
 def write_build_record(
-    graph: DependencyGraph,
-    key: str,
-    layout: OutputLayout,
-    built: BuiltWheel,
-    settings: Settings | None = None,
+    graph: DependencyGraph, key: str, layout: OutputLayout, built: BuiltWheel, settings: Settings
 ) -> None:
     """Record a build in the engine's format, so later runs (engine or assets) reuse it."""
     node = graph.nodes[key]
-    name, version = node.canonicalized_name, node.version
-    settings = settings or Settings()
-    record = {
-        "source_sha256": sha256_file(built.source_path),
-        "build_tag": settings.build_tag(name, version),
-        "settings": _fingerprint(settings, name, version),
-        "build_requires": _recorded_build_requires(graph, key),
-        "wheel": built.path.name,
-        "wheel_sha256": built.sha256,
-    }
-    path = _record_path(layout, node.canonicalized_name, node.version)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")
-    tmp.replace(path)
+    write_record(
+        layout,
+        node.canonicalized_name,
+        node.version,
+        source_sha256=sha256_file(built.source_path),
+        settings=settings,
+        plugins=Plugins.load(),
+        build_requires=_recorded_build_requires(graph, key),
+        build_env=graph.build_requirements(key),
+        wheel=built.path,
+    )
+
+
+def _recorded_build_requires(graph: DependencyGraph, key: str) -> dict[str, list[str]]:
+    edges = graph.nodes[key].edges
+    return {t: [e.req for e in edges if e.req_type == t] for t in BUILD_TYPES}
 
 
 def _translate(exc: Exception, context: dg.AssetExecutionContext, *, flaky: bool) -> Exception:
@@ -438,46 +412,6 @@ def _translate(exc: Exception, context: dg.AssetExecutionContext, *, flaky: bool
         except OSError:
             pass
     return dg.Failure(description=text, metadata=metadata, allow_retries=False)
-
-
-def install_check(
-    layout: OutputLayout, name: str, version: str, asset_key: dg.AssetKey
-) -> dg.AssetCheckResult:
-    """Install ``name==version`` from the local repository into a throwaway env and import it."""
-    wheel = find_wheel(layout, name, version)
-    if wheel is None:
-        return dg.AssetCheckResult(
-            asset_key=asset_key,
-            check_name=CHECK_NAME,
-            passed=False,
-            metadata={"error": f"no wheel of {name}=={version} in the local repository"},
-        )
-    modules = wheel_top_level_modules(wheel)
-    with tempfile.TemporaryDirectory(prefix="install-check-") as tmp:
-        log = Path(tmp) / "check.log"
-        try:
-            with LocalIndexServer(layout.wheel_roots) as server:
-                envs = BuildEnvFactory(server.url, cache_dir=layout.work_dir / "uv-cache")
-                env = envs.create(Path(tmp) / "env", log=log)
-                envs.install(env, [f"{name}=={version}"], log=log)
-            import subprocess
-
-            code = "import importlib, sys\nfor m in sys.argv[1:]: importlib.import_module(m)\n"
-            proc = subprocess.run(
-                [str(env.python), "-c", code, *modules], capture_output=True, text=True, check=False
-            )
-            passed, detail = proc.returncode == 0, (proc.stderr.strip().splitlines() or [""])[-1]
-        except FromagerDagsterError as exc:
-            passed, detail = False, f"{exc}\n{log.read_text(errors='replace')[-2000:]}"
-        kept = layout.logs_dir / f"{name}-{version}.check.log"
-        if log.exists():
-            shutil.copyfile(log, kept)
-    return dg.AssetCheckResult(
-        asset_key=asset_key,
-        check_name=CHECK_NAME,
-        passed=passed,
-        metadata={"modules": ", ".join(modules), "detail": detail, "wheel": str(wheel.name)},
-    )
 
 
 def wheel_assets(

@@ -215,7 +215,8 @@ def check_scenario(run: ScenarioRun) -> None:
     assert run.steps("STEP_UP_FOR_RETRY") == [run.step("flaky")]
     assert run.steps("STEP_RESTARTED") == [run.step("flaky")]
     assert run.materialized == set(good)
-    assert run.checks == dict.fromkeys(good, True)
+    # the install check runs once every wheel of the run is there: one failed, none checked
+    assert run.checks == {}
     # the builds really ran (no wheel reused from discovery), the flaky one twice
     assert {name: len(spans) for name, spans in run.builds.items()} == {
         **dict.fromkeys(good, 1),

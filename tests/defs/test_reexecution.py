@@ -7,6 +7,7 @@ import dagster as dg
 import pytest
 
 from fromager_dagster.defs.graph_state import wheel_keys
+from fromager_dagster.defs.install_checks import install_check_op_name
 from fromager_dagster.defs.location import build_definitions
 from fromager_dagster.defs.wheels import wheel_op_name
 from tests.defs import mp_target
@@ -43,6 +44,7 @@ def test_reexecution_from_failure_rebuilds_the_failed_package_and_its_dependents
     fail_once.write_text("0")  # discovery builds rx-lib (rx-app's build requirement) fine
     col = discover(packages, folder, url, tmp_path / "out", name="rx", requirements=reqs)
     fail_once.write_text("1")  # rx-lib's next build fails (a build error: not retried)
+    (col.output_dir / "work-dir" / "cache" / "rx-lib-1.0.json").unlink()  # so it is rebuilt
     (tmp_path / "c.yaml").write_text(
         "collections:\n  rx:\n"
         f"    requirements: {json.dumps(list(reqs))}\n"
@@ -71,6 +73,7 @@ def test_reexecution_from_failure_rebuilds_the_failed_package_and_its_dependents
             reexecution_options=options,
         ) as again:
             assert again.success
-        assert _started(instance, again.run_id) == {step["lib"], step["app"]}
+        check = install_check_op_name(col)  # skipped in the first run, after a failed wheel
+        assert _started(instance, again.run_id) == {step["lib"], step["app"], check}
     wheels = sorted(p.name for p in (col.output_dir / "wheels-repo" / "downloads").glob("*.whl"))
     assert [w.split("-")[0] for w in wheels] == ["rx_app", "rx_dep", "rx_lib", "rx_side", "rx_tool"]

@@ -1,0 +1,71 @@
+"""Through Dagster: install dependencies built later in the same run, and reruns that skip
+every up-to-date wheel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from fromager_dagster.core.index_server import LocalIndexServer
+from tests.cli.test_dagster_bootstrap import _cli
+from tests.fixtures.packages import FixturePackage, make_index
+
+# od-app and od-dep are install-only (nothing builds with them): both are built in the build
+# run, and od-dep's build is slow, so od-app's wheel exists well before its install closure.
+LATE = [
+    FixturePackage("od-tool", record_env=("OD_FLAVOUR",)),
+    FixturePackage("od-dep", sleep=2.0),
+    FixturePackage("od-app", build_system_requires=("od-tool",), install_requires=("od-dep",)),
+]
+
+
+@pytest.fixture
+def index(tmp_path: Path):  # type: ignore[no-untyped-def]
+    make_index(LATE, tmp_path / "up")
+    with LocalIndexServer([tmp_path / "up"]) as server:
+        yield server.url
+
+
+def _checks(home: Path) -> dict[str, bool]:
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        found: dict[str, bool] = {}
+        for run in instance.get_runs():
+            for entry in instance.all_logs(run.run_id):
+                event = entry.dagster_event
+                if event is not None and event.event_type_value == "ASSET_CHECK_EVALUATION":
+                    data = event.event_specific_data
+                    found[data.asset_key.path[2]] = data.passed
+        return found
+
+
+def test_install_check_waits_for_the_install_closure_and_reruns_build_nothing(
+    index: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    args = ("bootstrap", "od-app", "--index-url", index, "--no-network-isolation", "-j", "2")
+    cold = _cli(*args, "-O", str(out))
+    assert cold.returncode == 0, cold.stderr
+    assert "FAILED" not in cold.stderr
+    # one check per wheel, all passed, in the one install-check step after the wheels
+    assert _checks(out / "dagster-home") == {"od-tool": True, "od-dep": True, "od-app": True}
+
+    warm = _cli(*args, "-O", str(out))
+    assert warm.returncode == 0, warm.stderr
+    assert "3 wheels up to date: no build step for them" in warm.stderr
+    runs = [line for line in warm.stderr.splitlines() if line.startswith("dagster run: ")]
+    assert [line.split()[3] for line in runs] == ["discover_od_app_job"]  # no build run
+    assert "building " not in warm.stderr
+    assert "3 packages, 0 built, 3 reused" in warm.stderr
+
+    # a changed input: od-tool's settings give its build another environment, and its
+    # wheel other bytes; what was built with it is rebuilt, and only that
+    settings = tmp_path / "settings"
+    settings.mkdir()
+    (settings / "od_tool.yaml").write_text("env:\n  OD_FLAVOUR: b\n")
+    again = _cli(*args, "-O", str(out), "--settings-dir", str(settings))
+    assert again.returncode == 0, again.stderr
+    assert "building od-tool==1.0" in again.stderr, again.stderr
+    assert "building od-app==1.0" in again.stderr, again.stderr
+    assert "building od-dep==1.0" not in again.stderr
