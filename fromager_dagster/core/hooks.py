@@ -129,13 +129,26 @@ class HookCaller:
         cwd: str | None = None,
         extra_environ: Mapping[str, str] | None = None,
     ) -> None:
-        environ = self.env.environ({**self._extra, **(extra_environ or {})})
+        environ = self.env.environ(self._with_prefix_map({**self._extra, **(extra_environ or {})}))
         argv = isolated(list(cmd)) if self.isolate else list(cmd)
         with self.log.open("a", encoding="utf-8") as out:
             out.flush()
             subprocess.run(
                 argv, cwd=cwd, env=environ, stdout=out, stderr=subprocess.STDOUT, check=True
             )
+
+    def _with_prefix_map(self, environ: dict[str, str]) -> dict[str, str]:
+        """``environ`` with compiler flags that write the source tree and the build
+        environment under fixed names into compiled code (debug information, ``__FILE__``),
+        so that a C extension's bytes do not depend on where the output folder is."""
+        name = f"{self.package or 'package'}-{self.version or '0'}"
+        maps = (
+            f"-ffile-prefix-map={self.source_dir.resolve()}=/usr/src/{name} "
+            f"-ffile-prefix-map={self.env.path.resolve()}=/usr/src/{name}-build-env"
+        )
+        for flags in ("CFLAGS", "CXXFLAGS"):
+            environ[flags] = f"{maps} {environ[flags]}" if environ.get(flags) else maps
+        return environ
 
     def _call(self, hook: str, *args: object, **kwargs: object) -> object:
         """Call ``hook``; translate pyproject_hooks' and subprocess errors to BuildError here."""
