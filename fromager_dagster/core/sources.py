@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
+import lzma
 import os
 import shutil
 import stat
 import tarfile
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING
@@ -148,29 +150,35 @@ def _check_limits(archive: Path, member: str, count: int, total: int, limits: _L
         )
 
 
-def _check_tar(archive: Path, tar: tarfile.TarFile, limits: _Limits) -> None:
-    total = 0
-    # Lazy iteration: stops at the first bad member, before reading the rest.
-    for count, info in enumerate(tar, start=1):
-        total += info.size if info.isreg() else 0
-        _check_limits(archive, info.name, count, total, limits)
-        _check_name(archive, info.name)
-        if info.issym() or info.islnk():
-            _check_link(archive, info.name, info.linkname, hard=info.islnk())
-        elif not (info.isreg() or info.isdir()):
-            raise UnsafeArchiveError(
-                f"{archive.name}: member {info.name!r} is not a regular file, directory or link"
-            )
+def _check_member(
+    archive: Path, info: tarfile.TarInfo, count: int, total: int, limits: _Limits
+) -> None:
+    _check_limits(archive, info.name, count, total, limits)
+    _check_name(archive, info.name)
+    if info.issym() or info.islnk():
+        _check_link(archive, info.name, info.linkname, hard=info.islnk())
+    elif not (info.isreg() or info.isdir()):
+        raise UnsafeArchiveError(
+            f"{archive.name}: member {info.name!r} is not a regular file, directory or link"
+        )
 
 
 def _extract_tar(archive: Path, root: Path, limits: _Limits) -> None:
+    """One pass over the (possibly compressed) stream: each member is checked, then written
+    into ``root``, a fresh temporary directory that is removed on any error. A compressed
+    tar read twice (check, then extract) decompresses it twice, and seeking back restarts
+    the decompression. Directories get no attributes (a read-only directory in the archive
+    would refuse the files that follow it)."""
+    total = 0
     try:
-        with tarfile.open(archive) as tar:
-            _check_tar(archive, tar, limits)
-            tar.extractall(root, filter="data")
+        with tarfile.open(archive, mode="r|*") as tar:
+            for count, info in enumerate(tar, start=1):
+                total += info.size if info.isreg() else 0
+                _check_member(archive, info, count, total, limits)
+                tar.extract(info, root, set_attrs=not info.isdir(), filter="data")
     except tarfile.FilterError as exc:
         raise UnsafeArchiveError(f"{archive.name}: {exc}") from exc
-    except (tarfile.TarError, EOFError, OSError) as exc:
+    except (tarfile.TarError, EOFError, OSError, lzma.LZMAError, zlib.error) as exc:
         raise SourceError(f"could not unpack {archive.name}: {exc}") from exc
 
 
