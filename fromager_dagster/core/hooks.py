@@ -73,6 +73,8 @@ def read_build_system(source_dir: Path, *, package: str | None = None) -> BuildS
         )
     backend = table.get("build-backend", DEFAULT_BACKEND)
     backend_path = table.get("backend-path")
+    if isinstance(backend_path, str):  # flit-core 2.x writes one path as a string
+        backend_path = [backend_path]
     if not isinstance(backend, str) or (
         backend_path is not None
         and (
