@@ -14,7 +14,7 @@ from packaging.utils import canonicalize_name
 from .bootstrap_options import DEFAULT_SOURCE_DATE_EPOCH, BootstrapOptions, Progress, no_progress
 from .bootstrap_scheduler import Scheduler
 from .bootstrap_waits import DependencyFailedError
-from .buildenv import BuildEnvFactory
+from .buildenv import BuildEnvFactory, temporary_session
 from .errors import FromagerDagsterError
 from .failures import write_failure_report
 from .graph import ROOT, DependencyGraph
@@ -103,12 +103,15 @@ def bootstrap(
         logs_dir=layout.logs_dir,
         source_date_epoch=options.source_date_epoch,
     )
-    with LocalIndexServer(layout.wheel_roots) as server:
+    with (
+        LocalIndexServer(layout.wheel_roots) as server,
+        temporary_session(layout.work_dir / "uv-cache") as cache,
+    ):
         run = Scheduler(
             resolver=Resolver(index, constraints, policy),
             index=index,
             layout=layout,
-            envs=BuildEnvFactory(server.url, cache_dir=layout.work_dir / "uv-cache"),
+            envs=BuildEnvFactory(server.url, cache_dir=cache),
             options=options,
             progress=progress or no_progress,
             settings=settings,

@@ -10,7 +10,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from .build_settings import DEFAULT_SOURCE_DATE_EPOCH, BuildSettings, extra_environ, installed
-from .buildenv import BuildEnv, BuildEnvFactory
+from .buildenv import BuildEnv, BuildEnvFactory, temporary_session
 from .built import downloaded_source
 from .errors import BuildError, ConfigError, SourceError
 from .graph import write_atomic
@@ -245,8 +245,11 @@ def prepare_build(
     log = log or layout.log_path(name, version)
     plugins = installed(plugins)
     environ = extra_environ(prepared.project_dir, settings, plugins, name, version, log)
-    with wheel_server(layout, wheel_server_url) as url:
-        envs = BuildEnvFactory(url, cache_dir=layout.work_dir / "uv-cache")
+    with (
+        wheel_server(layout, wheel_server_url) as url,
+        temporary_session(layout.work_dir / "uv-cache") as cache,
+    ):
+        envs = BuildEnvFactory(url, cache_dir=cache)
         env = envs.create(layout.package_dir(name, version) / "build-env", log=log)
         envs.install(env, [str(r) for r in prepared.build_system.requires], log=log)
         hooks = hook_caller(prepared, env, settings, isolate, log, name, version, environ)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+import time
+import uuid
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,11 +60,46 @@ class BuildEnv:
         return env
 
 
+SESSION_MAX_AGE = 24 * 3600.0
+
+
+def session_cache(root: Path, session: str) -> Path:
+    """The installer cache of one session (a bootstrap, a Dagster run) under ``root``.
+
+    Within a session a wheel's bytes never change under its name: it is installed only once
+    it is final. Across sessions they may (a rebuild with other settings keeps the file
+    name), and uv's cache keys wheels by name, so each session has a cache of its own:
+    a wheel is unpacked into it once, however many environments install it, and no session
+    sees another's. Sessions older than a day are removed here.
+    """
+    sessions = root / "sessions"
+    sessions.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    for old in sessions.iterdir():
+        with contextlib.suppress(OSError):
+            if old.name != session and now - old.stat().st_mtime > SESSION_MAX_AGE:
+                shutil.rmtree(old, ignore_errors=True)
+    path = sessions / session
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def temporary_session(root: Path) -> Iterator[Path]:
+    """A session cache (:func:`session_cache`) removed when the block ends."""
+    path = session_cache(root, f"tmp-{uuid.uuid4().hex}")
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 class BuildEnvFactory:
     """Creates build environments that can install only wheels from ``index_url``.
 
     ``index_url`` is the local wheel server on 127.0.0.1; every install is
     ``--only-binary :all:`` with that index and no other, so nothing can come from upstream.
+    ``cache_dir`` is a session's cache (:func:`session_cache`), never shared across sessions.
     """
 
     def __init__(self, index_url: str, *, cache_dir: Path, python: str = sys.executable) -> None:
@@ -115,7 +153,6 @@ class BuildEnvFactory:
                 ":all:",
                 "--cache-dir",
                 str(self.cache_dir),
-                "--refresh",
                 *pins,
             ],
             log,

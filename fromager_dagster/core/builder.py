@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from .build_steps import (
     prepared_source,
     resolve_source,
 )
-from .buildenv import BuildEnv, BuildEnvFactory
+from .buildenv import BuildEnv, BuildEnvFactory, temporary_session
 from .built import (
     BuiltWheel,
     accept_prebuilt,
@@ -78,6 +79,7 @@ def build_node(
     index_url: str | None = None,
     keep_build_env: bool = False,
     plugins: Plugins | None = None,
+    uv_cache: Path | None = None,
 ) -> BuiltWheel:
     """Build ``key``'s wheel from the graph's recorded build requirements, hermetically.
 
@@ -88,6 +90,8 @@ def build_node(
     config_settings and build tag (``build_tag`` overrides it). A pre-built node (in the graph
     or the settings) is taken from ``wheels-repo/prebuilt``, or downloaded from ``index``.
     The installed plugins (``plugins``: None loads them) override steps and run their hooks.
+    ``uv_cache`` is the installer cache of the caller's session (a Dagster run's, say:
+    :func:`~fromager_dagster.core.buildenv.session_cache`); None: one for this build only.
     """
     node = graph.nodes[key]
     job = _Build.of(
@@ -110,10 +114,11 @@ def build_node(
     return job.run(
         archive,
         start,
-        pins=graph.build_requirements(key),
+        pins=graph.build_stages(key),
         wheel_server_url=index_url,
         build_tag=job.wanted.build_tag if build_tag is None else build_tag,
         source_url=node.download_url or None,
+        uv_cache=uv_cache,
     )
 
 
@@ -266,10 +271,11 @@ class _Build:
         archive: Path,
         start: float,
         *,
-        pins: list[str] | None,
+        pins: list[list[str]] | None,
         wheel_server_url: str | None,
         build_tag: int,
         source_url: str | None,
+        uv_cache: Path | None = None,
     ) -> BuiltWheel:
         """Prepare ``archive``, re-pack its sdist, make the build environment, build the wheel,
         then run the ``post_build`` hooks, as a bootstrap does."""
@@ -295,7 +301,7 @@ class _Build:
             plugins=self.plugins,
             environ=environ,
         )
-        env = self._environment(prepared, pins, wheel_server_url)
+        env = self._environment(prepared, pins, wheel_server_url, uv_cache)
         wheel = make_wheel(
             self.layout,
             self.name,
@@ -317,10 +323,15 @@ class _Build:
         return BuiltWheel.since(start, self.key, wheel, self.log, archive)
 
     def _environment(
-        self, prepared: PreparedSource, pins: list[str] | None, wheel_server_url: str | None
+        self,
+        prepared: PreparedSource,
+        pins: list[list[str]] | None,
+        wheel_server_url: str | None,
+        uv_cache: Path | None = None,
     ) -> BuildEnv:
-        """The build environment: exactly ``pins`` from the wheel server, or (None) what the
-        build system and the hooks ask for (``step prepare-build``)."""
+        """The build environment: exactly ``pins`` from the wheel server, stage after stage
+        (:meth:`DependencyGraph.build_stages`), or (None) what the build system and the hooks
+        ask for (``step prepare-build``)."""
         if pins is None:
             return prepare_build(
                 self.layout,
@@ -333,12 +344,16 @@ class _Build:
                 log=self.log,
                 plugins=self.plugins,
             )
-        with wheel_server(self.layout, wheel_server_url) as url:
-            envs = BuildEnvFactory(url, cache_dir=self.layout.work_dir / "uv-cache")
+        with contextlib.ExitStack() as stack:
+            url = stack.enter_context(wheel_server(self.layout, wheel_server_url))
+            if uv_cache is None:
+                uv_cache = stack.enter_context(temporary_session(self.layout.work_dir / "uv-cache"))
+            envs = BuildEnvFactory(url, cache_dir=uv_cache)
             env = envs.create(
                 self.layout.package_dir(self.name, self.version) / "build-env", log=self.log
             )
-            envs.install(env, pins, log=self.log)
+            for stage in pins:
+                envs.install(env, stage, log=self.log)
         return env
 
     def _post_build(self, sdist: Path, wheel: Path) -> None:

@@ -103,6 +103,16 @@ class DependencyGraph:
         direct = list(dict.fromkeys(self.children(key, BUILD_TYPES)))
         return self.install_closure(direct)
 
+    def build_stages(self, key: str) -> list[list[str]]:
+        """:meth:`build_requirements` in the order a bootstrap installs them: the
+        build-system requirements' closure, then what the hooks added. A hook may ask for
+        another version of a package the build system brought (``setuptools_scm<8`` in
+        ``[build-system]``, ``setuptools_scm`` from the backend): the later stage replaces it,
+        as it did when the package was discovered."""
+        first = self.install_closure(list(dict.fromkeys(self.children(key, ("build-system",)))))
+        rest = [k for k in self.build_requirements(key) if k not in set(first)]
+        return [stage for stage in (first, rest) if stage]
+
     def walk(self) -> Iterator[str]:
         """Node keys reachable from the root, in depth-first pre-order along edge order."""
         seen: set[str] = set()

@@ -303,6 +303,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         if content_type != "application/octet-stream":
             self.send_header("Vary", "Accept")
+            # pages change as wheels are added: an installer must not answer from its cache
+            self.send_header("Cache-Control", "no-store")
         self.end_headers()
         if send_body:
             self.wfile.write(body)

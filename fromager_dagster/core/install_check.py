@@ -22,7 +22,7 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from .buildenv import BuildEnv, BuildEnvFactory
+from .buildenv import BuildEnv, BuildEnvFactory, temporary_session
 from .built import find_wheel
 from .errors import FromagerDagsterError
 from .index_server import LocalIndexServer
@@ -94,8 +94,9 @@ def check_installs(
     with (
         LocalIndexServer(layout.wheel_roots) as server,
         tempfile.TemporaryDirectory(prefix="install-check-", dir=layout.work_dir) as tmp,
+        temporary_session(layout.work_dir / "uv-cache") as cache,
     ):
-        envs = BuildEnvFactory(server.url, cache_dir=layout.work_dir / "uv-cache")
+        envs = BuildEnvFactory(server.url, cache_dir=cache)
         for number, layer in enumerate(_layers(wheels)):
             env_dir = Path(tmp) / f"env-{number}"
             checked = _check_layer(envs, env_dir, layer, wheels, constraints, isolate, log)

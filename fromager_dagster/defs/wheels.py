@@ -19,6 +19,7 @@ from dagster._core.definitions.input import InputDefinition
 from packaging.utils import canonicalize_name
 
 from fromager_dagster.core.bootstrap_cache import WheelRepository, reusable_build, write_record
+from fromager_dagster.core.buildenv import session_cache
 from fromager_dagster.core.builder import BuiltWheel, build_node, find_source
 from fromager_dagster.core.errors import (
     BuildError,
@@ -243,7 +244,12 @@ class WheelBuild:
             built = reusable_wheel(graph, key, layout, settings) if fromager.reuse_wheels else None
             if built is None:
                 built = build_node(
-                    graph, key, layout=layout, isolate=fromager.isolation(), settings=settings
+                    graph,
+                    key,
+                    layout=layout,
+                    isolate=fromager.isolation(),
+                    settings=settings,
+                    uv_cache=session_cache(layout.work_dir / "uv-cache", context.run.run_id),
                 )
                 write_build_record(graph, key, layout, built, settings)
         except Exception as exc:
