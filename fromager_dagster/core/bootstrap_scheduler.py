@@ -168,9 +168,27 @@ class Scheduler:
         node.installed = set(self._install(node, children))
         for req_type, reqs in self.steps.build_requirements(node, prepared):
             for req in reqs:
-                self.link(node.key, req, req_type)
+                self._link_hook_requirement(node, req, req_type, node.installed)
             node.build_reqs[req_type] = [str(r) for r in reqs]
         node.build_known.set()
+
+    def _link_hook_requirement(
+        self, node: Node, req: Requirement, req_type: ReqType, installed: set[str]
+    ) -> list[str]:
+        """Link a hook's requirement. One that a package of the build system's closure
+        (``installed``) already satisfies keeps that version, as fromager does: a backend
+        asking again for ``setuptools_scm`` gets the ``setuptools_scm<8`` the build system
+        brought, not a second version the environment cannot hold."""
+        name = canonicalize_name(req.name)
+        for key in sorted(installed):
+            child = self.nodes.get(key)
+            if (
+                child is not None
+                and child.pkg.name == name
+                and req.specifier.contains(child.pkg.version, prereleases=True)
+            ):
+                return self.link(node.key, req, req_type, child.pkg)
+        return self.link(node.key, req, req_type)
 
     def _reuse(self, node: Node, cached: CachedBuild) -> bool:
         """An earlier build's wheel stands if, once its recorded build requirements and their
@@ -180,11 +198,15 @@ class Scheduler:
         node.wheel = cached.wheel  # tentatively: a cycle back to this node takes it
         children = [
             key
-            for req_type in BUILD_TYPES
-            for text in cached.build_requires.get(req_type, [])
-            for key in self.link(node.key, Requirement(text), req_type)
+            for text in cached.build_requires.get("build-system", [])
+            for key in self.link(node.key, Requirement(text), "build-system")
         ]
         try:
+            installed = set(self._installable(node.key, children))
+            for req_type in ("build-backend", "build-sdist"):
+                for text in cached.build_requires.get(req_type, []):
+                    req = Requirement(text)
+                    children += self._link_hook_requirement(node, req, req_type, installed)
             self._installable(node.key, children)
         except BuildCycleError:
             raise

@@ -211,6 +211,11 @@ def _metadata(
         "state_version": version or "none (instance has no state storage)",
         "reload": reload,
         "preview": dg.MetadataValue.md(_preview(graph)),
+        # where discovery's time went, summed over its jobs (download, hooks, environments...)
+        **{
+            f"seconds_{phase}": dg.MetadataValue.float(round(spent, 2))
+            for phase, spent in sorted(result.timings.items())
+        },
     }
     if config.test_mode:
         metadata.update(_failure_metadata(result))
