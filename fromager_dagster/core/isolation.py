@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import shutil
 import subprocess
 import sys
@@ -24,6 +25,11 @@ os.execvp(sys.argv[1], sys.argv[1:])
 """
 
 
+# The same with iproute2's ``ip``, where it is installed: a shell and a small C program
+# instead of a Python interpreter before every isolated command.
+_LOOPBACK_UP_SH = 'ip link set lo up 2>/dev/null; exec "$@"'
+
+
 def _unshare_prefix() -> list[str]:
     unshare = shutil.which("unshare")
     if unshare is None:
@@ -31,7 +37,19 @@ def _unshare_prefix() -> list[str]:
             "network isolation needs the 'unshare' command (util-linux); install it or pass "
             "--no-network-isolation"
         )
+    ip = _ip_command()
+    if ip is not None:
+        script = _LOOPBACK_UP_SH.replace("ip link", f"{ip} link", 1)
+        return [unshare, "--net", "--map-root-user", "/bin/sh", "-c", script, "sh"]
     return [unshare, "--net", "--map-root-user", sys.executable, "-c", _LOOPBACK_UP]
+
+
+@functools.cache
+def _ip_command() -> str | None:
+    """iproute2's ``ip`` (often in /usr/sbin, off an unprivileged user's PATH), if any."""
+    path = os.environ.get("PATH", "") + os.pathsep + "/usr/sbin:/sbin"
+    found = shutil.which("ip", path=path)
+    return found if found and os.path.exists("/bin/sh") else None
 
 
 @functools.cache

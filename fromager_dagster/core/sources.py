@@ -353,7 +353,7 @@ def repack_sdist(
         with (
             os.fdopen(fd, "wb") as raw,
             gzip.GzipFile(
-                filename="", mode="wb", fileobj=raw, mtime=source_date_epoch, compresslevel=6
+                filename="", mode="wb", fileobj=raw, mtime=source_date_epoch, compresslevel=3
             ) as gz,
             tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
         ):
