@@ -354,7 +354,11 @@ class Scheduler:
         # tree, install into the environment or delete it, while the metadata hook runs.
         with node.wheel_lock:
             if node.wheel is None:
+                before = set(node.installed)
                 self._install(node, self.graph.children(node.key, ("build-backend",)))
+                if node.installed != before and node.hooks is not None:
+                    # metadata prefetched with fewer packages installed than a build has
+                    node.hooks.forget("prepare_metadata_for_build_wheel")
             try:
                 return self.steps.install_metadata(node)
             except BuildError as exc:

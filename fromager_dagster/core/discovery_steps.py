@@ -81,24 +81,34 @@ class DiscoverySteps:
     ) -> list[tuple[ReqType, list[Requirement]]]:
         """The backend's and the sdist hook's requirements, once build-system's are installed.
 
-        Independent subprocesses, side by side, each in its own copy of the source (setuptools
-        writes egg-info into the tree): the sdist hook, and a speculative build_wheel that is
-        kept when the backend asks for nothing beyond what is already installed.
+        Both hooks (and, for an sdist-only discovery, the metadata hook that install-only
+        packages need) run in one interpreter, one after another in the source tree: the
+        backend is imported once. Beside it, unless sdist-only, a speculative build_wheel in
+        a copy of the tree, kept when the backend asks for nothing beyond what is installed.
         """
         node.hooks = self._hook_caller(node, prepared)
         with self.tally.timed("hooks", self.capacity.work):
-            sdist_src = self._copy_source(prepared, node.pkg_dir / "sdist-src")
-            sdist_future = self.capacity.pool.submit(
-                self._requirements,
-                plugin_steps.sdist_requirements,
-                node,
-                self._hook_caller(node, prepared, sdist_src),
-            )
             if not self.options.sdist_only and not self._overridden(node, "build_wheel"):
                 node.speculative = self._speculate(node, prepared)
+            node.hooks.prefetch(self._prefetched(node), metadata_dir=self._metadata_dir(node))
             backend = self._requirements(plugin_steps.backend_requirements, node, node.hooks)
-            sdist = sdist_future.result()
+            sdist = self._requirements(plugin_steps.sdist_requirements, node, node.hooks)
         return [("build-backend", backend), ("build-sdist", sdist)]
+
+    def _prefetched(self, node: Node) -> list[str]:
+        """The hooks that will be called for ``node`` unless a plugin answers instead."""
+        hooks = []
+        if not self._overridden(node, "get_build_backend_dependencies"):
+            hooks.append("get_requires_for_build_wheel")
+        if not self._overridden(node, "get_build_sdist_dependencies"):
+            hooks.append("get_requires_for_build_sdist")
+        if self.options.sdist_only:
+            hooks.append("prepare_metadata_for_build_wheel")
+        return hooks
+
+    @staticmethod
+    def _metadata_dir(node: Node) -> Path:
+        return node.pkg_dir / "metadata"
 
     def install_metadata(self, node: Node) -> email.message.Message:
         """The core metadata that names the install requirements: the wheel's, else the
@@ -111,7 +121,7 @@ class DiscoverySteps:
                 raise
         assert node.hooks is not None
         with self.tally.timed("hooks", self.capacity.work):
-            dist_info = node.hooks.prepare_metadata(node.pkg_dir / "metadata")
+            dist_info = node.hooks.prepare_metadata(self._metadata_dir(node))
         return email.message_from_bytes((dist_info / "METADATA").read_bytes())
 
     def repack(self, node: Node, source_dir: Path) -> None:
