@@ -142,7 +142,7 @@ def _trivial_build() -> None:
         )
 
     builder.build_node = build_node
-    wheels.build_node = build_node  # type: ignore[attr-defined]
+    wheels.build_in_workers = lambda context, graph, key, *a, **k: build_node(graph, key)  # type: ignore[assignment]
     if hasattr(wheels, "reusable_wheel"):
         wheels.reusable_wheel = lambda *a, **k: None  # type: ignore[attr-defined]
     if hasattr(wheels, "write_build_record"):

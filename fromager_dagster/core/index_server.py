@@ -97,6 +97,11 @@ class _FileInfoCache:
         return found
 
 
+# One memo for every server of the process: each build step starts a server over the same
+# repository, and hashing every wheel again for each would cost O(steps x wheels).
+_SHARED_INFO = _FileInfoCache()
+
+
 def _requires_python(path: Path) -> str | None:
     """Requires-Python from a wheel's METADATA or an sdist's PKG-INFO; None if not found."""
     name = path.name
@@ -327,7 +332,7 @@ class LocalIndexServer:
         self.port = port
         self.yanked: Mapping[str, str] = dict(yanked or {})
         self.html_only = html_only
-        self._cache = _FileInfoCache()
+        self._cache = _SHARED_INFO
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,10 +98,30 @@ def check_installs(
         temporary_session(layout.work_dir / "uv-cache") as cache,
     ):
         envs = BuildEnvFactory(server.url, cache_dir=cache)
-        for number, layer in enumerate(_layers(wheels)):
-            env_dir = Path(tmp) / f"env-{number}"
-            checked = _check_layer(envs, env_dir, layer, wheels, constraints, isolate, log)
-            results.update((r.key, r) for r in checked)
+        layers = _layers(wheels)
+        # each layer's environment and imports side by side; each its own log, appended after
+        logs = [log.with_name(f"{log.name}.{number}") for number in range(len(layers))]
+        with ThreadPoolExecutor(max_workers=max(1, min(len(layers), 4))) as pool:
+            futures = [
+                pool.submit(
+                    _check_layer,
+                    envs,
+                    Path(tmp) / f"env-{number}",
+                    layer,
+                    wheels,
+                    constraints,
+                    isolate,
+                    logs[number],
+                )
+                for number, layer in enumerate(layers)
+            ]
+            checked = [r for future in futures for r in future.result()]
+        results.update((r.key, r) for r in checked)
+        with log.open("a", encoding="utf-8") as out:
+            for part in logs:
+                if part.exists():
+                    out.write(part.read_text(encoding="utf-8", errors="replace"))
+                    part.unlink()
     return sorted(results.values(), key=lambda r: (r.name, Version(r.version)))
 
 

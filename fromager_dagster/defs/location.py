@@ -13,7 +13,7 @@ from .collections import Collection, load_collections
 from .discovery import discover_job, discovery_asset
 from .executor import build_executor, max_concurrent
 from .graph_state import collection_defs
-from .resources import FromagerResource
+from .resources import FromagerResource, build_workers_resource
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,7 +48,10 @@ def build_definitions(
         jobs=discover_jobs,
         schedules=schedules,
         sensors=sensors,
-        resources={"fromager": fromager or FromagerResource()},
+        resources={
+            "fromager": fromager or FromagerResource(),
+            "build_workers": build_workers_resource(lanes),
+        },
         executor=build_executor(lanes),
     )
 

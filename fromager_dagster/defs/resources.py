@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from fromager_dagster.core.build_workers import BuildWorkers
 from fromager_dagster.core.isolation import resolve_isolation
 
 
@@ -16,3 +17,15 @@ class FromagerResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
     def isolation(self) -> bool:
         return resolve_isolation(self.network_isolation)
+
+
+def build_workers_resource(workers: int) -> dg.ResourceDefinition:
+    """The run's build worker processes (:class:`BuildWorkers`), one per lane, started on
+    the first build and stopped when the run (or, multiprocess, the step) ends."""
+
+    @dg.resource(description="Worker processes that run the wheel builds of a run.")
+    def build_workers(_: dg.InitResourceContext):  # type: ignore[no-untyped-def]
+        with BuildWorkers(workers) as pool:
+            yield pool
+
+    return build_workers

@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import dagster as dg
 from dagster._core.definitions.assets.definition.assets_definition import (
@@ -19,8 +20,9 @@ from dagster._core.definitions.input import InputDefinition
 from packaging.utils import canonicalize_name
 
 from fromager_dagster.core.bootstrap_cache import WheelRepository, reusable_build, write_record
+from fromager_dagster.core.build_workers import BuildWorkers
 from fromager_dagster.core.buildenv import session_cache
-from fromager_dagster.core.builder import BuiltWheel, build_node, find_source
+from fromager_dagster.core.builder import BuiltWheel, find_source
 from fromager_dagster.core.errors import (
     BuildError,
     FromagerDagsterError,
@@ -112,8 +114,10 @@ def lanes_for(
 ) -> dict[str, dict[str, str]]:
     """Op tags per node key: the "lanes" trick for exclusive and heavy builds.
 
-    The executor runs at most one step per lane at a time. A build takes one lane (round
-    robin in build order), or more when its ``build_options`` ask for it: one lane per
+    Without any exclusive or heavy build there are no lanes (no tags): the executor's
+    ``max_concurrent`` is the only limit, and a step starts as soon as a slot is free.
+    Otherwise the executor runs at most one step per lane at a time. A build takes one lane
+    (round robin in build order), or more when its ``build_options`` ask for it: one lane per
     ``cpu_cores_per_job``, or as many lanes as it takes for their share of the machine's
     memory (``memory_gb``, default this machine's, split evenly) to cover
     ``memory_per_job_gb``, whichever is more, at most every lane. An exclusive build
@@ -121,6 +125,10 @@ def lanes_for(
     """
     exclusive = {n.lower() for n in collection.exclusive_build}
     lane_memory = (memory_gb if memory_gb is not None else machine_memory_gb()) / lanes
+    if not _needs_lanes(graph, exclusive, settings, lane_memory, lanes):
+        # every build takes one slot: the executor's max_concurrent alone limits them, and no
+        # step waits for "its" lane behind a long build while another lane is free
+        return {}
     tags: dict[str, dict[str, str]] = {}
     position = 0
     for entry in graph.build_order():
@@ -136,6 +144,26 @@ def lanes_for(
         tags[key] = {f"lane_{(position + i) % lanes}": "1" for i in range(need)}
         position += need
     return tags
+
+
+def _needs_lanes(
+    graph: DependencyGraph,
+    exclusive: set[str],
+    settings: Settings | None,
+    lane_memory: float,
+    lanes: int,
+) -> bool:
+    """Whether some build is exclusive or takes more than one lane."""
+    for entry in graph.build_order():
+        name = entry["dist"]
+        if name in exclusive or (settings and settings.exclusive_build(name)):
+            return True
+        if settings is not None:
+            options = settings.package(name).build_options
+            by_memory = math.ceil(options.memory_per_job_gb / lane_memory) if lane_memory else 1
+            if min(lanes, max(1, options.cpu_cores_per_job, by_memory)) > 1:
+                return True
+    return False
 
 
 def machine_memory_gb() -> float:
@@ -243,14 +271,7 @@ class WheelBuild:
             settings = self.settings
             built = reusable_wheel(graph, key, layout, settings) if fromager.reuse_wheels else None
             if built is None:
-                built = build_node(
-                    graph,
-                    key,
-                    layout=layout,
-                    isolate=fromager.isolation(),
-                    settings=settings,
-                    uv_cache=session_cache(layout.work_dir / "uv-cache", context.run.run_id),
-                )
+                built = build_in_workers(context, graph, key, layout, settings)
                 write_build_record(graph, key, layout, built, settings)
         except Exception as exc:
             raise _translate(exc, context, flaky=self.flaky) from exc
@@ -272,6 +293,26 @@ class WheelBuild:
 
 
 WheelBuild.__signature__ = _call_signature(WheelBuild)  # type: ignore[attr-defined]
+
+
+def build_in_workers(
+    context: dg.AssetExecutionContext,
+    graph: DependencyGraph,
+    key: str,
+    layout: OutputLayout,
+    settings: Settings,
+) -> BuiltWheel:
+    """Build node ``key`` hermetically in one of the run's build worker processes."""
+    fromager: FromagerResource = context.resources.fromager
+    workers: BuildWorkers = context.resources.build_workers
+    return workers.build(
+        graph,
+        key,
+        layout=layout,
+        isolate=fromager.isolation(),
+        settings=settings,
+        uv_cache=session_cache(layout.work_dir / "uv-cache", context.run.run_id),
+    )
 
 
 @functools.cache
@@ -321,7 +362,7 @@ def _assets_definition(
                 metadata=spec.metadata,
             ),
         },
-        required_resource_keys={"fromager"},
+        required_resource_keys={"fromager", "build_workers"},
         tags=op_tags,
         retry_policy=RETRY_POLICY,
     )
@@ -426,10 +467,43 @@ def wheel_assets(
     """One wheel asset per non-root node of ``graph``, under the collection's settings."""
     settings = collection.settings()
     tags = lanes_for(collection, graph, lanes, settings)
+    priority = build_priorities(graph, OutputLayout(collection.output_dir))
     return [
-        wheel_asset(graph, key, collection=collection, op_tags=tags.get(key), settings=settings)
+        wheel_asset(
+            graph,
+            key,
+            collection=collection,
+            op_tags={**tags.get(key, {}), PRIORITY_TAG: str(priority.get(key, 0))},
+            settings=settings,
+        )
         for key in built_nodes(graph)
     ]
+
+
+PRIORITY_TAG = "dagster/priority"
+
+
+def build_priorities(graph: DependencyGraph, layout: OutputLayout) -> dict[str, int]:
+    """Step priority per node: the longest chain of builds from it to the end, each build
+    weighed by its source archive's size in KiB (a large sdist is a long build: babel's 10 MB
+    of locale data). Dagster starts the ready step of highest priority first, so the long
+    chains start early instead of waiting behind short builds that came first in the plan."""
+    order = [f"{e['dist']}=={e['version']}" for e in graph.build_order()]
+    dependents: dict[str, list[str]] = {}
+    for key in order:
+        for dep in graph.build_requirements(key):
+            dependents.setdefault(dep, []).append(key)
+    priority: dict[str, int] = {}
+    for key in reversed(order):
+        node = graph.nodes[key]
+        archive = layout.sdists_downloads / Path(urlsplit(node.download_url).path).name
+        try:
+            cost = max(1, archive.stat().st_size // 1024) if node.download_url else 1
+        except OSError:
+            cost = 1
+        after = max((priority.get(d, 0) for d in dependents.get(key, [])), default=0)
+        priority[key] = cost + after
+    return priority
 
 
 def built_nodes(graph: DependencyGraph) -> list[str]:

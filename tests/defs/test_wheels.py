@@ -212,3 +212,13 @@ def test_heavy_builds_take_more_lanes(tmp_path: Path) -> None:
     assert "fromager/exclusive" not in tags["dep==1.0"]
     roomy = lanes_for(collection, graph, 4, settings, memory_gb=64)  # 16 GiB per lane
     assert len(lanes(roomy, "app==1.0+local")) == 1
+
+
+def test_no_exclusive_or_heavy_build_means_no_lanes(tmp_path: Path) -> None:
+    """Without exclusive or heavy builds, steps are not pinned to lanes: any free slot takes
+    the next ready step (a pinned step waited behind a long build on its lane)."""
+    graph = DependencyGraph.from_json(GRAPH)
+    collection = Collection(name="my_set", output_dir=tmp_path / "out")
+    assert lanes_for(collection, graph, 2, Settings()) == {}
+    exclusive = Collection(name="my_set", output_dir=tmp_path / "out", exclusive_build=("dep",))
+    assert set(lanes_for(exclusive, graph, 2, Settings())) == set(graph.nodes) - {""}

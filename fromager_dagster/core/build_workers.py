@@ -1,0 +1,127 @@
+"""Hermetic builds in worker processes: parallel builds without one interpreter's lock.
+
+A build is mostly subprocesses (hooks, uv), but its own Python work (unpacking the source,
+re-packing the sdist, rewriting the wheel, hashing) is not small, and builds running in
+threads of one process (Dagster's run worker) take turns on its interpreter lock. The
+workers are started once (``spawn``: the caller has threads) and build one node at a time
+each; a worker that dies (out of memory, killed) fails that build as a killed process,
+which is worth a retry, and the pool is started again for the next one.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from .builder import BuiltWheel, build_node
+from .errors import BuildError
+from .graph import DependencyGraph
+from .layout import OutputLayout
+from .settings import Settings
+
+
+def node_subgraph(graph: DependencyGraph, key: str) -> dict[str, Any]:
+    """``key`` and what its build installs, as graph.json data: all a hermetic build of it
+    reads (a worker is sent this, not the whole graph)."""
+    keep = {key, *graph.build_requirements(key)}
+    data = {}
+    for name in keep:
+        raw = graph.nodes[name].to_json()
+        raw["edges"] = [e for e in raw["edges"] if e["key"] in keep]
+        data[name] = raw
+    return data
+
+
+def _build_in_worker(
+    subgraph: dict[str, Any],
+    key: str,
+    root: Path,
+    isolate: bool,
+    settings: Settings,
+    uv_cache: Path | None,
+) -> BuiltWheel:
+    graph = DependencyGraph.from_json(subgraph, source=f"the build of {key}")
+    return build_node(
+        graph,
+        key,
+        layout=OutputLayout(root),
+        isolate=isolate,
+        settings=settings,
+        uv_cache=uv_cache,
+    )
+
+
+class BuildWorkers:
+    """Up to ``workers`` processes building nodes; started on first use."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = max(1, workers)
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def _executor(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(
+                    self.workers, mp_context=multiprocessing.get_context("spawn")
+                )
+            return self._pool
+
+    def build(
+        self,
+        graph: DependencyGraph,
+        key: str,
+        *,
+        layout: OutputLayout,
+        isolate: bool,
+        settings: Settings,
+        uv_cache: Path | None = None,
+    ) -> BuiltWheel:
+        """:func:`~fromager_dagster.core.builder.build_node` of ``key``, in a worker."""
+        pool = self._executor()
+        try:
+            future = pool.submit(
+                _build_in_worker,
+                node_subgraph(graph, key),
+                key,
+                layout.root,
+                isolate,
+                settings,
+                uv_cache,
+            )
+            return future.result()
+        except BrokenProcessPool as exc:
+            with self._lock:
+                if self._pool is pool:
+                    self._pool = None
+            pool.shutdown(wait=False, cancel_futures=True)
+            node = graph.nodes[key]
+            raise BuildError(
+                "the build worker process died (killed, or out of memory)",
+                exit_code=-9,
+                package=node.canonicalized_name,
+                version=node.version,
+                step="build",
+            ) from exc
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> BuildWorkers:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
