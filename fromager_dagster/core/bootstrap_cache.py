@@ -183,3 +183,70 @@ def _identity(
     yield "source_sha256", source_sha256
     yield "build_tag", settings.build_tag(name, version)
     yield "settings", build_fingerprint(settings, plugins, name, version)
+
+
+def _repack_record_path(layout: OutputLayout, name: str, version: str) -> Path:
+    return layout.cache_dir / f"{name}-{version}.sdist.json"
+
+
+def _repack_identity(
+    archive: Path, settings: Settings, plugins: Plugins, name: str, version: str, epoch: int
+) -> dict[str, Any]:
+    return {
+        "archive_sha256": sources.sha256_file(archive),
+        "settings": build_fingerprint(settings, plugins, name, version),
+        "source_date_epoch": epoch,
+    }
+
+
+def repacked_sdist(
+    layout: OutputLayout,
+    name: str,
+    version: str,
+    *,
+    archive: Path,
+    settings: Settings,
+    plugins: Plugins,
+    source_date_epoch: int,
+) -> Path | None:
+    """The re-packed sdist an earlier step made from the same archive, settings (patches,
+    plugin) and SOURCE_DATE_EPOCH, still there with the recorded sha256: a re-pack would
+    write the same bytes again."""
+    try:
+        record = json.loads(_repack_record_path(layout, name, version).read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    expected = _repack_identity(archive, settings, plugins, name, version, source_date_epoch)
+    sdist = layout.sdists_builds / str(record.get("sdist", ""))
+    if (
+        not isinstance(record, dict)
+        or any(record.get(k) != v for k, v in expected.items())
+        or not sdist.is_file()
+        or sources.sha256_file(sdist) != record.get("sdist_sha256")
+    ):
+        return None
+    return sdist
+
+
+def record_repacked_sdist(
+    layout: OutputLayout,
+    name: str,
+    version: str,
+    *,
+    archive: Path,
+    settings: Settings,
+    plugins: Plugins,
+    source_date_epoch: int,
+    sdist: Path,
+) -> None:
+    """Record what ``sdist`` (in sdists-repo/builds) was re-packed from."""
+    if sdist.parent != layout.sdists_builds or not sdist.is_file():
+        return
+    record = {
+        **_repack_identity(archive, settings, plugins, name, version, source_date_epoch),
+        "sdist": sdist.name,
+        "sdist_sha256": sources.sha256_file(sdist),
+    }
+    path = _repack_record_path(layout, name, version)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, json.dumps(record, indent=2))

@@ -12,6 +12,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from . import sources
+from .bootstrap_cache import record_repacked_sdist, repacked_sdist
 from .build_settings import DEFAULT_SOURCE_DATE_EPOCH, BuildSettings, extra_environ, installed
 from .build_steps import (
     build_env,
@@ -291,16 +292,7 @@ class _Build:
         environ = extra_environ(
             prepared.project_dir, self.wanted, self.plugins, self.name, self.version, self.log
         )
-        sdist = build_sdist(
-            self.layout,
-            self.name,
-            self.version,
-            prepared,
-            source_date_epoch=self.source_date_epoch,
-            settings=self.wanted.settings,
-            plugins=self.plugins,
-            environ=environ,
-        )
+        sdist = self._repacked(archive, prepared, environ)
         env = self._environment(prepared, pins, wheel_server_url, uv_cache)
         wheel = make_wheel(
             self.layout,
@@ -321,6 +313,43 @@ class _Build:
             shutil.rmtree(env.path, ignore_errors=True)
         self._post_build(sdist, wheel)
         return BuiltWheel.since(start, self.key, wheel, self.log, archive)
+
+    def _repacked(self, archive: Path, prepared: PreparedSource, environ: dict[str, str]) -> Path:
+        """The re-packed sdist: the one discovery (or an earlier build) wrote from the same
+        inputs, else a new one."""
+        settings, epoch = self.wanted.settings, self.source_date_epoch
+        found = repacked_sdist(
+            self.layout,
+            self.name,
+            self.version,
+            archive=archive,
+            settings=settings,
+            plugins=self.plugins,
+            source_date_epoch=epoch,
+        )
+        if found is not None:
+            return found
+        sdist = build_sdist(
+            self.layout,
+            self.name,
+            self.version,
+            prepared,
+            source_date_epoch=epoch,
+            settings=settings,
+            plugins=self.plugins,
+            environ=environ,
+        )
+        record_repacked_sdist(
+            self.layout,
+            self.name,
+            self.version,
+            archive=archive,
+            settings=settings,
+            plugins=self.plugins,
+            source_date_epoch=epoch,
+            sdist=sdist,
+        )
+        return sdist
 
     def _environment(
         self,

@@ -13,6 +13,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 
 from . import wheels
+from .bootstrap_cache import record_repacked_sdist
 from .bootstrap_capacity import Capacity
 from .bootstrap_node import Node
 from .bootstrap_options import BootstrapOptions
@@ -139,6 +140,17 @@ class DiscoverySteps:
                 log=node.log,
                 source_date_epoch=self.options.source_date_epoch,
             )
+            if node.archive is not None:
+                record_repacked_sdist(
+                    self.layout,
+                    name,
+                    version,
+                    archive=node.archive,
+                    settings=self.settings,
+                    plugins=self.plugins,
+                    source_date_epoch=self.options.source_date_epoch,
+                    sdist=node.sdist,
+                )
 
     def _speculate(self, node: Node, prepared: PreparedSource) -> Future[Path]:
         """A build_wheel in a copy of the source, before the backend's requirements are known."""
