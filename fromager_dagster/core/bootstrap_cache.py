@@ -12,6 +12,7 @@ bootstrap, the wheel assets and the command line all ask :func:`reusable_build`.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,24 @@ class CachedBuild:
     wheel: Path
     wheel_sha256: str
     build_requires: dict[str, list[str]]  # the requirement strings, by requirement type
+
+
+_HASHES: dict[tuple[str, int, int], str] = {}
+_HASHES_LOCK = threading.Lock()
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of ``path``, computed again only when its size or modification time changed:
+    a rerun checks every record against the same wheels, many records name the same ones."""
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    with _HASHES_LOCK:
+        found = _HASHES.get(key)
+    if found is None:
+        found = sources.sha256_file(path)
+        with _HASHES_LOCK:
+            _HASHES[key] = found
+    return found
 
 
 def record_path(layout: OutputLayout, name: str, version: str) -> Path:
@@ -70,7 +89,7 @@ class WheelRepository:
 
     def sha256(self, path: Path) -> str:
         if path not in self._hashes:
-            self._hashes[path] = sources.sha256_file(path)
+            self._hashes[path] = file_sha256(path)
         return self._hashes[path]
 
     def hashes(self, pins: Iterable[str]) -> dict[str, str]:

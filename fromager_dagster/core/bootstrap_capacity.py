@@ -17,6 +17,6 @@ class Capacity:
     def for_jobs(cls, jobs: int) -> Capacity:
         return cls(
             work=threading.BoundedSemaphore(max(1, jobs)),
-            net=threading.BoundedSemaphore(max(4, 2 * jobs)),
+            net=threading.BoundedSemaphore(max(8, 4 * jobs)),  # index pages and downloads: waiting
             pool=ThreadPoolExecutor(max_workers=max(4, 2 * jobs), thread_name_prefix="aux"),
         )

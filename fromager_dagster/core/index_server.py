@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import os
@@ -386,7 +387,7 @@ class LocalIndexServer:
 def write_simple_tree(roots: Sequence[Path], dest: Path) -> None:
     """Write a static PEP 503 tree for ``roots`` into ``dest`` (links relative to the files)."""
     dest = Path(dest)
-    projects = _FileInfoCache().scan([Path(r) for r in roots])
+    projects = _SHARED_INFO.scan([Path(r) for r in roots])
     for name in sorted(projects):
         page_dir = dest / name
         page_dir.mkdir(parents=True, exist_ok=True)
@@ -403,6 +404,9 @@ def write_simple_tree(roots: Sequence[Path], dest: Path) -> None:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
+    with contextlib.suppress(OSError):
+        if path.read_bytes() == data:
+            return  # unchanged: a rerun rewrites nothing
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
