@@ -22,6 +22,7 @@ from .bootstrap_prebuilt import PrebuiltWheels
 from .bootstrap_tally import Tally
 from .bootstrap_waits import DependencyFailedError, Waits
 from .bootstrap_wheel import WheelSteps
+from .build_workers import WorkerProcesses
 from .buildenv import BuildEnvFactory
 from .discovery_steps import DiscoverySteps
 from .errors import BuildCycleError, BuildError, FromagerDagsterError
@@ -66,8 +67,9 @@ class Scheduler:
         self.waits = Waits()
         self.tally = Tally(progress)
         self.background: list[Future[None]] = []
+        self.workers = WorkerProcesses(options.jobs)
         self.steps = DiscoverySteps(
-            settings, plugins, layout, index, envs, options, self.tally, self.capacity
+            settings, plugins, layout, index, envs, options, self.tally, self.capacity, self.workers
         )
         self.wheel = WheelSteps(settings, plugins, layout, options)
         self.prebuilt = PrebuiltWheels(
@@ -387,6 +389,7 @@ class Scheduler:
         for future in self.background:
             future.result()
         self.capacity.pool.shutdown()
+        self.workers.close()
 
     def failures(self) -> list[FromagerDagsterError]:
         """Each failed package's error; those whose build requirement failed only if no other."""

@@ -1,4 +1,4 @@
-"""Hermetic builds in worker processes: parallel builds without one interpreter's lock.
+"""Work in worker processes: parallel builds and unpacking without one interpreter's lock.
 
 A build is mostly subprocesses (hooks, uv), but its own Python work (unpacking the source,
 re-packing the sdist, rewriting the wheel, hashing) is not small, and builds running in
@@ -12,17 +12,21 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self, TypeVar
 
+from . import sources
 from .builder import BuiltWheel, build_node
-from .errors import BuildError
+from .errors import BuildError, SourceError
 from .graph import DependencyGraph
 from .layout import OutputLayout
 from .settings import Settings
+
+T = TypeVar("T")
 
 
 def node_subgraph(graph: DependencyGraph, key: str) -> dict[str, Any]:
@@ -56,8 +60,8 @@ def _build_in_worker(
     )
 
 
-class BuildWorkers:
-    """Up to ``workers`` processes building nodes; started on first use."""
+class WorkerProcesses:
+    """Up to ``workers`` processes running module-level functions; started on first use."""
 
     def __init__(self, workers: int) -> None:
         self.workers = max(1, workers)
@@ -72,6 +76,47 @@ class BuildWorkers:
                 )
             return self._pool
 
+    def run(self, func: Callable[..., T], *args: Any) -> T:
+        """``func(*args)`` in a worker. BrokenProcessPool if the worker died; the pool is
+        started again for the next call."""
+        pool = self._executor()
+        try:
+            return pool.submit(func, *args).result()
+        except BrokenProcessPool:
+            with self._lock:
+                if self._pool is pool:
+                    self._pool = None
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+    def unpack(self, archive: Path, dest_dir: Path) -> Path:
+        """:func:`~fromager_dagster.core.sources.unpack` in a worker."""
+        try:
+            return self.run(sources.unpack, archive, dest_dir)
+        except BrokenProcessPool as exc:
+            raise SourceError(f"could not unpack {archive.name}: the worker process died") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class BuildWorkers(WorkerProcesses):
+    """Worker processes that build nodes."""
+
     def build(
         self,
         graph: DependencyGraph,
@@ -83,9 +128,8 @@ class BuildWorkers:
         uv_cache: Path | None = None,
     ) -> BuiltWheel:
         """:func:`~fromager_dagster.core.builder.build_node` of ``key``, in a worker."""
-        pool = self._executor()
         try:
-            future = pool.submit(
+            return self.run(
                 _build_in_worker,
                 node_subgraph(graph, key),
                 key,
@@ -94,12 +138,7 @@ class BuildWorkers:
                 settings,
                 uv_cache,
             )
-            return future.result()
         except BrokenProcessPool as exc:
-            with self._lock:
-                if self._pool is pool:
-                    self._pool = None
-            pool.shutdown(wait=False, cancel_futures=True)
             node = graph.nodes[key]
             raise BuildError(
                 "the build worker process died (killed, or out of memory)",
@@ -108,20 +147,3 @@ class BuildWorkers:
                 version=node.version,
                 step="build",
             ) from exc
-
-    def close(self) -> None:
-        with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-
-    def __enter__(self) -> BuildWorkers:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -19,6 +19,7 @@ from .bootstrap_node import Node
 from .bootstrap_options import BootstrapOptions
 from .bootstrap_tally import Tally
 from .build_settings import BuildSettings, extra_environ
+from .build_workers import WorkerProcesses
 from .buildenv import BuildEnvFactory
 from .errors import FromagerDagsterError
 from .failures import DEPENDENCY_EXTRACTION_STEP
@@ -48,6 +49,7 @@ class DiscoverySteps:
     options: BootstrapOptions
     tally: Tally
     capacity: Capacity
+    workers: WorkerProcesses | None = None  # unpacking in other processes
 
     def prepare(self, node: Node) -> PreparedSource:
         """Download the source, unpack and patch it; learn the hooks' extra environment."""
@@ -65,6 +67,7 @@ class DiscoverySteps:
                 version=version,
                 log=node.log,
                 plugins=self.plugins,
+                **({"unpack": self.workers.unpack} if self.workers is not None else {}),
             )
         for patch in prepared.patches:
             self.tally.progress("patched", node.key, patch.name)

@@ -7,6 +7,7 @@ built from exactly the same tree, build system and environment in both stages.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -42,8 +43,11 @@ def prepare_source(
     version: str,
     log: Path,
     plugins: Plugins | None = None,
+    unpack: Callable[[Path, Path], Path] = sources.unpack,
 ) -> PreparedSource:
     """Unpack ``archive`` under ``work_dir`` and apply the package's patches and overrides.
+
+    ``unpack`` is :func:`sources.unpack` or the same in another process.
 
     A ``prepare_source`` plugin replaces the unpacking, the patches and ``project_override``:
     the tree is what it returns. ``build_dir`` still applies, and a
@@ -51,7 +55,7 @@ def prepare_source(
     """
     step = plugins.override(name, "prepare_source") if plugins is not None else None
     if step is None:
-        root = sources.unpack(archive, work_dir)
+        root = unpack(archive, work_dir)
         applied = apply_patches(
             root, settings.patches(name, version), log=log, package=name, version=version
         )

@@ -69,3 +69,19 @@ def test_install_check_waits_for_the_install_closure_and_reruns_build_nothing(
     assert "building od-tool==1.0" in again.stderr, again.stderr
     assert "building od-app==1.0" in again.stderr, again.stderr
     assert "building od-dep==1.0" not in again.stderr
+
+
+def test_a_failed_install_check_fails_the_command_with_its_reason(tmp_path: Path) -> None:
+    broken = FixturePackage("od-broken", module_body="raise RuntimeError('broken on import')\n")
+    make_index([broken], tmp_path / "up")
+    with LocalIndexServer([tmp_path / "up"]) as server:
+        out = tmp_path / "out"
+        args = ("bootstrap", "od-broken", "--index-url", server.url, "--no-network-isolation")
+        result = _cli(*args, "-O", str(out))
+    assert result.returncode == 1, result.stderr
+    expected = (
+        "error: od-broken==1.0: installs_and_imports: "
+        "import od_broken failed: RuntimeError: broken on import"
+    )
+    assert expected in result.stderr.splitlines(), result.stderr
+    assert _checks(out / "dagster-home") == {"od-broken": False}
