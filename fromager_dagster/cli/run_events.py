@@ -50,6 +50,7 @@ class RunOutcome:
     tracebacks: list[str] = field(default_factory=list)
     materializations: list[dict[str, Any]] = field(default_factory=list)
     failed_steps: dict[str, StepFailure] = field(default_factory=dict)
+    checks: dict[str, bool] = field(default_factory=dict)  # install check per requirement
 
     @property
     def name(self) -> str:
@@ -183,10 +184,11 @@ class RunWatcher:
 
     def _on_check(self, evaluation: Any) -> None:
         """A failed check is the run's error: the package and the check's own reason."""
-        if evaluation.passed:
-            return
         meta = _values(evaluation.metadata)
         who = str(meta.get("requirement") or evaluation.asset_key.to_user_string())
+        self.outcome.checks[who] = bool(evaluation.passed)
+        if evaluation.passed:
+            return
         reason = str(evaluation.description or meta.get("detail") or "no reason given")
         self.printer("failed", who, f"{evaluation.check_name}: {reason}")
         self.outcome.errors.append(f"{who}: {evaluation.check_name}: {reason}")
@@ -273,9 +275,17 @@ def describe_runs(result: RunsRecord) -> list[str]:
     """Summary lines: each run's id and time, and how to see them."""
     lines = [
         f"dagster run: {r.run_id} {r.name} ({'success' if r.success else 'failure'}, "
-        f"{r.seconds:.1f}s)"
+        f"{r.seconds:.1f}s){_checks_summary(r)}"
         for r in result.runs
         if r.run_id
     ]
     lines.append(f"dagster instance: {result.home}")
     return lines
+
+
+def _checks_summary(run: RunOutcome) -> str:
+    """``; install check: 40 of 41 wheels passed`` for a run that checked its wheels."""
+    if not run.checks:
+        return ""
+    passed = sum(run.checks.values())
+    return f"; install check: {passed} of {len(run.checks)} wheels passed"

@@ -50,6 +50,7 @@ def test_install_check_waits_for_the_install_closure_and_reruns_build_nothing(
     assert "FAILED" not in cold.stderr
     # one check per wheel, all passed, in the one install-check step after the wheels
     assert _checks(out / "dagster-home") == {"od-tool": True, "od-dep": True, "od-app": True}
+    assert "(success, " in cold.stderr and "; install check: 3 of 3 wheels passed" in cold.stderr
 
     warm = _cli(*args, "-O", str(out))
     assert warm.returncode == 0, warm.stderr
