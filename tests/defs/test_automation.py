@@ -96,5 +96,18 @@ def test_rebuild_after_discovery_sensor(upstream: tuple[Path, str], tmp_path: Pa
         assert [r.run_key for r in requests] == [tagged.run_id]
         assert requests[0].asset_selection == wheel_keys(defs, col)
         assert requests[0].job_name == "__ASSET_JOB"  # the implicit asset job: no job of ours
-        requests, _ = tick(cursor)
+        requests, cursor = tick(cursor)
+        assert requests == []
+
+        # once the wheels are materialized, another rebuild-tagged discovery with nothing
+        # changed requests no build: only missing and changed wheels are rebuilt
+        built = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+            instance=instance, asset_selection=wheel_keys(defs, col)
+        )
+        assert built.success
+        again = discover_job.execute_in_process(
+            run_config=config, instance=instance, tags={REBUILD_TAG: "true", COLLECTION_TAG: "fx"}
+        )
+        assert again.success
+        requests, cursor = tick(cursor)
         assert requests == []
