@@ -4,6 +4,7 @@ files the settings admit."""
 
 from __future__ import annotations
 
+import functools
 import threading
 
 from packaging.utils import NormalizedName, canonicalize_name
@@ -11,6 +12,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 from ..index import DistFile, IndexClient
 from ..resolver import PackageFinder, SourcePolicy
 from ..settings import Settings
+from ..settings_sections import ResolverDist
 from .registry import Plugins
 
 
@@ -69,13 +71,19 @@ def source_policy(
         with lock:
             return finders.setdefault(url, IndexClient(url, session=index.session))
 
+    # asked once per file of a package's index page: the settings are read once per package
+    @functools.cache
     def age(name: str) -> float | None:
         own = settings.package(name).resolver_dist.min_release_age
         return own if own is not None else min_release_age
+
+    @functools.cache
+    def dists(name: str) -> ResolverDist:
+        return settings.package(name).resolver_dist
 
     return SourcePolicy(
         prebuilt=settings.pre_built,
         min_release_age=age,
         finder=finder,
-        dists=lambda name: settings.package(name).resolver_dist,
+        dists=dists,
     )
