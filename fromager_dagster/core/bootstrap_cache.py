@@ -11,6 +11,7 @@ bootstrap, the wheel assets and the command line all ask :func:`reusable_build`.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -60,6 +61,16 @@ def record_path(layout: OutputLayout, name: str, version: str) -> Path:
     return layout.cache_dir / f"{name}-{version}.json"
 
 
+@functools.lru_cache(maxsize=65536)
+def _wheel_id(filename: str) -> tuple[str, Version, int] | None:
+    """Name, version and build tag of a wheel file name (None: not a wheel's)."""
+    try:
+        name, version, build, _ = _parse_wheel_filename(filename)
+    except (ValueError, InvalidVersion):
+        return None
+    return name, version, build[0] if build else 0
+
+
 class WheelRepository:
     """A snapshot of the local repository's wheels by (name, version), with their hashes
     computed at most once: what checking many records against the repository needs."""
@@ -69,11 +80,10 @@ class WheelRepository:
         tags: dict[tuple[str, Version], int] = {}
         for root in layout.wheel_roots:
             for path in sorted(root.glob("*.whl")) if root.is_dir() else ():
-                try:
-                    name, version, build, _ = _parse_wheel_filename(path.name)
-                except (ValueError, InvalidVersion):
+                parsed = _wheel_id(path.name)
+                if parsed is None:
                     continue
-                tag = build[0] if build else 0
+                name, version, tag = parsed
                 if (name, version) not in self._paths or tag > tags[(name, version)]:
                     # the installer takes the highest build tag
                     self._paths[(name, version)], tags[(name, version)] = path, tag
