@@ -132,6 +132,18 @@ def parse_upload_time(text: str | None) -> datetime | None:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
+@functools.lru_cache(maxsize=4096)
+def _python_admits(requires_python: str, python: Version) -> bool:
+    """Whether ``python`` satisfies a file's Requires-Python (a page repeats a few values
+    over hundreds of files)."""
+    try:
+        spec = SpecifierSet(requires_python)
+    except InvalidSpecifier:
+        return True  # like pip: an unreadable constraint does not hide the file
+    return spec.contains(python, prereleases=True)
+
+
+@functools.lru_cache(maxsize=65536)
 def parse_dist_filename(filename: str) -> tuple[NormalizedName, Version, DistKind] | None:
     """Name, version and kind of a wheel or sdist filename; ``None`` if it is neither or invalid."""
     try:
@@ -276,11 +288,7 @@ class IndexClient:
         )
 
     def _python_ok(self, requires_python: str) -> bool:
-        try:
-            spec = SpecifierSet(requires_python)
-        except InvalidSpecifier:
-            return True  # like pip: an unreadable constraint does not hide the file
-        return spec.contains(self._python, prereleases=True)
+        return _python_admits(requires_python, self._python)
 
 
 @dataclass(frozen=True)
