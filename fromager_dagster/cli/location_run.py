@@ -25,7 +25,13 @@ from ..defs.discovery import discover_job_name
 from ..defs.executor import ENV_MAX_CONCURRENT
 from ..defs.run_target import IMPLICIT_ASSET_JOB_NAME, location_job, resource_config
 from ..defs.up_to_date import wheels_needing_steps
-from ..defs.wheels import graph_wheel_keys, node_asset_key, reusable_wheel, wheel_op_name
+from ..defs.wheels import (
+    built_nodes,
+    graph_wheel_keys,
+    node_asset_key,
+    reusable_wheel,
+    wheel_op_name,
+)
 from .progress import ProgressPrinter
 from .run_events import QUIET, SESSION_TAG, RunOutcome, watched
 
@@ -88,17 +94,15 @@ def wheels_to_build(
     graph = _graph(collection)
     if graph is None:
         return WheelPlan([], [])
-    every = graph_wheel_keys(graph, collection.variant)
     if not reuse:
-        return WheelPlan(every, [])
-    needed = wheels_needing_steps(instance, collection, graph)
-    left = set(every) - set(needed)
-    names = {
-        node_asset_key(graph, collection.variant, key): key
-        for key in graph.nodes
-        if key and not graph.nodes[key].pre_built
-    }
-    return WheelPlan(needed, sorted(names[k] for k in left))
+        return WheelPlan(graph_wheel_keys(graph, collection.variant), [])
+    needed = set(wheels_needing_steps(instance, collection, graph))
+    up_to_date = [
+        key
+        for key in built_nodes(graph)
+        if node_asset_key(graph, collection.variant, key) not in needed
+    ]
+    return WheelPlan(sorted(needed), sorted(up_to_date))
 
 
 def run_discovery(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import json
-import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,24 +36,6 @@ class CachedBuild:
     wheel: Path
     wheel_sha256: str
     build_requires: dict[str, list[str]]  # the requirement strings, by requirement type
-
-
-_HASHES: dict[tuple[str, int, int], str] = {}
-_HASHES_LOCK = threading.Lock()
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of ``path``, computed again only when its size or modification time changed:
-    a rerun checks every record against the same wheels, many records name the same ones."""
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    with _HASHES_LOCK:
-        found = _HASHES.get(key)
-    if found is None:
-        found = sources.sha256_file(path)
-        with _HASHES_LOCK:
-            _HASHES[key] = found
-    return found
 
 
 def record_path(layout: OutputLayout, name: str, version: str) -> Path:
@@ -99,7 +80,7 @@ class WheelRepository:
 
     def sha256(self, path: Path) -> str:
         if path not in self._hashes:
-            self._hashes[path] = file_sha256(path)
+            self._hashes[path] = sources.file_sha256(path)
         return self._hashes[path]
 
     def hashes(self, pins: Iterable[str]) -> dict[str, str]:
@@ -222,7 +203,7 @@ def _repack_identity(
     archive: Path, settings: Settings, plugins: Plugins, name: str, version: str, epoch: int
 ) -> dict[str, Any]:
     return {
-        "archive_sha256": sources.sha256_file(archive),
+        "archive_sha256": sources.file_sha256(archive),
         "settings": build_fingerprint(settings, plugins, name, version),
         "source_date_epoch": epoch,
     }
@@ -245,11 +226,12 @@ def repacked_sdist(
         record = json.loads(_repack_record_path(layout, name, version).read_text("utf-8"))
     except (OSError, ValueError):
         return None
+    if not isinstance(record, dict):
+        return None
     expected = _repack_identity(archive, settings, plugins, name, version, source_date_epoch)
     sdist = layout.sdists_builds / str(record.get("sdist", ""))
     if (
-        not isinstance(record, dict)
-        or any(record.get(k) != v for k, v in expected.items())
+        any(record.get(k) != v for k, v in expected.items())
         or not sdist.is_file()
         or sources.sha256_file(sdist) != record.get("sdist_sha256")
     ):

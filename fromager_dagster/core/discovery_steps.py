@@ -49,7 +49,7 @@ class DiscoverySteps:
     options: BootstrapOptions
     tally: Tally
     capacity: Capacity
-    workers: WorkerProcesses | None = None  # unpacking in other processes
+    workers: WorkerProcesses  # unpacking in other processes
 
     def prepare(self, node: Node) -> PreparedSource:
         """Download the source, unpack and patch it; learn the hooks' extra environment."""
@@ -67,7 +67,7 @@ class DiscoverySteps:
                 version=version,
                 log=node.log,
                 plugins=self.plugins,
-                **({"unpack": self.workers.unpack} if self.workers is not None else {}),
+                unpack=self.workers.unpack,
             )
         for patch in prepared.patches:
             self.tally.progress("patched", node.key, patch.name)

@@ -163,6 +163,10 @@ class DependencyGraph:
             raise ConfigError(f"cannot read graph {path}: {exc}") from exc
         return cls.from_json(data, source=str(path))
 
+    def build_order_keys(self) -> list[str]:
+        """The node keys of :meth:`build_order`, each after everything its build needs."""
+        return [f"{e['dist']}=={e['version']}" for e in self.build_order()]
+
     def build_order(self) -> list[dict[str, Any]]:
         """fromager's build-order.json: each node after everything its build needs.
 

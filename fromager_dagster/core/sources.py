@@ -11,6 +11,7 @@ import shutil
 import stat
 import tarfile
 import tempfile
+import threading
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -39,6 +40,24 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: fh.read(_CHUNK), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+_HASHES: dict[tuple[str, int, int], str] = {}
+_HASHES_LOCK = threading.Lock()
+
+
+def file_sha256(path: Path) -> str:
+    """:func:`sha256_file`, computed again only when the file's size or modification time
+    changed: a rerun checks every build record against the same wheels and sources."""
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    with _HASHES_LOCK:
+        found = _HASHES.get(key)
+    if found is None:
+        found = sha256_file(path)
+        with _HASHES_LOCK:
+            _HASHES[key] = found
+    return found
 
 
 def download(

@@ -48,12 +48,7 @@ def wheels_needing_steps(
     # what builds with a wheel that will be rebuilt runs too: its step reuses its own wheel
     # if the rebuilt one has the same bytes, and rebuilds it if not
     stale, built_here = {keys[k] for k in needed}, set(keys.values())
-    for node_key in graph_order(graph):
+    for node_key in graph.build_order_keys():
         if node_key in built_here and stale & set(graph.build_requirements(node_key)):
             stale.add(node_key)
     return sorted(k for k, node_key in keys.items() if node_key in stale)
-
-
-def graph_order(graph: DependencyGraph) -> list[str]:
-    """The graph's nodes, each after everything its build needs."""
-    return [f"{e['dist']}=={e['version']}" for e in graph.build_order()]

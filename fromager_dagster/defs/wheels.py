@@ -36,7 +36,7 @@ from fromager_dagster.core.layout import OutputLayout
 from fromager_dagster.core.plugins import Plugins
 from fromager_dagster.core.prepare import build_fingerprint
 from fromager_dagster.core.settings import Settings
-from fromager_dagster.core.sources import sha256_file
+from fromager_dagster.core.sources import file_sha256
 
 from .collections import Collection
 from .resources import FromagerResource
@@ -125,45 +125,42 @@ def lanes_for(
     """
     exclusive = {n.lower() for n in collection.exclusive_build}
     lane_memory = (memory_gb if memory_gb is not None else machine_memory_gb()) / lanes
-    if not _needs_lanes(graph, exclusive, settings, lane_memory, lanes):
+    wanted = {
+        key: _lanes_wanted(
+            graph.nodes[key].canonicalized_name, exclusive, settings, lane_memory, lanes
+        )
+        for key in graph.build_order_keys()
+    }
+    if all(need == 1 and not alone for need, alone in wanted.values()):
         # every build takes one slot: the executor's max_concurrent alone limits them, and no
         # step waits for "its" lane behind a long build while another lane is free
         return {}
     tags: dict[str, dict[str, str]] = {}
     position = 0
-    for entry in graph.build_order():
-        key, name = f"{entry['dist']}=={entry['version']}", entry["dist"]
-        if name in exclusive or (settings and settings.exclusive_build(name)):
+    for key, (need, alone) in wanted.items():
+        if alone:
             tags[key] = {f"lane_{i}": "1" for i in range(lanes)} | {"fromager/exclusive": "true"}
             continue
-        need = 1
-        if settings is not None:
-            options = settings.package(name).build_options
-            by_memory = math.ceil(options.memory_per_job_gb / lane_memory) if lane_memory else 1
-            need = min(lanes, max(1, options.cpu_cores_per_job, by_memory))
         tags[key] = {f"lane_{(position + i) % lanes}": "1" for i in range(need)}
         position += need
     return tags
 
 
-def _needs_lanes(
-    graph: DependencyGraph,
+def _lanes_wanted(
+    name: str,
     exclusive: set[str],
     settings: Settings | None,
     lane_memory: float,
     lanes: int,
-) -> bool:
-    """Whether some build is exclusive or takes more than one lane."""
-    for entry in graph.build_order():
-        name = entry["dist"]
-        if name in exclusive or (settings and settings.exclusive_build(name)):
-            return True
-        if settings is not None:
-            options = settings.package(name).build_options
-            by_memory = math.ceil(options.memory_per_job_gb / lane_memory) if lane_memory else 1
-            if min(lanes, max(1, options.cpu_cores_per_job, by_memory)) > 1:
-                return True
-    return False
+) -> tuple[int, bool]:
+    """How many lanes ``name``'s build takes, and whether it is exclusive (every lane)."""
+    if name in exclusive or (settings and settings.exclusive_build(name)):
+        return lanes, True
+    if settings is None:
+        return 1, False
+    options = settings.package(name).build_options
+    by_memory = math.ceil(options.memory_per_job_gb / lane_memory) if lane_memory else 1
+    return min(lanes, max(1, options.cpu_cores_per_job, by_memory)), False
 
 
 def machine_memory_gb() -> float:
@@ -280,7 +277,7 @@ class WheelBuild:
             metadata={
                 "requirement": f"{node.canonicalized_name}=={node.version}",
                 "source_url": node.download_url,
-                "source_sha256": sha256_file(built.source_path),
+                "source_sha256": file_sha256(built.source_path),
                 "wheel_path": dg.MetadataValue.path(str(built.path)),
                 "wheel_size": dg.MetadataValue.int(built.size),
                 "wheel_sha256": built.sha256,
@@ -394,7 +391,7 @@ def reusable_wheel(
         layout,
         name,
         version,
-        source_sha256=sha256_file(source),
+        source_sha256=file_sha256(source),
         settings=settings,
         plugins=Plugins.load(),
         build_requires=_recorded_build_requires(graph, key),
@@ -423,7 +420,7 @@ def write_build_record(
         layout,
         node.canonicalized_name,
         node.version,
-        source_sha256=sha256_file(built.source_path),
+        source_sha256=file_sha256(built.source_path),
         settings=settings,
         plugins=Plugins.load(),
         build_requires=_recorded_build_requires(graph, key),
@@ -488,7 +485,7 @@ def build_priorities(graph: DependencyGraph, layout: OutputLayout) -> dict[str, 
     weighed by its source archive's size in KiB (a large sdist is a long build: babel's 10 MB
     of locale data). Dagster starts the ready step of highest priority first, so the long
     chains start early instead of waiting behind short builds that came first in the plan."""
-    order = [f"{e['dist']}=={e['version']}" for e in graph.build_order()]
+    order = graph.build_order_keys()
     dependents: dict[str, list[str]] = {}
     for key in order:
         for dep in graph.build_requirements(key):
