@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .credentials import redact_text
+
 
 class FromagerDagsterError(Exception):
     """Root of every error the engine raises on purpose.
@@ -22,7 +24,9 @@ class FromagerDagsterError(Exception):
         version: str | None = None,
         log_path: str | None = None,
         step: str | None = None,
+        transient: bool | None = None,
     ) -> None:
+        message = redact_text(message)  # a URL's password never reaches a message
         super().__init__(message)
         self.message = message
         self.package = package
@@ -30,6 +34,8 @@ class FromagerDagsterError(Exception):
         self.log_path = log_path
         if step is not None:
             self.step = step
+        #: Worth retrying? ``None``: decided by the error's type (a caller's policy).
+        self.transient = transient
 
     def _fields(self) -> dict[str, Any]:
         """The keyword fields ``__init__`` takes; subclasses with more fields extend this."""
@@ -38,6 +44,7 @@ class FromagerDagsterError(Exception):
             "version": self.version,
             "log_path": self.log_path,
             "step": self.step,
+            "transient": self.transient,
         }
 
     def __reduce__(self) -> tuple[Any, ...]:

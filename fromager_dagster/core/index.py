@@ -24,10 +24,10 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 from packaging.version import InvalidVersion, Version
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
+from fromager_dagster.core.credentials import redact_url, split_credentials
 from fromager_dagster.core.errors import IndexAccessError
+from fromager_dagster.core.http import RetryingSession, fetch, make_session
 
 __all__ = [
     "ACCEPT",
@@ -51,7 +51,6 @@ _JSON_TYPES = frozenset(
 )
 #: Source distribution suffixes we understand; anything else that is not a wheel is ignored.
 SDIST_EXTENSIONS = (".tar.gz", ".zip", ".tar.bz2", ".tar.xz", ".tgz")
-_RETRY_STATUSES = (429, 500, 502, 503, 504)
 
 DistKind = Literal["sdist", "wheel"]
 
@@ -161,30 +160,6 @@ def parse_dist_filename(filename: str) -> tuple[NormalizedName, Version, DistKin
     return None
 
 
-def make_session(*, retries: int = 5, backoff: float = 0.5) -> requests.Session:
-    """A session that retries connection errors and 429/5xx with exponential backoff.
-
-    ``Retry-After`` is honoured. After the last retry the final response is returned (not
-    raised), so callers can report its status.
-    """
-    retry = Retry(
-        total=retries,
-        connect=min(retries, 3),
-        read=retries,
-        status=retries,
-        backoff_factor=backoff,
-        status_forcelist=_RETRY_STATUSES,
-        allowed_methods=frozenset({"GET", "HEAD"}),
-        respect_retry_after_header=True,
-        raise_on_status=False,
-    )
-    adapter = HTTPAdapter(max_retries=retry)
-    session = requests.Session()
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
-
-
 @dataclass
 class _Entry:
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -204,8 +179,17 @@ class IndexClient:
         timeout: float = 30.0,
         python_version: str | None = None,
     ) -> None:
-        self.index_url = index_url if index_url.endswith("/") else index_url + "/"
+        index_url = index_url if index_url.endswith("/") else index_url + "/"
+        #: For messages: the URL with its password (if any) replaced by ``****``.
+        self.display_url = redact_url(index_url)
         self.session = session if session is not None else make_session()
+        # The credentials stay with the session (per origin); the URL every page, file and
+        # graph record derives from has none.
+        self.index_url, credentials = split_credentials(index_url)
+        if credentials is not None and isinstance(self.session, RetryingSession):
+            self.session.credentials.add(self.index_url, credentials)
+        elif credentials is not None:
+            self.session.auth = (credentials[0], credentials[1])
         self.timeout = timeout
         self.python_version = python_version or "{}.{}.{}".format(*sys.version_info[:3])
         self._python = Version(self.python_version)
@@ -235,20 +219,23 @@ class IndexClient:
     def _fetch(self, name: NormalizedName) -> list[DistFile]:
         url = urljoin(self.index_url, f"{name}/")
         try:
-            response = self.session.get(url, headers={"Accept": ACCEPT}, timeout=self.timeout)
+            response = fetch(self.session, url, headers={"Accept": ACCEPT}, timeout=self.timeout)
         except requests.RequestException as exc:
             raise IndexAccessError(
                 f"could not read {url} for package {name}: {_reason(exc)}", package=name
             ) from exc
-        if response.status_code == 404:
+        if response.status_code in (404, 410):
             raise IndexAccessError(
-                f"package {name} not found on index {self.index_url}", package=name
+                f"package {name} not found on index {self.index_url}",
+                package=name,
+                transient=False,
             )
         if response.status_code != 200:
             raise IndexAccessError(
                 f"could not read {url} for package {name}: "
                 f"HTTP {response.status_code} {response.reason}",
                 package=name,
+                transient=response.status_code >= 500 or response.status_code == 429,
             )
         content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
         try:

@@ -13,7 +13,9 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
+from .credentials import redact_url
 from .errors import ConfigError
+from .http import RetryingSession, fetch, make_session
 
 
 def parse_requirement(text: str, *, source: str = "command line") -> Requirement:
@@ -31,18 +33,34 @@ def marker_holds(req: Requirement, extras: Iterable[str] = ("",)) -> bool:
     return any(req.marker.evaluate({"extra": extra}) for extra in extras)
 
 
-def _read_lines(location: str) -> list[tuple[str, str]]:
-    """(where, line) pairs from a local path or an http(s) URL, comments and blanks removed."""
+def _read_lines(location: str, session: requests.Session | None = None) -> list[tuple[str, str]]:
+    """(where, line) pairs from a local path or an http(s) URL, comments and blanks removed.
+
+    A URL is fetched with the engine's HTTP policy (retries, whole bodies, credentials kept
+    out of messages)."""
+    shown = redact_url(location)
     if location.startswith(("http://", "https://")):
+        client = session if session is not None else make_session()
+        url = client.add_credentials(location) if isinstance(client, RetryingSession) else location
         try:
-            response = requests.get(location, timeout=30)
-            response.raise_for_status()
+            response = fetch(client, url)
         except requests.RequestException as exc:
-            raise ConfigError(f"cannot read {location}: {exc}") from exc
-        text = response.text
+            raise ConfigError(f"cannot read {shown}: {exc}") from exc
+        if response.status_code != 200:
+            raise ConfigError(
+                f"cannot read {shown}: HTTP {response.status_code} {response.reason}".rstrip()
+            )
+        try:
+            text = response.content.decode(response.encoding or "utf-8")
+        except (UnicodeDecodeError, LookupError) as exc:
+            raise ConfigError(f"cannot read {shown}: it is not UTF-8 text ({exc})") from exc
     else:
         try:
             text = Path(location).read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"cannot read {location}: it is not UTF-8 text (byte {exc.start}); save it as UTF-8"
+            ) from exc
         except OSError as exc:
             raise ConfigError(f"cannot read {location}: {exc.strerror or exc}") from exc
     lines = []
@@ -50,19 +68,34 @@ def _read_lines(location: str) -> list[tuple[str, str]]:
         line = raw.split(" #", 1)[0].strip() if " #" in raw else raw.strip()
         if not line or line.startswith("#"):
             continue
-        lines.append((f"{location}:{number}", line))
+        lines.append((f"{shown}:{number}", line))
     return lines
 
 
-def read_requirement_files(paths: Sequence[str | os.PathLike[str]]) -> list[Requirement]:
-    """Requirements from ``-r`` files (nested ``-r`` allowed), markers not yet evaluated."""
+def read_requirement_files(
+    paths: Sequence[str | os.PathLike[str]], *, _including: tuple[str, ...] = ()
+) -> list[Requirement]:
+    """Requirements from ``-r`` files (nested ``-r`` allowed), markers not yet evaluated.
+
+    A file that includes itself, directly or through others, is a ConfigError naming the
+    chain of files."""
     result: list[Requirement] = []
     for path in paths:
-        for where, line in _read_lines(os.fspath(path)):
+        location = os.fspath(path)
+        key = location if "://" in location else os.path.realpath(location)
+        if key in _including:
+            chain = " -> ".join([*_including[_including.index(key) :], key])
+            raise ConfigError(
+                f"{location}: requirements files include each other ({chain}); "
+                "remove one of the -r lines"
+            )
+        for where, line in _read_lines(location):
             if line.startswith(("-r ", "--requirement ")):
                 nested = line.split(None, 1)[1].strip()
-                base = Path(os.fspath(path)).parent
-                result.extend(read_requirement_files([str(base / nested)]))
+                base = Path(location).parent
+                result.extend(
+                    read_requirement_files([str(base / nested)], _including=(*_including, key))
+                )
                 continue
             if line.startswith("-"):
                 raise ConfigError(f"{where}: unsupported option {line.split()[0]!r} in file")
@@ -131,8 +164,11 @@ class Constraints:
         return cls(by_name)
 
     @classmethod
-    def from_files(cls, paths: Sequence[str | os.PathLike[str]]) -> Constraints:
+    def from_files(
+        cls, paths: Sequence[str | os.PathLike[str]], *, session: requests.Session | None = None
+    ) -> Constraints:
+        """Constraints from files or URLs (fetched with ``session``, else a new one)."""
         entries: list[tuple[str, str]] = []
         for path in paths:
-            entries.extend(_read_lines(os.fspath(path)))
+            entries.extend(_read_lines(os.fspath(path), session))
         return cls.from_lines(entries)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import gzip
 import hashlib
 import lzma
@@ -12,6 +13,7 @@ import stat
 import tarfile
 import tempfile
 import threading
+import time
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -23,6 +25,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from fromager_dagster.core.errors import HashMismatchError, SourceError, UnsafeArchiveError
+from fromager_dagster.core.http import HttpStatusError, download_to
 
 if TYPE_CHECKING:
     from fromager_dagster.core.index import DistFile
@@ -85,30 +88,27 @@ def download(
     if expected is not None and final.is_file() and sha256_file(final) == expected:
         return final
 
+    remove_stale_parts(dest_dir, name)
     fd, tmp_name = tempfile.mkstemp(dir=dest_dir, prefix=f".{name}.", suffix=".part")
     tmp = Path(tmp_name)
+    where = f"{name} for {package} from {file.url}"
     try:
-        digest = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out:
+        with os.fdopen(fd, "w+b") as out:
             try:
-                with session.get(file.url, stream=True, timeout=timeout) as response:
-                    if response.status_code >= 400:
-                        raise SourceError(
-                            f"could not download {name} for {package} from {file.url}: "
-                            f"HTTP status {response.status_code}",
-                            package=package,
-                            version=version,
-                        )
-                    for chunk in response.iter_content(chunk_size=_CHUNK):
-                        digest.update(chunk)
-                        out.write(chunk)
-            except requests.RequestException as exc:
+                download_to(session, file.url, out, timeout=timeout)
+            except HttpStatusError as exc:
+                cause = "the file is not there" if exc.missing else "the server refused it"
                 raise SourceError(
-                    f"could not download {name} for {package} from {file.url}: {exc}",
+                    f"could not download {where}: HTTP status {exc.status} ({cause})",
                     package=package,
                     version=version,
+                    transient=not exc.missing and (exc.status >= 500 or exc.status == 429),
                 ) from exc
-        actual = digest.hexdigest()
+            except requests.RequestException as exc:
+                raise SourceError(
+                    f"could not download {where}: {exc}", package=package, version=version
+                ) from exc
+        actual = sha256_file(tmp)
         if expected is not None and actual != expected:
             raise HashMismatchError(
                 f"{name} for {package} has sha256 {actual} but the index promised "
@@ -121,6 +121,16 @@ def download(
         tmp.unlink(missing_ok=True)
         raise
     return final
+
+
+def remove_stale_parts(dest_dir: Path, name: str, *, older_than: float = 3600.0) -> None:
+    """Remove ``.<name>.*.part`` files a killed download left in ``dest_dir`` (those older
+    than ``older_than`` seconds: a concurrent download of the same file keeps its own)."""
+    now = time.time()
+    for part in dest_dir.glob(f".{glob.escape(name)}.*.part"):
+        with contextlib.suppress(OSError):
+            if now - part.stat().st_mtime > older_than:
+                part.unlink()
 
 
 def _archive_stem(archive: Path) -> str | None:

@@ -88,6 +88,8 @@ def is_transient(exc: BaseException, *, flaky: bool = False) -> bool:
     """
     if isinstance(exc, HashMismatchError | UnsafeArchiveError):
         return False
+    if isinstance(exc, FromagerDagsterError) and exc.transient is not None:
+        return exc.transient  # the engine knew (a missing file: no; a 503 after retries: yes)
     if isinstance(exc, IndexAccessError | SourceError | OSError):
         return True
     if isinstance(exc, BuildError):
@@ -439,7 +441,7 @@ def _translate(exc: Exception, context: dg.AssetExecutionContext, *, flaky: bool
     text = (
         exc.one_line() if isinstance(exc, FromagerDagsterError) else f"{type(exc).__name__}: {exc}"
     )
-    if is_transient(exc, flaky=flaky):
+    if is_transient(exc, flaky=flaky) and context.retry_number < RETRY_POLICY.max_retries:
         attempt = context.retry_number + 1
         context.log.warning(f"transient failure (attempt {attempt}), will retry: {text}")
         return dg.RetryRequested(

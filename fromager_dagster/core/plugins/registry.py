@@ -261,7 +261,12 @@ class Plugins:
             package = str(kwargs.get("name") or canonicalize_name(name))
             version = str(kwargs["version"]) if kwargs.get("version") is not None else None
             log = str(kwargs["log"]) if kwargs.get("log") is not None else None
-            fields = {"package": package, "version": version, "log_path": log, "step": step}
+            fields: dict[str, Any] = {
+                "package": package,
+                "version": version,
+                "log_path": log,
+                "step": step,
+            }
             try:
                 result = plugin.call(kwargs)
             except FromagerDagsterError as exc:
