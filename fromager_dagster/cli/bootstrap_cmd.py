@@ -21,7 +21,7 @@ from ..core.layout import OutputLayout
 from ..core.requirements import Constraints, toplevel_requirements
 from ..core.settings import default_paths
 from .bootstrap_run import DagsterResult, RunModes, run_bootstrap
-from .collection_file import collection_name, write_collection
+from .collection_file import collection_name, share_index_credentials, write_collection
 from .location_run import DagsterBootstrap
 from .options import (
     CONSTRAINTS,
@@ -131,12 +131,13 @@ def bootstrap_command(
         )
         layout = OutputLayout(output_dir.resolve())
         click.echo(
-            f"bootstrapping {len(reqs)} requirement(s) from {index.index_url} with {jobs} job(s)"
+            f"bootstrapping {len(reqs)} requirement(s) from {index.display_url} with {jobs} job(s)"
             f"{', network-isolated' if options.isolate else ''}"
             f"{'' if no_dagster else ', through Dagster'}",
             err=True,
         )
         if not no_dagster:
+            share_index_credentials(resolve_index_url(index_url))
             name = collection or collection_name(reqs)
             found = [
                 p.resolve() if p is not None else None

@@ -11,7 +11,9 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from ..core.credentials import split_credentials, strip_credentials
 from ..core.graph import ROOT, DependencyGraph
+from ..core.index_url import ENV_VAR as INDEX_URL_VAR
 
 COLLECTIONS_FILE = "collections.yaml"
 
@@ -52,8 +54,8 @@ def write_collection(
         "output_dir": str(output_dir.resolve()),
         "sdist_only": True,  # discovery builds what builds need; the build run does the rest
     }
-    if index_url:
-        body["index_url"] = index_url
+    if index_url:  # credentials stay out of the file (and the runs' config): see share_...
+        body["index_url"] = strip_credentials(index_url)
     if variant:
         body["variant"] = variant
     body["overrides"] = None
@@ -71,6 +73,15 @@ def write_collection(
     tmp.write_text(header + yaml.safe_dump({"collections": {name: body}}), encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+def share_index_credentials(index_url: str | None) -> None:
+    """Give this command's Dagster runs (in this process and the step processes it starts)
+    the credentials of ``index_url``, which collections.yaml and the run config do not keep:
+    through ``$FROMAGER_DAGSTER_INDEX_URL``, where the engine looks them up for the index's
+    origin. Nothing is written to disk or to the instance."""
+    if index_url and split_credentials(index_url)[1] is not None:
+        os.environ[INDEX_URL_VAR] = index_url
 
 
 def toplevel_of(graph: DependencyGraph) -> list[str]:

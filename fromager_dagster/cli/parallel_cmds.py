@@ -12,6 +12,7 @@ import click
 from packaging.requirements import Requirement
 
 from ..core import builder
+from ..core.credentials import redact_url
 from ..core.errors import ConfigError, FromagerDagsterError
 from ..core.graph import DependencyGraph, write_atomic
 from ..core.index import IndexClient
@@ -27,7 +28,12 @@ from .build_context import (
     output_options,
     workers_option,
 )
-from .collection_file import collection_name, toplevel_of, write_collection
+from .collection_file import (
+    collection_name,
+    share_index_credentials,
+    toplevel_of,
+    write_collection,
+)
 from .graph_build import GraphBuild, run_graph_build
 from .location_run import DagsterBootstrap, tally
 from .options import INDEX_URL, REQUIREMENT_FILES, TEST_MODE
@@ -65,6 +71,8 @@ def graph_plan(
     """Write the collection of ``graph`` and return the build-parallel plan over it."""
     needs_index = test_mode or any(n.pre_built for n in graph.nodes.values())
     index = IndexClient(resolve_index_url(index_url)) if needs_index else None
+    if index_url:
+        share_index_credentials(resolve_index_url(index_url))
     toplevel = toplevel_of(graph)
     name = collection_name([Requirement(r.split(";")[0]) for r in toplevel])
     collections_file = write_collection(
@@ -171,6 +179,7 @@ def bootstrap_parallel_command(
         context = BuildContext(ctx, options)
         reqs = toplevel_requirements(requirements, requirement_files)
         url = resolve_index_url(index_url)
+        share_index_credentials(url)
         name = collection_name(reqs)
         collections_file = write_collection(
             context.layout.root,
@@ -193,8 +202,8 @@ def bootstrap_parallel_command(
             build_wheels=False,
         )
         click.echo(
-            f"bootstrapping {len(reqs)} requirement(s) from {url} (sdist only), then building "
-            f"with {workers} worker(s), through Dagster",
+            f"bootstrapping {len(reqs)} requirement(s) from {redact_url(url)} (sdist only), "
+            f"then building with {workers} worker(s), through Dagster",
             err=True,
         )
         printer = context.printer()

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from ..core.credentials import redact_url
 from ..core.errors import ConfigError, FromagerDagsterError
 from ..core.index import IndexClient
 from ..core.index_url import resolve_index_url
@@ -51,7 +52,7 @@ def build_command(
             force=True,
             test_mode=test_mode,
         )
-        click.echo(f"building {name}=={version} from {url}, through Dagster", err=True)
+        click.echo(f"building {name}=={version} from {redact_url(url)}, through Dagster", err=True)
         summary = run_sequence(plan, context.printer())
     except FromagerDagsterError as exc:
         fail(exc, bool((ctx.obj or {}).get("verbose")))
@@ -132,7 +133,8 @@ def build_sequence_command(ctx: click.Context, /, build_order_file: Path, **opti
             test_mode=test_mode,
         )
         click.echo(
-            f"building {len(entries)} package(s) in order from {index.index_url}, through Dagster",
+            f"building {len(entries)} package(s) in order from {index.display_url}, "
+            "through Dagster",
             err=True,
         )
         summary = run_sequence(plan, context.printer())

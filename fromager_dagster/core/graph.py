@@ -13,6 +13,7 @@ from typing import Any, Literal
 from packaging.requirements import Requirement
 from packaging.version import Version
 
+from .credentials import strip_credentials
 from .errors import ConfigError, ResolutionError
 
 ReqType = Literal["toplevel", "install", "build-system", "build-backend", "build-sdist"]
@@ -39,7 +40,7 @@ class Node:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "download_url": self.download_url,
+            "download_url": strip_credentials(self.download_url),
             "pre_built": self.pre_built,
             "version": self.version,
             "canonicalized_name": self.canonicalized_name,
@@ -212,7 +213,7 @@ class DependencyGraph:
             "dist": node.canonicalized_name,
             "version": node.version,
             "prebuilt": node.pre_built,
-            "source_url": node.download_url,
+            "source_url": strip_credentials(node.download_url),
             "source_url_type": "prebuilt" if node.pre_built else "sdist",
         }
 

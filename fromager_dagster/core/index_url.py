@@ -8,9 +8,15 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from fromager_dagster.core.credentials import (
+    origin,
+    redact_url,
+    split_credentials,
+    with_credentials,
+)
 from fromager_dagster.core.errors import ConfigError
 
-__all__ = ["ENV_VAR", "GLOBAL_CONFIG_FILES", "resolve_index_url"]
+__all__ = ["ENV_VAR", "GLOBAL_CONFIG_FILES", "configured_credentials", "resolve_index_url"]
 
 ENV_VAR = "FROMAGER_DAGSTER_INDEX_URL"
 #: Machine-wide pip configuration files, lowest priority first.
@@ -23,7 +29,35 @@ def resolve_index_url(explicit: str | None = None) -> str:
 
     First of: ``explicit`` (the --index-url option), ``$FROMAGER_DAGSTER_INDEX_URL``,
     ``$PIP_INDEX_URL``, ``index-url`` from pip's configuration files, pip's built-in default.
+    A URL without credentials gets those configured for its origin
+    (:func:`configured_credentials`), so stored configuration can keep the URL bare.
     """
+    url = _chosen(explicit)
+    if split_credentials(url)[1] is None:
+        url = with_credentials(url, configured_credentials(url))
+    return url
+
+
+def configured_credentials(url: str) -> tuple[str, str] | None:
+    """The (user, password) that configuration gives for ``url``'s scheme, host and port:
+    from ``$FROMAGER_DAGSTER_INDEX_URL``, ``$PIP_INDEX_URL``, ``$PIP_EXTRA_INDEX_URL`` or pip's
+    ``index-url`` / ``extra-index-url`` settings (netrc is read by the HTTP client itself)."""
+    wanted = origin(url)
+    for candidate in _configured_urls():
+        clean, found = split_credentials(candidate)
+        if found is not None and origin(clean) == wanted:
+            return found
+    return None
+
+
+def _configured_urls() -> list[str]:
+    urls = [os.environ.get(ENV_VAR, ""), os.environ.get("PIP_INDEX_URL", "")]
+    urls += os.environ.get("PIP_EXTRA_INDEX_URL", "").split()
+    urls += _pip_config_urls()
+    return [u.strip() for u in urls if u and u.strip()]
+
+
+def _chosen(explicit: str | None) -> str:
     candidates = (
         ("--index-url", explicit),
         (ENV_VAR, os.environ.get(ENV_VAR)),
@@ -46,7 +80,8 @@ def _checked(url: str, source: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(
-            f"index URL {url!r} (from {source}) is not an http(s) URL; {_HINT} to one that is"
+            f"index URL {redact_url(url)!r} (from {source}) is not an http(s) URL; "
+            f"{_HINT} to one that is"
         )
     return url if url.endswith("/") else url + "/"
 
@@ -69,6 +104,22 @@ def _config_files() -> list[Path]:
     if env_file:
         files.append(Path(env_file))
     return files
+
+
+def _pip_config_urls() -> list[str]:
+    """Every ``index-url`` and ``extra-index-url`` in pip's configuration files."""
+    urls: list[str] = []
+    for path in _config_files():
+        parser = configparser.RawConfigParser()
+        try:
+            with path.open(encoding="utf-8") as f:
+                parser.read_file(f)
+        except (OSError, configparser.Error, UnicodeDecodeError):
+            continue
+        for section in parser.sections():
+            for key in ("index-url", "index_url", "extra-index-url", "extra_index_url"):
+                urls += parser.get(section, key, fallback="").split()
+    return urls
 
 
 def _from_pip_config() -> tuple[str, str] | None:

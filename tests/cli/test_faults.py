@@ -1,0 +1,167 @@
+"""Faults and bad input through the command line, through Dagster and with --no-dagster:
+credentials never stored, broken transfers retried, one writer per output folder, one clear
+line for each bad input."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fromager_dagster.core.index_server import LocalIndexServer
+from tests.fixtures.faults import FaultyProxy, first_n, flaky
+from tests.fixtures.packages import FixturePackage, make_index
+
+CHAIN = [
+    FixturePackage("fx-tool"),
+    FixturePackage("fx-dep"),
+    FixturePackage("fx-lib", build_system_requires=("fx-tool",), install_requires=("fx-dep",)),
+    FixturePackage("fx-app", build_system_requires=("fx-lib",)),
+]
+SECRET = "s3cret-Pa55"
+PATHS = [pytest.param((), id="dagster"), pytest.param(("--no-dagster",), id="no-dagster")]
+
+
+def cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "FROMAGER_DAGSTER"))
+    }
+    environ.pop("PIP_INDEX_URL", None)
+    environ.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "fromager_dagster.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=environ,
+    )
+
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The command failed with exit code 1 and exactly one ``error:`` line, no traceback."""
+    assert result.returncode == 1, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    folder = tmp_path_factory.mktemp("up")
+    make_index(CHAIN, folder)
+    with LocalIndexServer([folder]) as server:
+        yield server.url
+
+
+def files_holding(root: Path, needle: str) -> list[str]:
+    """Every file under ``root`` (SQLite databases and logs included) containing ``needle``."""
+    found = []
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink() and needle.encode() in path.read_bytes():
+            found.append(str(path.relative_to(root)))
+    return found
+
+
+# -- credentials ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_credentials_in_the_index_url_are_stored_nowhere(
+    upstream: str, tmp_path: Path, path: tuple[str, ...]
+) -> None:
+    out = tmp_path / "out"
+    with FaultyProxy(upstream, auth=("alice", SECRET)) as proxy:
+        url = proxy.url.replace("http://", f"http://alice:{SECRET}@")
+        args = ("bootstrap", "fx-app", "-O", str(out), "--no-network-isolation", "-j", "2")
+        result = cli(*args, "--index-url", url, *path)
+        assert result.returncode == 0, result.stderr
+        assert proxy.authorizations and all(proxy.authorizations)  # every request logged in
+        # a package the index lacks: the error line names the index without the secret
+        missing = cli(*args, "--index-url", url, "fx-nothing", *path)
+    assert SECRET not in result.stderr + result.stdout
+    assert "alice:****@127.0.0.1" in result.stderr  # the header line, redacted
+    assert len(list((out / "wheels-repo" / "downloads").glob("*.whl"))) == 4
+    graph = (out / "work-dir" / "graph.json").read_text()
+    assert f"{proxy.url.removesuffix('/simple/')}/files/fx_app-1.0.tar.gz" in graph
+    line = one_error_line(missing)
+    assert "fx-nothing" in line and SECRET not in missing.stderr + missing.stdout
+    assert files_holding(out, SECRET) == []
+
+
+def test_bootstrap_parallel_credentials_from_pip_index_url_are_stored_nowhere(
+    upstream: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    with FaultyProxy(upstream, auth=("bob", SECRET)) as proxy:
+        url = proxy.url.replace("http://", f"http://bob:{SECRET}@")
+        result = cli(
+            "bootstrap-parallel",
+            "fx-app",
+            "-O",
+            str(out),
+            "--no-network-isolation",
+            "-m",
+            "2",
+            PIP_INDEX_URL=url,
+            FROMAGER_DAGSTER_EXECUTOR="threads",
+        )
+    assert result.returncode == 0, result.stderr
+    assert SECRET not in result.stderr + result.stdout
+    assert len(list((out / "wheels-repo" / "downloads").glob("*.whl"))) == 4
+    assert files_holding(out, SECRET) == []
+
+
+# -- broken transfers ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_truncated_pages_and_downloads_are_retried(
+    upstream: str, tmp_path: Path, path: tuple[str, ...]
+) -> None:
+    """Every index page and every sdist is cut short the first time it is asked for."""
+    out = tmp_path / "out"
+    with FaultyProxy(upstream, first_n(1, "truncate")) as proxy:
+        result = cli(
+            "bootstrap",
+            "fx-app",
+            "-O",
+            str(out),
+            "--no-network-isolation",
+            "--index-url",
+            proxy.url,
+            *path,
+            FROMAGER_DAGSTER_EXECUTOR="threads",
+        )
+    assert result.returncode == 0, result.stderr
+    assert proxy.faults_seen("truncate") >= 8  # 4 pages, 4 sdists
+    assert len(list((out / "wheels-repo" / "downloads").glob("*.whl"))) == 4
+    assert not list(out.rglob("*.part"))
+
+
+def test_a_flaky_index_does_not_fail_the_run(upstream: str, tmp_path: Path) -> None:
+    """503s, resets and truncated bodies on 30% of requests: 5 runs of 5 complete."""
+    done = injected = 0
+    for seed in range(5):
+        out = tmp_path / f"out{seed}"
+        with FaultyProxy(upstream, flaky(0.3, seed)) as proxy:
+            result = cli(
+                "bootstrap",
+                "fx-app",
+                "-O",
+                str(out),
+                "--no-network-isolation",
+                "--no-dagster",
+                "--index-url",
+                proxy.url,
+                FROMAGER_DAGSTER_HTTP_RETRIES="4",
+            )
+        done += result.returncode == 0
+        injected += sum(proxy.faults_seen(kind) for kind in ("503", "reset", "truncate"))
+        assert result.returncode == 0, result.stderr
+    assert done == 5
+    assert injected >= 5
