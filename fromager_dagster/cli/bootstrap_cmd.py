@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import click
 
 from ..core.bootstrap import BootstrapFailed, BootstrapOptions, BootstrapResult, bootstrap
-from ..core.errors import FromagerDagsterError
+from ..core.errors import ConfigError, FromagerDagsterError
 from ..core.failures import FailureRecord
 from ..core.index import IndexClient
 from ..core.index_url import resolve_index_url
@@ -20,7 +20,9 @@ from ..core.isolation import resolve_isolation
 from ..core.layout import OutputLayout
 from ..core.requirements import Constraints, toplevel_requirements
 from ..core.settings import default_paths
+from ..defs.collections import valid_collection_name
 from .bootstrap_run import DagsterResult, RunModes, run_bootstrap
+from .build_context import hold_output_folder
 from .collection_file import collection_name, share_index_credentials, write_collection
 from .location_run import DagsterBootstrap
 from .options import (
@@ -116,6 +118,11 @@ def bootstrap_command(
     """
     verbose = ctx.obj["verbose"]
     try:
+        if collection is not None and not valid_collection_name(collection):
+            raise ConfigError(
+                f"--collection {collection!r} is not a valid name: use letters, digits, "
+                "'_', '.' and '-', starting with a letter or digit"
+            )
         reqs = toplevel_requirements(requirements, requirement_files)
         parsed_constraints = Constraints.from_files(constraints)
         index = IndexClient(resolve_index_url(index_url))
@@ -130,6 +137,7 @@ def bootstrap_command(
             min_release_age=min_release_age,
         )
         layout = OutputLayout(output_dir.resolve())
+        hold_output_folder(ctx, layout.root)
         click.echo(
             f"bootstrapping {len(reqs)} requirement(s) from {index.display_url} with {jobs} job(s)"
             f"{', network-isolated' if options.isolate else ''}"

@@ -14,10 +14,12 @@ import click
 from packaging.utils import InvalidName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from ..core.credentials import redact_text
 from ..core.errors import ConfigError, FromagerDagsterError
 from ..core.failures import write_failure_report
 from ..core.isolation import resolve_isolation
 from ..core.layout import OutputLayout
+from ..core.output_lock import hold_output
 from ..core.requirements import Constraints
 from ..core.settings import Settings
 from .build_summary import BuildSummary
@@ -64,9 +66,17 @@ class BuildContext:
         self.settings: Settings = load_cli_settings(self.variant, *self.paths)
         self.constraints = Constraints.from_files(self.constraint_files)
         self.isolate = resolve_isolation(options["network_isolation"])
+        hold_output_folder(ctx, self.layout.root)
 
     def printer(self) -> ProgressPrinter:
         return ProgressPrinter(verbose=self.verbose)
+
+
+def hold_output_folder(ctx: click.Context, root: Path) -> None:
+    """Hold the output folder's lock until the command ends (one writer per folder); a second
+    command into it fails at once naming the first (:func:`~..core.output_lock.hold_output`)."""
+    command = redact_text(" ".join(["fromager-dagster", *sys.argv[1:]]))
+    ctx.with_resource(hold_output(root, command))
 
 
 def settings_paths(

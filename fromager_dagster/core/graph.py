@@ -279,5 +279,9 @@ class DependencyGraph:
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to a temporary name beside ``path`` and rename it into place."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no half-written file behind
+        raise

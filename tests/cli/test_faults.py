@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -165,3 +166,102 @@ def test_a_flaky_index_does_not_fail_the_run(upstream: str, tmp_path: Path) -> N
         assert result.returncode == 0, result.stderr
     assert done == 5
     assert injected >= 5
+
+
+# -- one writer per output folder ---------------------------------------------------------------
+
+_HOLD = """
+import sys, time
+from pathlib import Path
+from fromager_dagster.core.output_lock import hold_output
+with hold_output(Path(sys.argv[1]), "fromager-dagster bootstrap holder-command"):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.fixture
+def held(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
+    """An output folder whose lock another process holds (stopped by its pid afterwards)."""
+    out = tmp_path / "out"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(out)], stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    try:
+        yield out, holder
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_second_command_into_a_held_output_folder_refuses_at_once(
+    held: tuple[Path, subprocess.Popen[str]], upstream: str, tmp_path: Path
+) -> None:
+    out, holder = held
+    (tmp_path / "graph.json").write_text('{"": {"canonicalized_name": "", "version": "0"}}')
+    (tmp_path / "order.json").write_text('[{"dist": "fx-tool", "version": "1.0"}]')
+    commands = [
+        ("bootstrap", "fx-app", "--index-url", upstream, "--no-dagster"),
+        ("bootstrap", "fx-app", "--index-url", upstream),
+        ("bootstrap-parallel", "fx-app", "--index-url", upstream),
+        ("build-parallel", str(tmp_path / "graph.json")),
+        ("build-sequence", str(tmp_path / "order.json"), "--index-url", upstream),
+        ("build", "fx-tool", "1.0", upstream),
+    ]
+    for args in commands:
+        result = cli(*args, "-O", str(out), "--no-network-isolation")
+        line = one_error_line(result)
+        assert f"output folder {out} is in use by another run" in line, (args, line)
+        assert f"pid {holder.pid}: fromager-dagster bootstrap holder-command" in line, line
+    assert sorted(p.name for p in out.iterdir()) == [".fromager-dagster.lock"]
+
+
+def test_a_killed_holder_leaves_a_lock_the_next_run_takes_over(
+    held: tuple[Path, subprocess.Popen[str]], upstream: str
+) -> None:
+    out, holder = held
+    holder.kill()  # kill -9: no cleanup ran
+    holder.wait()
+    part = out / "sdists-repo" / "downloads" / ".fx_app-1.0.tar.gz.abc123.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(b"half a download")
+    result = cli("bootstrap", "fx-app", "-O", str(out), "--index-url", upstream, "--no-dagster")
+    assert result.returncode == 0, result.stderr
+    assert not part.exists() and not list(out.rglob("*.part"))
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_two_concurrent_runs_into_one_folder(
+    upstream: str, tmp_path: Path, path: tuple[str, ...]
+) -> None:
+    out = tmp_path / "out"
+    args = ["bootstrap", "fx-app", "-O", str(out), "--index-url", upstream, *path]
+    environ = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "FROMAGER_DAGSTER"))
+    }
+    first = subprocess.Popen(
+        [sys.executable, "-m", "fromager_dagster.cli.main", *args, "--no-network-isolation"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environ,
+    )
+    try:
+        lock = out / ".fromager-dagster.lock"
+        for _ in range(600):
+            if lock.is_file() and f"pid {first.pid}:" in lock.read_text():
+                break
+            assert first.poll() is None, first.communicate()
+            time.sleep(0.05)
+        second = cli(*args, "--no-network-isolation")
+        line = one_error_line(second)
+        assert f"in use by another run (pid {first.pid}: fromager-dagster bootstrap" in line
+        _, err = first.communicate(timeout=600)
+        assert first.returncode == 0, err
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    again = cli(*args, "--no-network-isolation")  # released on exit
+    assert again.returncode == 0, again.stderr
