@@ -125,6 +125,7 @@ def build_parallel_command(ctx: click.Context, /, graph_file: Path, **options: A
     try:
         context = BuildContext(ctx, options)
         graph = DependencyGraph.load(graph_file)
+        graph.check_buildable(str(graph_file))
         check_sources(graph, context.layout, graph_file)
         text = json.dumps(graph.to_json(), indent=2)
         target = context.layout.work_dir / "graph.json"

@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from packaging.requirements import Requirement
-from packaging.version import Version
+from packaging.utils import InvalidName, canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 from .credentials import strip_credentials
-from .errors import ConfigError, ResolutionError
+from .errors import BuildCycleError, ConfigError, ResolutionError
 
 ReqType = Literal["toplevel", "install", "build-system", "build-backend", "build-sdist"]
 BUILD_TYPES: tuple[ReqType, ...] = ("build-system", "build-backend", "build-sdist")
@@ -144,6 +145,7 @@ class DependencyGraph:
                     [Edge(e["key"], e["req_type"], e["req"]) for e in raw.get("edges", [])],
                 )
                 graph.nodes[key] = node
+            _check_nodes(graph, source)
             for node in graph.nodes.values():
                 for edge in node.edges:
                     if edge.key not in graph.nodes:
@@ -163,6 +165,45 @@ class DependencyGraph:
         except (OSError, ValueError) as exc:
             raise ConfigError(f"cannot read graph {path}: {exc}") from exc
         return cls.from_json(data, source=str(path))
+
+    def build_cycle(self) -> list[str]:
+        """Keys of nodes whose builds need each other, first repeated last (``[]``: none).
+
+        Builds need their :meth:`build_requirements`; a graph with such a cycle has no
+        build order."""
+        needs = {key: self.build_requirements(key) for key in self.nodes if key}
+        state: dict[str, int] = {}  # 1: on the current path, 2: done
+        for start in needs:
+            if state.get(start):
+                continue
+            path: list[str] = []
+            stack: list[tuple[str, Iterator[str]]] = [(start, iter(needs[start]))]
+            state[start] = 1
+            path.append(start)
+            while stack:
+                key, pending = stack[-1]
+                child = next(pending, None)
+                if child is None:
+                    stack.pop()
+                    path.pop()
+                    state[key] = 2
+                elif state.get(child) == 1:
+                    return [*path[path.index(child) :], child]
+                elif not state.get(child) and child in needs:
+                    state[child] = 1
+                    path.append(child)
+                    stack.append((child, iter(needs[child])))
+        return []
+
+    def check_buildable(self, source: str) -> None:
+        """BuildCycleError naming a build cycle of the graph read from ``source``."""
+        cycle = self.build_cycle()
+        if cycle:
+            raise BuildCycleError(
+                f"{source}: packages need each other's wheels to build: {' -> '.join(cycle)}; "
+                "no build order exists (fix the graph, or pre-build one of them)",
+                step="configuration",
+            )
 
     def build_order_keys(self) -> list[str]:
         """The node keys of :meth:`build_order`, each after everything its build needs."""
@@ -274,6 +315,32 @@ class DependencyGraph:
             paths["constraints"] = work_dir / "constraints.txt"
             write_atomic(paths["constraints"], text)
         return paths
+
+
+def _check_nodes(graph: DependencyGraph, source: str) -> None:
+    """Names and versions read from a file become paths: each must be a normalized package
+    name and a valid version. One ConfigError lists every bad node."""
+    problems = []
+    for key, node in graph.nodes.items():
+        if not key:
+            continue
+        name, version = node.canonicalized_name, node.version
+        if not isinstance(name, str) or not _valid_name(name):
+            problems.append(f"node {key!r}: canonicalized_name {name!r} is not a normalized name")
+            continue
+        try:
+            Version(version)
+        except (InvalidVersion, TypeError):
+            problems.append(f"node {key!r}: version {version!r} is not a valid version")
+    if problems:
+        raise ConfigError(f"{source}: " + "; ".join(problems))
+
+
+def _valid_name(name: str) -> bool:
+    try:
+        return canonicalize_name(name, validate=True) == name
+    except InvalidName:
+        return False
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import gzip
 import hashlib
@@ -395,8 +396,16 @@ def repack_sdist(
                 else:
                     tar.addfile(info)
         os.replace(tmp, dest)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            raise SourceError(
+                f"cannot write the re-packed sdist {dest}: {exc.strerror}; free some space "
+                "and run the command again",
+                package=str(canonicalize_name(name)),
+                version=version,
+                transient=False,
+            ) from exc
         raise
     return dest

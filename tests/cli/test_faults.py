@@ -4,7 +4,11 @@ line for each bad input."""
 
 from __future__ import annotations
 
+import json
 import os
+import random
+import shutil
+import string
 import subprocess
 import sys
 import time
@@ -265,3 +269,181 @@ def test_two_concurrent_runs_into_one_folder(
             first.wait()
     again = cli(*args, "--no-network-isolation")  # released on exit
     assert again.returncode == 0, again.stderr
+
+
+# -- bad input: one clear line ------------------------------------------------------------------
+
+
+def _graph(nodes: dict[str, dict[str, object]], top: str) -> str:
+    root = {
+        "canonicalized_name": "",
+        "version": "0",
+        "edges": [{"key": top, "req_type": "toplevel", "req": top.split("==")[0]}],
+    }
+    return json.dumps({"": root, **nodes})
+
+
+def _node(name: str, version: str, *build: str) -> dict[str, object]:
+    return {
+        "canonicalized_name": name,
+        "version": version,
+        "download_url": f"http://127.0.0.1:9/files/{name}-{version}.tar.gz",
+        "edges": [{"key": k, "req_type": "build-system", "req": k.split("==")[0]} for k in build],
+    }
+
+
+BAD_INPUTS: list[tuple[str, list[str], str]] = []  # (label, args, expected in the one line)
+
+
+def test_bad_inputs_give_one_clear_line(upstream: str, tmp_path: Path) -> None:
+    """Each bad input: exit code 1, one ``error:`` line naming the file or value, no
+    traceback, nothing written into the output folder."""
+    (tmp_path / "a.txt").write_text("fx-app\n-r b.txt\n")
+    (tmp_path / "b.txt").write_text("-r a.txt\n")
+    (tmp_path / "latin1.txt").write_bytes("fx-app  # caf\xe9\n".encode("latin-1"))
+    (tmp_path / "escape.json").write_text(
+        _graph({"x==1.0": _node("../../../escape", "1.0")}, "x==1.0")
+    )
+    (tmp_path / "badversion.json").write_text(
+        _graph({"fx-a==1.0": _node("fx-a", "1.0/../../x")}, "fx-a==1.0")
+    )
+    (tmp_path / "cycle.json").write_text(
+        _graph(
+            {
+                "fx-a==1.0": _node("fx-a", "1.0", "fx-b==1.0"),
+                "fx-b==1.0": _node("fx-b", "1.0", "fx-a==1.0"),
+            },
+            "fx-a==1.0",
+        )
+    )
+    out = tmp_path / "out"
+    cases = [
+        ("-r cycle", ["bootstrap", "-r", str(tmp_path / "a.txt")], "include each other"),
+        ("-r not UTF-8", ["bootstrap", "-r", str(tmp_path / "latin1.txt")], "not UTF-8"),
+        (
+            "-r not UTF-8 (no-dagster)",
+            ["bootstrap", "--no-dagster", "-r", str(tmp_path / "latin1.txt")],
+            "latin1.txt",
+        ),
+        ("--collection", ["bootstrap", "fx-app", "--collection", "a b"], "--collection 'a b'"),
+        ("graph name", ["build-parallel", str(tmp_path / "escape.json")], "'../../../escape'"),
+        ("graph version", ["build-parallel", str(tmp_path / "badversion.json")], "'1.0/../../x'"),
+        (
+            "graph cycle",
+            ["build-parallel", str(tmp_path / "cycle.json")],
+            "fx-a==1.0 -> fx-b==1.0 -> fx-a==1.0",
+        ),
+    ]
+    for label, args, expected in cases:
+        result = (
+            cli(*args, "-O", str(out), "--index-url", upstream)
+            if args[0] == "bootstrap"
+            else cli(*args, "-O", str(out))
+        )
+        line = one_error_line(result)
+        assert expected in line, (label, line)
+        assert not out.exists(), (label, sorted(out.rglob("*")))
+        BAD_INPUTS.append((label, args, line))
+    text = "\n".join(f"  {label}: {line}" for label, _, line in BAD_INPUTS)
+    print(f"\n{len(BAD_INPUTS)} bad inputs tried, {len(BAD_INPUTS)} gave one clear line:\n{text}")
+
+
+# -- a read-only or full disk -------------------------------------------------------------------
+
+_NOISE = "".join(random.Random(1).choices(string.ascii_letters, k=400_000))
+BIG = FixturePackage("fx-big", module_body=f"DATA = {_NOISE!r}\n")  # ~590 kB sdist
+
+
+def on_mount(
+    mount: Path, options: str, *args: str, _wrapper: str = "", **env: str
+) -> subprocess.CompletedProcess[str]:
+    """The command in a private mount namespace where ``mount`` is a tmpfs with ``options``
+    (``ro``; ``size=...``): the host's mounts are untouched."""
+    mount.mkdir(parents=True, exist_ok=True)
+    script = f'mount -t tmpfs -o {options} tmpfs "$1" && shift && exec "$@"'
+    command = [sys.executable, "-m", "fromager_dagster.cli.main", *args]
+    if _wrapper:  # runs the command, then looks at the mount before it goes away
+        command = [sys.executable, "-c", _wrapper, *command]
+    return cli_argv(
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            str(mount),
+            *command,
+        ],
+        **env,
+    )
+
+
+def cli_argv(argv: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "FROMAGER_DAGSTER"))
+    }
+    environ.update(env)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=600, env=environ)
+
+
+needs_mounts = pytest.mark.skipif(
+    shutil.which("unshare") is None
+    or subprocess.run(
+        ["unshare", "--mount", "sh", "-c", "mount -t tmpfs tmpfs /mnt"], capture_output=True
+    ).returncode
+    != 0,
+    reason="needs unshare --mount and tmpfs mounts",
+)
+
+
+@needs_mounts
+@pytest.mark.parametrize("path", PATHS)
+def test_output_folder_on_a_read_only_mount(
+    upstream: str, tmp_path: Path, path: tuple[str, ...]
+) -> None:
+    mount = tmp_path / "ro"
+    result = on_mount(
+        mount, "ro", "bootstrap", "fx-app", "-O", str(mount / "out"), "--index-url", upstream, *path
+    )
+    line = one_error_line(result)
+    assert f"cannot write to output folder {mount / 'out'}: Read-only file system" in line, line
+
+
+@needs_mounts
+@pytest.mark.parametrize("path", PATHS)
+def test_a_disk_that_fills_is_one_line_and_leaves_nothing_half_written(
+    tmp_path: Path, path: tuple[str, ...]
+) -> None:
+    """The sdist (590 kB) is downloaded and unpacked, then the re-pack fills the disk."""
+    make_index([BIG], tmp_path / "up")
+    mount, home = tmp_path / "small", tmp_path / "dagster-home"
+    out = mount / "out"
+    script = (
+        "import subprocess, sys, pathlib; "
+        "r = subprocess.run(sys.argv[1:]); "
+        f"out = pathlib.Path({str(out)!r}); "
+        "print(sorted(str(p.relative_to(out)) for p in out.rglob('*') if p.is_file()), "
+        "file=sys.stderr); "
+        "sys.exit(r.returncode)"
+    )
+    with LocalIndexServer([tmp_path / "up"]) as server:
+        argv = ["bootstrap", "fx-big", "-O", str(out), "--index-url", server.url]
+        result = on_mount(
+            mount,
+            "size=1400k",
+            *argv,
+            "--no-network-isolation",
+            *path,
+            DAGSTER_HOME=str(home),
+            _wrapper=script,
+        )
+    line = one_error_line(result)
+    assert "No space left on device" in line, line
+    print(line)
+    left = result.stderr.strip().splitlines()[-1]
+    assert ".part" not in left and ".tmp" not in left, left
+    assert "work-dir/graph.json" not in left and "sdists-repo/builds/" not in left, left
+    assert "sdists-repo/downloads/fx_big-1.0.tar.gz" in left  # the download fitted
