@@ -16,7 +16,6 @@ from ..core.errors import ConfigError, FromagerDagsterError
 from ..core.failures import FailureRecord
 from ..core.index import IndexClient
 from ..core.index_url import resolve_index_url
-from ..core.isolation import resolve_isolation
 from ..core.layout import OutputLayout
 from ..core.requirements import Constraints, toplevel_requirements
 from ..core.settings import default_paths
@@ -34,6 +33,7 @@ from .options import (
     apply_options,
     load_cli_settings,
     mode_options,
+    resolve_cli_sandbox,
     settings_options,
 )
 from .progress import ProgressPrinter
@@ -49,6 +49,11 @@ def _fail(exc: FromagerDagsterError, verbose: bool) -> None:
     for failure in failures:
         click.echo(f"error: {failure.one_line()}", err=True)
     sys.exit(1)
+
+
+def _sandboxed(isolate: object) -> str:
+    kind = getattr(isolate, "kind", "none")
+    return "" if kind == "none" else f", hooks sandboxed ({kind})"
 
 
 def build_options(func: F) -> F:
@@ -130,7 +135,7 @@ def bootstrap_command(
         options = BootstrapOptions(
             jobs=jobs,
             sdist_only=sdist_only,
-            isolate=resolve_isolation(network_isolation),
+            isolate=resolve_cli_sandbox(network_isolation),
             test_mode=test_mode,
             skip_constraints=skip_constraints,
             multiple_versions=multiple_versions,
@@ -140,7 +145,7 @@ def bootstrap_command(
         hold_output_folder(ctx, layout.root)
         click.echo(
             f"bootstrapping {len(reqs)} requirement(s) from {index.display_url} with {jobs} job(s)"
-            f"{', network-isolated' if options.isolate else ''}"
+            f"{_sandboxed(options.isolate)}"
             f"{'' if no_dagster else ', through Dagster'}",
             err=True,
         )

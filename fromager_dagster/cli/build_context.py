@@ -17,7 +17,6 @@ from packaging.version import InvalidVersion, Version
 from ..core.credentials import redact_text
 from ..core.errors import ConfigError, FromagerDagsterError
 from ..core.failures import write_failure_report
-from ..core.isolation import resolve_isolation
 from ..core.layout import OutputLayout
 from ..core.output_lock import hold_output
 from ..core.requirements import Constraints
@@ -29,6 +28,7 @@ from .options import (
     OUTPUT_DIR,
     apply_options,
     load_cli_settings,
+    resolve_cli_sandbox,
     settings_options,
 )
 from .progress import ProgressPrinter
@@ -65,7 +65,7 @@ class BuildContext:
         self.variant: str = options["variant"]
         self.settings: Settings = load_cli_settings(self.variant, *self.paths)
         self.constraints = Constraints.from_files(self.constraint_files)
-        self.isolate = resolve_isolation(options["network_isolation"])
+        self.isolate = resolve_cli_sandbox(options["network_isolation"])
         hold_output_folder(ctx, self.layout.root)
 
     def printer(self) -> ProgressPrinter:

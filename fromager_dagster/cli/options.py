@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import click
 
+from ..core.sandbox import SANDBOX_KINDS, Sandbox, resolve_sandbox
 from ..core.settings import DEFAULT_VARIANT, Settings, default_paths, load_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -49,11 +50,39 @@ TEST_MODE = click.option(
     help="Keep going after a failure, fall back to a pre-built wheel where the index has one, "
     "write work-dir/test-mode-failures-*.json; exit 1 if anything failed.",
 )
-NETWORK_ISOLATION = click.option(
+_NETWORK_ISOLATION = click.option(
     "--network-isolation/--no-network-isolation",
     default=None,
-    help="Run every build hook with no network but loopback. Default: on where unshare works.",
+    help="Same as --sandbox with the best sandbox that works (an error if none does) / "
+    "--sandbox none.",
 )
+_SANDBOX = click.option(
+    "--sandbox",
+    type=click.Choice(SANDBOX_KINDS),
+    default=None,
+    envvar="FROMAGER_DAGSTER_SANDBOX",
+    expose_value=False,
+    callback=lambda ctx, _param, value: ctx.meta.__setitem__("sandbox", value),
+    help="How build hooks are confined (docs/security.md): bwrap (bubblewrap: read-only "
+    "host, no network, no secrets), unshare (no network only) or none. Default: bwrap where "
+    "it works, else unshare with a warning. $FROMAGER_DAGSTER_SANDBOX.",
+)
+
+
+def NETWORK_ISOLATION(func: F) -> F:  # noqa: N802 (an option decorator, like the others)
+    """--sandbox and --network-isolation/--no-network-isolation (its older spelling)."""
+    return _SANDBOX(_NETWORK_ISOLATION(func))
+
+
+def resolve_cli_sandbox(network_isolation: bool | None) -> Sandbox:
+    """The sandbox the options ask for (``--sandbox`` wins over --network-isolation); a
+    fallback's note is printed as one warning line."""
+    ctx = click.get_current_context(silent=True)
+    kind = ctx.meta.get("sandbox") if ctx is not None else None
+    sandbox = resolve_sandbox(kind, network_isolation=network_isolation)
+    if sandbox.note:
+        click.echo(f"warning: {sandbox.note}", err=True)
+    return sandbox
 
 
 def apply_options(func: F, options: list[Callable[[F], F]]) -> F:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from .prepare import DEFAULT_SOURCE_DATE_EPOCH as DEFAULT_SOURCE_DATE_EPOCH
+from .sandbox import Sandbox
 
 
 class Progress(Protocol):
@@ -23,7 +24,7 @@ def no_progress(event: str, key: str, detail: str = "") -> None:
 class BootstrapOptions:
     jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
     sdist_only: bool = False
-    isolate: bool = True
+    isolate: bool | Sandbox = True  # True: the best sandbox that works here
     source_date_epoch: int = DEFAULT_SOURCE_DATE_EPOCH
     keep_build_envs: bool = False
     test_mode: bool = False  # keep going; fall back to a pre-built wheel; write a report

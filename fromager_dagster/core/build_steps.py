@@ -22,6 +22,7 @@ from .plugins.finder import source_policy
 from .prepare import PreparedSource, prepare_source, prepared_build_system
 from .requirements import Constraints
 from .resolver import ResolvedPackage, Resolver
+from .sandbox import Sandbox
 from .settings import Settings
 from .source_urls import fetch_source
 from .wheel_build import hook_caller, make_wheel, wheel_server
@@ -235,7 +236,7 @@ def prepare_build(
     *,
     wheel_server_url: str | None,
     settings: BuildSettings,
-    isolate: bool,
+    isolate: bool | Sandbox,
     log: Path | None = None,
     plugins: Plugins | None = None,
 ) -> BuildEnv:
@@ -287,7 +288,7 @@ def build_wheel(
     env: BuildEnv,
     *,
     settings: BuildSettings,
-    isolate: bool,
+    isolate: bool | Sandbox,
     plugins: Plugins | None = None,
 ) -> Path:
     """``step build-wheel``: build in ``env`` and finalize into ``wheels-repo/downloads``

@@ -24,6 +24,7 @@ from .builder import BuiltWheel, build_node
 from .errors import BuildError, SourceError
 from .graph import DependencyGraph
 from .layout import OutputLayout
+from .sandbox import Sandbox
 from .settings import Settings
 
 T = TypeVar("T")
@@ -45,7 +46,7 @@ def _build_in_worker(
     subgraph: dict[str, Any],
     key: str,
     root: Path,
-    isolate: bool,
+    isolate: bool | Sandbox,
     settings: Settings,
     uv_cache: Path | None,
 ) -> BuiltWheel:
@@ -123,7 +124,7 @@ class BuildWorkers(WorkerProcesses):
         key: str,
         *,
         layout: OutputLayout,
-        isolate: bool,
+        isolate: bool | Sandbox,
         settings: Settings,
         uv_cache: Path | None = None,
     ) -> BuiltWheel:

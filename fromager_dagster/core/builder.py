@@ -42,6 +42,7 @@ from .layout import OutputLayout
 from .plugins import Plugins
 from .prepare import PreparedSource, prepare_source
 from .requirements import Constraints
+from .sandbox import Sandbox
 from .settings import Settings
 from .wheel_build import make_wheel, wheel_server
 
@@ -72,7 +73,7 @@ def build_node(
     key: str,
     *,
     layout: OutputLayout,
-    isolate: bool,
+    isolate: bool | Sandbox,
     settings: Settings | None = None,
     index: IndexClient | None = None,
     build_tag: int | None = None,
@@ -129,7 +130,7 @@ def build_package(
     *,
     index: IndexClient,
     layout: OutputLayout,
-    isolate: bool,
+    isolate: bool | Sandbox,
     wheel_server_url: str | None = None,
     constraints: Constraints | None = None,
     settings: Settings | None = None,
@@ -206,7 +207,7 @@ class _Build:
     version: str
     wanted: BuildSettings
     plugins: Plugins
-    isolate: bool
+    isolate: bool | Sandbox
     source_date_epoch: int
     keep_build_env: bool
 
@@ -220,7 +221,7 @@ class _Build:
         *,
         settings: Settings | None,
         plugins: Plugins | None,
-        isolate: bool,
+        isolate: bool | Sandbox,
         source_date_epoch: int,
         keep_build_env: bool,
     ) -> _Build:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
 import shutil
-import subprocess
 import tempfile
 import threading
 import tomllib
@@ -20,8 +20,17 @@ from packaging.requirements import Requirement
 
 from .buildenv import BuildEnv
 from .errors import BuildError, ConfigError
-from .isolation import isolated
 from .requirements import marker_holds, parse_requirement
+from .sandbox import (
+    HookLimits,
+    Sandbox,
+    as_sandbox,
+    describe,
+    hook_environ,
+    python_prefix,
+    run_confined,
+)
+from .wheel_check import WheelRejectedError, check_wheel, tree_names
 
 _current_log = threading.local()
 _original_showwarning = warnings.showwarning
@@ -98,7 +107,13 @@ def read_build_system(source_dir: Path, *, package: str | None = None) -> BuildS
 class HookCaller:
     """Calls one source tree's PEP 517 hooks in its build environment, logging every output.
 
-    With ``isolate`` each hook subprocess runs in a new network namespace (loopback only).
+    Every call runs in ``isolate``'s sandbox (:mod:`.sandbox`; True: the best available,
+    False: none) with only the source tree (``tree``: the unpacked tree ``source_dir`` is in),
+    the hook's output folder and its own scratch folder writable, an allowlisted environment
+    (the settings' ``env`` and ``extra_environ`` on top) and the package's ``limits``. The
+    wheel ``build_wheel`` returns is checked (:func:`.wheel_check.check_wheel`) against the
+    package's name, version and own tree (as it was before any hook ran), ``wheel_top_level``
+    allowing more.
     """
 
     def __init__(
@@ -108,42 +123,35 @@ class HookCaller:
         env: BuildEnv,
         *,
         log: Path,
-        isolate: bool,
+        isolate: bool | Sandbox,
         extra_environ: Mapping[str, str] | None = None,
         package: str | None = None,
         version: str | None = None,
         config_settings: Mapping[str, str | Sequence[str]] | None = None,
+        tree: Path | None = None,
+        limits: HookLimits | None = None,
+        wheel_top_level: Sequence[str] = (),
     ) -> None:
         self.source_dir = source_dir
+        self.tree = tree if tree is not None and source_dir.is_relative_to(tree) else source_dir
         self.config_settings = dict(config_settings or {})
         self.env = env
         self.log = log
-        self.isolate = isolate
+        self.sandbox = as_sandbox(isolate)
+        self.isolate = bool(self.sandbox)
         self.package = package
         self.version = version
+        self.limits = limits or HookLimits()
+        self.wheel_top_level = tuple(wheel_top_level)
+        self._own_names = tree_names(self.tree)
         self._extra = dict(extra_environ or {})
         self._kept: dict[str, object] = {}  # what prefetch() kept, by hook
         self._caller = pyproject_hooks.BuildBackendHookCaller(
             str(source_dir),
             build_system.backend,
             backend_path=list(build_system.backend_path) if build_system.backend_path else None,
-            runner=self._run,
             python_executable=str(env.python),
         )
-
-    def _run(
-        self,
-        cmd: Sequence[str],
-        cwd: str | None = None,
-        extra_environ: Mapping[str, str] | None = None,
-    ) -> None:
-        environ = self.env.environ(self._with_prefix_map({**self._extra, **(extra_environ or {})}))
-        argv = isolated(list(cmd)) if self.isolate else list(cmd)
-        with self.log.open("a", encoding="utf-8") as out:
-            out.flush()
-            subprocess.run(
-                argv, cwd=cwd, env=environ, stdout=out, stderr=subprocess.STDOUT, check=True
-            )
 
     def _with_prefix_map(self, environ: dict[str, str]) -> dict[str, str]:
         """``environ`` with compiler flags that write the source tree and the build
@@ -158,6 +166,67 @@ class HookCaller:
             environ[flags] = f"{maps} {environ[flags]}" if environ.get(flags) else maps
         return environ
 
+    def _environ(self, home: Path) -> dict[str, str]:
+        """The hook's environment: the allowlist, the build environment, the settings'."""
+        environ = hook_environ(self._with_prefix_map(dict(self._extra)), home=home)
+        environ["VIRTUAL_ENV"] = str(self.env.path)
+        environ["PATH"] = f"{self.env.path / 'bin'}{os.pathsep}{environ['PATH']}"
+        environ.update(self._backend_environ())
+        return environ
+
+    def _invoke(
+        self, calls: Sequence[tuple[str, dict[str, object]]], outputs: Sequence[Path] = ()
+    ) -> tuple[int, list[dict[str, object] | None], str | None]:
+        """Run ``calls`` (hook, keyword arguments) one after another in one interpreter in
+        the sandbox, ``outputs`` writable; the exit status, each hook's output.json (None
+        when it did not finish) and the limit it was killed at, if any."""
+        with (
+            tempfile.TemporaryDirectory(prefix="fromager-dagster-hooks-") as scratch,
+            _in_process_script() as script,
+        ):
+            control = Path(scratch)
+            home = control / "home"
+            home.mkdir()
+            argv = [str(self.env.python), "-c", _BATCH, str(script)]
+            for number, (hook, kwargs) in enumerate(calls):
+                folder = control / str(number)
+                folder.mkdir()
+                (folder / "input.json").write_text(json.dumps({"kwargs": kwargs}))
+                argv += [hook, str(folder)]
+            writable = [self.tree, control, *outputs]
+            readable = [self.env.path, Path(script).parent]
+            prefix = python_prefix(self.env.path)
+            if prefix is not None:
+                readable.append(prefix)
+            self.sandbox.prepare(writable)
+            finished = run_confined(
+                self.sandbox.command(
+                    argv, cwd=self.source_dir, writable=writable, readable=readable
+                ),
+                cwd=self.source_dir,
+                env=self._environ(home),
+                log=self.log,
+                limits=self.limits,
+                calls=len(calls),
+            )
+            results: list[dict[str, object] | None] = []
+            for number in range(len(calls)):
+                output = control / str(number) / "output.json"
+                results.append(
+                    json.loads(output.read_text(encoding="utf-8")) if output.is_file() else None
+                )
+        return finished.returncode, results, finished.exceeded
+
+    def _failure(self, hook: str, status: int, exceeded: str | None, calls: int) -> BuildError:
+        """The error of a hook that wrote no result: its status, or the limit it passed."""
+        if exceeded is not None:
+            return self._error(
+                hook,
+                f"PEP 517 hook {hook} {describe(self.limits, exceeded, calls)}",
+                transient=exceeded == "time" and self.limits.timeout_is_transient,
+            )
+        return self._error(hook, f"PEP 517 hook {hook} exited with status {status}", status)
+
     def prefetch(self, hooks: Sequence[str], *, metadata_dir: Path | None = None) -> None:
         """Run ``hooks`` one after another in one interpreter, so the backend is imported once
         (it is most of a hook's cost), and keep each one's result or error for its call.
@@ -169,37 +238,26 @@ class HookCaller:
         made stale.
         """
         calls: list[tuple[str, dict[str, object]]] = []
+        outputs: list[Path] = []
         for hook in hooks:
             kwargs: dict[str, object] = {"config_settings": dict(self.config_settings) or None}
             if hook == "prepare_metadata_for_build_wheel":
                 assert metadata_dir is not None
                 shutil.rmtree(metadata_dir, ignore_errors=True)
                 metadata_dir.mkdir(parents=True)
+                outputs.append(metadata_dir)
                 kwargs |= {"metadata_directory": str(metadata_dir), "_allow_fallback": False}
             calls.append((hook, kwargs))
         if not calls:
             return
         with self.log.open("a", encoding="utf-8") as out:
             out.write(f"--- PEP 517 hooks {', '.join(hooks)} (one interpreter) ---\n")
-        with tempfile.TemporaryDirectory() as control, _in_process_script() as script:
-            argv = [str(self.env.python), "-c", _BATCH, str(script)]
-            for number, (hook, kwargs) in enumerate(calls):
-                folder = Path(control, str(number))
-                folder.mkdir()
-                (folder / "input.json").write_text(json.dumps({"kwargs": kwargs}))
-                argv += [hook, str(folder)]
-            status = 0
-            try:
-                self._run(argv, cwd=str(self.source_dir), extra_environ=self._backend_environ())
-            except subprocess.CalledProcessError as exc:
-                status = exc.returncode
-            for number, (hook, _) in enumerate(calls):
-                output = Path(control, str(number), "output.json")
-                if not output.is_file():
-                    message = f"PEP 517 hook {hook} exited with status {status}"
-                    self._kept[hook] = self._error(hook, message, status)
-                    break
-                self._keep(hook, json.loads(output.read_text(encoding="utf-8")))
+        status, results, exceeded = self._invoke(calls, outputs)
+        for (hook, _), data in zip(calls, results, strict=True):
+            if data is None:
+                self._kept[hook] = self._failure(hook, status, exceeded, len(calls))
+                break
+            self._keep(hook, data)
 
     def _keep(self, hook: str, data: dict[str, object]) -> None:
         """Keep a prefetched hook's result, or its error; not a missing metadata hook (its
@@ -221,7 +279,7 @@ class HookCaller:
             environ["_PYPROJECT_HOOKS_BACKEND_PATH_JSON"] = json.dumps(self._caller.backend_path)
         return environ
 
-    def _call(self, hook: str, *args: object, **kwargs: object) -> object:
+    def _call(self, hook: str, kwargs: dict[str, object], outputs: Sequence[Path] = ()) -> object:
         """Call ``hook`` (or take what :meth:`prefetch` kept for it)."""
         if hook in self._kept:
             kept = self._kept.pop(hook)
@@ -230,19 +288,17 @@ class HookCaller:
             return kept
         with self.log.open("a", encoding="utf-8") as out:
             out.write(f"--- PEP 517 hook {hook} ---\n")
-        if self.config_settings:
-            kwargs["config_settings"] = dict(self.config_settings)
-        return self._translated(hook, lambda: getattr(self._caller, hook)(*args, **kwargs))
+        kwargs = {**kwargs, "config_settings": dict(self.config_settings) or None}
+        status, (data,), exceeded = self._invoke([(hook, kwargs)], outputs)
+        if data is None:
+            raise self._failure(hook, status, exceeded, 1)
+        return self._translated(hook, functools.partial(_hook_output, data, hook))
 
     def _translated(self, hook: str, call: Callable[[], object]) -> object:
-        """``call()``; translate pyproject_hooks' and subprocess errors to BuildError here."""
+        """``call()``; translate pyproject_hooks' errors to BuildError here."""
         _current_log.path = self.log
         try:
             return call()
-        except subprocess.CalledProcessError as exc:
-            raise self._error(
-                hook, f"PEP 517 hook {hook} exited with status {exc.returncode}", exc.returncode
-            ) from exc
         except pyproject_hooks.BackendUnavailable as exc:
             detail = getattr(exc, "message", None) or exc.backend_name
             raise self._error(
@@ -256,7 +312,14 @@ class HookCaller:
         finally:
             _current_log.path = None
 
-    def _error(self, hook: str, message: str, exit_code: int | None = None) -> BuildError:
+    def _error(
+        self,
+        hook: str,
+        message: str,
+        exit_code: int | None = None,
+        *,
+        transient: bool | None = None,
+    ) -> BuildError:
         return BuildError(
             message,
             exit_code=exit_code,
@@ -264,10 +327,11 @@ class HookCaller:
             version=self.version,
             log_path=str(self.log),
             step=hook,
+            transient=transient,
         )
 
     def _requirements(self, hook: str) -> list[Requirement]:
-        raw = self._call(hook)
+        raw = self._call(hook, {})
         assert isinstance(raw, list)
         reqs = [parse_requirement(str(r), source=f"{self.package} {hook}") for r in raw]
         return [r for r in reqs if marker_holds(r)]
@@ -279,9 +343,31 @@ class HookCaller:
         return self._requirements("get_requires_for_build_sdist")
 
     def build_wheel(self, out_dir: Path) -> Path:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        name = self._call("build_wheel", str(out_dir))
-        return out_dir / str(name)
+        """The backend's wheel, built into ``out_dir`` (emptied first: the backend writes
+        into a folder of its own) and checked before anything takes it."""
+        shutil.rmtree(out_dir, ignore_errors=True)
+        out_dir.mkdir(parents=True)
+        kwargs: dict[str, object] = {
+            "wheel_directory": str(out_dir.resolve()),
+            "metadata_directory": None,
+        }
+        name = str(self._call("build_wheel", kwargs, [out_dir]))
+        wheel = out_dir / name
+        if "/" in name or name in {"", ".", ".."} or not wheel.is_file():
+            raise self._error("build_wheel", f"build_wheel returned {name!r}, not a wheel it wrote")
+        if self.package is not None and self.version is not None:
+            try:
+                check_wheel(
+                    wheel,
+                    name=self.package,
+                    version=self.version,
+                    own_names=self._own_names,
+                    allowed=self.wheel_top_level,
+                )
+            except WheelRejectedError as exc:
+                exc.log_path = str(self.log)
+                raise
+        return wheel
 
     def prepare_metadata(self, out_dir: Path) -> Path:
         """The ``.dist-info`` folder (``prepare_metadata_for_build_wheel`` or a full build);
@@ -289,7 +375,11 @@ class HookCaller:
         if "prepare_metadata_for_build_wheel" not in self._kept:
             shutil.rmtree(out_dir, ignore_errors=True)
         out_dir.mkdir(parents=True, exist_ok=True)
-        name = self._call("prepare_metadata_for_build_wheel", str(out_dir))
+        kwargs: dict[str, object] = {
+            "metadata_directory": str(out_dir.resolve()),
+            "_allow_fallback": True,
+        }
+        name = self._call("prepare_metadata_for_build_wheel", kwargs, [out_dir])
         return out_dir / str(name)
 
 

@@ -12,6 +12,7 @@ when builds are isolated), module by module, so one broken module names its own 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -27,8 +28,8 @@ from .buildenv import BuildEnv, BuildEnvFactory, temporary_session
 from .built import find_wheel
 from .errors import FromagerDagsterError
 from .index_server import LocalIndexServer
-from .isolation import isolated
 from .layout import OutputLayout
+from .sandbox import Sandbox, as_sandbox, hook_environ, python_prefix
 from .wheels import wheel_top_level_modules
 
 IMPORT_TIMEOUT = 600.0
@@ -69,7 +70,7 @@ def check_installs(
     layout: OutputLayout,
     pins: Iterable[tuple[str, str]],
     *,
-    isolate: bool,
+    isolate: bool | Sandbox,
     log: Path,
     constraints: Path | None = None,
 ) -> list[InstallResult]:
@@ -97,6 +98,7 @@ def check_installs(
         tempfile.TemporaryDirectory(prefix="install-check-", dir=layout.work_dir) as tmp,
         temporary_session(layout.work_dir / "uv-cache") as cache,
     ):
+        os.chmod(tmp, 0o755)  # the sandbox's unprivileged user imports from it
         envs = BuildEnvFactory(server.url, cache_dir=cache)
         layers = _layers(wheels)
         # each layer's environment and imports side by side; each its own log, appended after
@@ -145,7 +147,7 @@ def _check_layer(
     layer: Sequence[tuple[str, str]],
     wheels: dict[tuple[str, str], Path],
     constraints: Path | None,
-    isolate: bool,
+    isolate: bool | Sandbox,
     log: Path,
 ) -> list[InstallResult]:
     own = {name: version for name, version in layer}
@@ -234,17 +236,23 @@ def installer_reason(output: str) -> str:
     return text if len(text) <= 600 else text[:597] + "..."
 
 
-def _import(env: BuildEnv, modules: Sequence[str], isolate: bool, log: Path) -> dict[str, str]:
+def _import(
+    env: BuildEnv, modules: Sequence[str], isolate: bool | Sandbox, log: Path
+) -> dict[str, str]:
     """Import ``modules`` in ``env``: module -> "" when it imported, else the error."""
     if not modules:
         return {}
     argv = [str(env.python), "-c", _IMPORTER, *modules]
-    if isolate:
-        argv = isolated(argv)
+    sandbox = as_sandbox(isolate)
+    prefix = python_prefix(env.path)
+    readable = [env.path, *([prefix] if prefix is not None else [])]
+    argv = sandbox.command(argv, cwd=env.path, readable=readable)
+    environ = hook_environ({"VIRTUAL_ENV": str(env.path)}, home=Path(tempfile.gettempdir()))
+    environ["PATH"] = f"{env.path / 'bin'}{os.pathsep}{environ['PATH']}"
     try:
         proc = subprocess.run(
             argv,
-            env=env.environ(),
+            env=environ,
             capture_output=True,
             text=True,
             timeout=IMPORT_TIMEOUT,

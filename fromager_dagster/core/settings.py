@@ -20,6 +20,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
 from fromager_dagster.core.errors import ConfigError
+from fromager_dagster.core.sandbox import DEFAULT_HOOK_TIMEOUT, DEFAULT_MAX_LOG_MB, HookLimits
 from fromager_dagster.core.settings_layout import (
     DEFAULT_PATCHES_DIR,
     DEFAULT_SETTINGS_DIR,
@@ -41,6 +42,7 @@ from fromager_dagster.core.settings_sections import (
     DownloadSource,
     ProjectOverride,
     ResolverDist,
+    SandboxSettings,
     VariantSettings,
     read_build_dir,
     read_build_options,
@@ -53,6 +55,7 @@ from fromager_dagster.core.settings_sections import (
     read_project_override,
     read_purl,
     read_resolver_dist,
+    read_sandbox,
     read_variants,
 )
 from fromager_dagster.core.settings_template import expand_template, template_problem
@@ -68,6 +71,7 @@ __all__ = [
     "PackageSettings",
     "ProjectOverride",
     "ResolverDist",
+    "SandboxSettings",
     "Settings",
     "SettingsError",
     "VariantSettings",
@@ -101,6 +105,7 @@ class PackageSettings:
     build_options: BuildOptions = field(default_factory=BuildOptions)
     git_options: Mapping[str, Any] = field(default_factory=dict)
     project_override: ProjectOverride = field(default_factory=ProjectOverride)
+    sandbox: SandboxSettings = field(default_factory=SandboxSettings)
     annotations: Mapping[str, str] = field(default_factory=dict)
     purl: str | None = None
     source_file: Path | None = None  # the YAML file it came from, if any
@@ -120,6 +125,7 @@ class Settings:
     patches_dir: Path | None = None
     files: tuple[Path, ...] = ()  # every settings file read
     sbom: Mapping[str, Any] | None = None  # settings.yaml `sbom:` as read; None: no SBOM
+    sandbox: SandboxSettings = field(default_factory=SandboxSettings)  # settings.yaml's
 
     def package(self, name: str) -> PackageSettings:
         """The settings of ``name`` (defaults when it has no file)."""
@@ -135,6 +141,17 @@ class Settings:
         if not self.pre_built(name):
             return None
         return self.package(name).for_variant(self.variant).wheel_server_url or None
+
+    def hook_limits(self, name: str) -> HookLimits:
+        """The time and log limits of ``name``'s hooks: its ``sandbox`` settings, else the
+        global ones, else the defaults."""
+        own, common = self.package(name).sandbox, self.sandbox
+        timeout = own.hook_timeout or common.hook_timeout or DEFAULT_HOOK_TIMEOUT
+        log_mb = own.max_log_mb or common.max_log_mb or DEFAULT_MAX_LOG_MB
+        transient = own.timeout_is_transient
+        if transient is None:
+            transient = bool(common.timeout_is_transient)
+        return HookLimits(timeout, log_mb * 1024 * 1024, transient)
 
     def exclusive_build(self, name: str) -> bool:
         return self.package(name).build_options.exclusive_build
@@ -253,6 +270,7 @@ _PACKAGE_KEYS = frozenset(
         "build_options",
         "git_options",
         "project_override",
+        "sandbox",
         "annotations",
         "purl",
     }
@@ -276,6 +294,7 @@ def _package_settings(name: NormalizedName, raw: Any, r: Reader) -> PackageSetti
         build_options=read_build_options(r, data),
         git_options=read_git_options(r, data),
         project_override=read_project_override(r, data),
+        sandbox=read_sandbox(r, data, package=True),
         annotations=r.string_map(data, "annotations", ""),
         purl=purl,
         purl_config=purl_config,
@@ -305,10 +324,12 @@ def load_settings(
     files: list[Path] = []
     global_changelog: dict[str, tuple[str, ...]] = {}
     sbom: dict[str, Any] | None = None
+    sandbox = SandboxSettings()
     if settings_file is not None:
         files.append(settings_file)
         reader = Reader(settings_file)
-        global_changelog, sbom = read_global_settings(read_yaml(settings_file, reader), reader)
+        raw = read_yaml(settings_file, reader)
+        global_changelog, sbom, sandbox = read_global_settings(raw, reader)
         problems.extend(reader.problems)
     packages: dict[NormalizedName, PackageSettings] = {}
     for path in settings_files(settings_dir) if settings_dir is not None else []:
@@ -329,6 +350,7 @@ def load_settings(
         patches_dir=patches_dir,
         files=tuple(files),
         sbom=sbom,
+        sandbox=sandbox,
     )
 
 

@@ -60,6 +60,17 @@ class BuildOptions:
 
 
 @dataclass(frozen=True)
+class SandboxSettings:
+    """``sandbox``: a hook's limits (None: the global settings', else the defaults) and, per
+    package, the top-level wheel entries allowed beyond its own tree (a ``.pth`` file...)."""
+
+    hook_timeout: float | None = None  # seconds
+    max_log_mb: int | None = None
+    timeout_is_transient: bool | None = None
+    wheel_top_level: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ProjectOverride:
     update_build_requires: tuple[str, ...] = ()  # requirement strings, replace by name or add
     remove_build_requires: tuple[str, ...] = ()  # package names
@@ -212,6 +223,29 @@ def read_build_options(r: Reader, data: dict[str, Any]) -> BuildOptions:
     )
 
 
+_SANDBOX_KEYS = frozenset({"hook_timeout", "max_log_mb", "timeout_is_transient"})
+
+
+def read_sandbox(r: Reader, data: dict[str, Any], *, package: bool) -> SandboxSettings:
+    """``sandbox`` (docs/security.md); ``wheel_top_level`` only in a package's settings."""
+    where = "sandbox"
+    keys = _SANDBOX_KEYS | {"wheel_top_level"} if package else _SANDBOX_KEYS
+    section = r.section(data, where, "", keys)
+    timeout = (
+        r.number(section, "hook_timeout", where, 0.0, 1.0) if "hook_timeout" in section else None
+    )
+    top_level = r.string_list(section, "wheel_top_level", where)
+    for name in top_level:
+        if not name or "/" in name or name in {".", ".."}:
+            r.add(f"{where}.wheel_top_level", f"{name!r} is not a top-level file or folder name")
+    return SandboxSettings(
+        hook_timeout=timeout,
+        max_log_mb=r.integer(section, "max_log_mb", where, None, 1),
+        timeout_is_transient=r.optional_bool(section, "timeout_is_transient", where),
+        wheel_top_level=top_level,
+    )
+
+
 def read_project_override(r: Reader, data: dict[str, Any]) -> ProjectOverride:
     where = "project_override"
     keys = frozenset({"update_build_requires", "remove_build_requires", "requires_external"})
@@ -293,14 +327,14 @@ def read_build_dir(r: Reader, data: dict[str, Any]) -> str | None:
 
 def read_global_settings(
     raw: Any, r: Reader
-) -> tuple[dict[str, tuple[str, ...]], dict[str, Any] | None]:
-    """``settings.yaml``: ``changelog.<variant>: [entries]`` and ``sbom`` (kept as read; None
+) -> tuple[dict[str, tuple[str, ...]], dict[str, Any] | None, SandboxSettings]:
+    """``settings.yaml``: ``changelog.<variant>: [entries]``, ``sbom`` (kept as read; None
     when the key is absent, ``{}`` for an empty ``sbom:`` or ``sbom: {}``, which turn the SBOM
-    on with its defaults, as in fromager)."""
-    data = r.table(raw, "", frozenset({"changelog", "sbom"}))
+    on with its defaults, as in fromager) and ``sandbox`` (every hook's limits)."""
+    data = r.table(raw, "", frozenset({"changelog", "sbom", "sandbox"}))
     changelog = {
         variant: r.strings(entries, f"changelog.{variant}")
         for variant, entries in r.section(data, "changelog", "", None).items()
     }
     sbom = r.section(data, "sbom", "", None) if "sbom" in data else None
-    return changelog, sbom
+    return changelog, sbom, read_sandbox(r, data, package=False)

@@ -18,6 +18,7 @@ from .layout import OutputLayout
 from .plugins import Plugins
 from .plugins import steps as plugin_steps
 from .prepare import PreparedSource
+from .sandbox import Sandbox
 from .settings import Settings
 from .wheel_extras import WheelExtras, wheel_extras
 
@@ -36,7 +37,7 @@ def hook_caller(
     prepared: PreparedSource,
     env: BuildEnv,
     settings: BuildSettings,
-    isolate: bool,
+    isolate: bool | Sandbox,
     log: Path,
     name: str,
     version: str,
@@ -45,8 +46,8 @@ def hook_caller(
     source_dir: Path | None = None,
 ) -> HookCaller:
     """The PEP 517 hooks of ``prepared`` (or of ``source_dir``, a copy of its project folder)
-    in ``env``, with the settings' config_settings. A bootstrap's discovery and the builder
-    both make them here."""
+    in ``env``, in the ``isolate`` sandbox with the settings' config_settings, hook limits and
+    wheel_top_level. A bootstrap's discovery and the builder both make them here."""
     return HookCaller(
         source_dir or prepared.project_dir,
         prepared.build_system,
@@ -57,6 +58,9 @@ def hook_caller(
         package=name,
         version=version,
         config_settings=settings.config_settings,
+        tree=prepared.root if source_dir is None else source_dir,
+        limits=settings.settings.hook_limits(name),
+        wheel_top_level=settings.settings.package(name).sandbox.wheel_top_level,
     )
 
 
@@ -122,7 +126,7 @@ def make_wheel(
     env: BuildEnv,
     settings: BuildSettings,
     build_tag: int,
-    isolate: bool,
+    isolate: bool | Sandbox,
     log: Path,
     plugins: Plugins,
     environ: dict[str, str],

@@ -5,18 +5,24 @@ from __future__ import annotations
 import dagster as dg
 
 from fromager_dagster.core.build_workers import BuildWorkers
-from fromager_dagster.core.isolation import resolve_isolation
+from fromager_dagster.core.sandbox import Sandbox, resolve_sandbox
 
 
 class FromagerResource(dg.ConfigurableResource):  # type: ignore[type-arg]
-    """Engine settings for builds: network isolation (None = wherever it works), and whether
-    a wheel built earlier from the same recorded inputs (e.g. by discovery) is reused."""
+    """Engine settings for builds: the sandbox of build hooks (``bwrap``, ``unshare`` or
+    ``none``; None: bubblewrap where it works, else unshare; ``network_isolation`` False is
+    ``none``), and whether a wheel built earlier from the same recorded inputs (e.g. by
+    discovery) is reused."""
 
     network_isolation: bool | None = None
+    sandbox: str | None = None
     reuse_wheels: bool = True
 
-    def isolation(self) -> bool:
-        return resolve_isolation(self.network_isolation)
+    def isolation(self) -> Sandbox:
+        chosen = resolve_sandbox(self.sandbox, network_isolation=self.network_isolation)
+        if chosen.note:
+            dg.get_dagster_logger().warning(chosen.note)
+        return chosen
 
 
 def build_workers_resource(workers: int) -> dg.ResourceDefinition:

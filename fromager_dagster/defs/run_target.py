@@ -13,6 +13,8 @@ import os
 from dagster._core.definitions.assets.job.asset_job import IMPLICIT_ASSET_JOB_NAME
 from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
 
+from fromager_dagster.core.sandbox import Sandbox
+
 __all__ = [
     "IMPLICIT_ASSET_JOB_NAME",
     "ReconstructableJob",
@@ -56,12 +58,14 @@ def assets_job(
     )
 
 
-def resource_config(*, network_isolation: bool | None, reuse_wheels: bool) -> dict[str, object]:
-    """Run config for the ``fromager`` resource, as the launchpad's resources section sets it."""
-    return {
-        "resources": {
-            "fromager": {
-                "config": {"network_isolation": network_isolation, "reuse_wheels": reuse_wheels}
-            }
-        }
-    }
+def resource_config(
+    *, network_isolation: bool | Sandbox | None, reuse_wheels: bool
+) -> dict[str, object]:
+    """Run config for the ``fromager`` resource, as the launchpad's resources section sets it
+    (a Sandbox chosen by the caller is passed by its kind)."""
+    config: dict[str, object] = {"reuse_wheels": reuse_wheels}
+    if isinstance(network_isolation, Sandbox):
+        config["sandbox"] = network_isolation.kind
+    else:
+        config["network_isolation"] = network_isolation
+    return {"resources": {"fromager": {"config": config}}}

@@ -86,6 +86,8 @@ def is_transient(exc: BaseException, *, flaky: bool = False) -> bool:
     negative: out of memory, a timeout, an operator), or the package is declared flaky
     (collection key ``flaky_build``).
     """
+    if isinstance(exc, FromagerDagsterError) and exc.transient is not None:
+        return exc.transient  # the engine knows (a hook killed at its time limit: settings)
     if isinstance(exc, HashMismatchError | UnsafeArchiveError):
         return False
     if isinstance(exc, FromagerDagsterError) and exc.transient is not None:
