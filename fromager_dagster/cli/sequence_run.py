@@ -13,7 +13,8 @@ from typing import Any
 
 import dagster as dg
 
-from ..core.builder import build_package, find_wheel, take_prebuilt
+from ..core.builder import build_package, take_prebuilt
+from ..core.built import record_built_wheel, trusted_wheel
 from ..core.errors import FromagerDagsterError
 from ..core.failures import FailureRecord
 from ..core.index import IndexClient
@@ -102,7 +103,9 @@ def _sequence_op(
     def compute(context, inputs):  # type: ignore[no-untyped-def]  # Dagster reads annotations
         tag = plan.settings.build_tag(entry.name, entry.version)
         existing = (
-            None if plan.force else find_wheel(layout, entry.name, entry.version, build_tag=tag)
+            None
+            if plan.force
+            else trusted_wheel(layout, entry.name, entry.version, build_tag=tag)
         )
         if existing is not None:
             context.log.info(f"reused {entry.key} {existing.name}")
@@ -134,6 +137,7 @@ def _sequence_op(
         if built.prebuilt:
             context.log.info(f"prebuilt {entry.key} {built.path.name}")
         else:
+            record_built_wheel(layout, entry.name, entry.version, built)
             context.log.info(f"built {entry.key} {built.seconds:.1f}s")
         yield materialize(built.path, built.seconds, prebuilt=built.prebuilt)
         yield dg.Output(None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,9 +11,10 @@ from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel
 from packaging.version import Version
 
 from . import sources
+from .bootstrap_cache import record_path
 from .build_settings import installed
 from .errors import SourceError
-from .graph import DependencyGraph
+from .graph import DependencyGraph, write_atomic
 from .index import SDIST_EXTENSIONS, IndexClient
 from .layout import OutputLayout
 from .plugins import Plugins
@@ -58,6 +60,42 @@ class BuiltWheel:
             reused=reused,
             prebuilt=prebuilt,
         )
+
+
+def _built_record_path(layout: OutputLayout, name: str, version: str) -> Path:
+    return layout.cache_dir / f"{name}-{version}.built.json"
+
+
+def record_built_wheel(layout: OutputLayout, name: str, version: str, built: BuiltWheel) -> None:
+    """Note that a build command made ``built`` (its file name and sha256), so a rerun can
+    trust that wheel (:func:`trusted_wheel`)."""
+    path = _built_record_path(layout, name, version)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, json.dumps({"wheel": built.path.name, "wheel_sha256": built.sha256}))
+
+
+def trusted_wheel(
+    layout: OutputLayout, name: str, version: str, *, build_tag: int | None = None
+) -> Path | None:
+    """:func:`find_wheel`, but a wheel in ``wheels-repo/downloads`` only when a build record
+    (bootstrap's, or a build command's) names that file with its current sha256: a file put
+    there by anything else, or changed since, is not reused."""
+    path = find_wheel(layout, name, version, build_tag=build_tag)
+    if path is None or path.parent != layout.wheels_downloads:
+        return path
+    actual = sources.file_sha256(path)
+    for record in (record_path(layout, name, version), _built_record_path(layout, name, version)):
+        try:
+            data = json.loads(record.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if (
+            isinstance(data, dict)
+            and data.get("wheel") == path.name
+            and data.get("wheel_sha256") == actual
+        ):
+            return path
+    return None
 
 
 def find_wheel(

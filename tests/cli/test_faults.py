@@ -447,3 +447,25 @@ def test_a_disk_that_fills_is_one_line_and_leaves_nothing_half_written(
     assert ".part" not in left and ".tmp" not in left, left
     assert "work-dir/graph.json" not in left and "sdists-repo/builds/" not in left, left
     assert "sdists-repo/downloads/fx_big-1.0.tar.gz" in left  # the download fitted
+
+
+# -- reuse only what a build record vouches for -------------------------------------------------
+
+
+def test_build_sequence_does_not_trust_a_planted_wheel(upstream: str, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    order = tmp_path / "order.json"
+    order.write_text('[{"dist": "fx-tool", "version": "1.0"}]')
+    planted = out / "wheels-repo" / "downloads" / "fx_tool-1.0-0-py3-none-any.whl"
+    planted.parent.mkdir(parents=True)
+    planted.write_bytes(b"planted, not built")
+    args = ("build-sequence", str(order), "-O", str(out), "--index-url", upstream)
+    first = cli(*args, "--no-network-isolation", FROMAGER_DAGSTER_EXECUTOR="threads")
+    assert first.returncode == 0, first.stderr
+    assert "1 built, 0 reused" in first.stderr, first.stderr
+    assert planted.read_bytes() != b"planted, not built"  # replaced by the real build
+    again = cli(*args, "--no-network-isolation", FROMAGER_DAGSTER_EXECUTOR="threads")
+    assert again.returncode == 0 and "0 built, 1 reused" in again.stderr, again.stderr
+    planted.write_bytes(b"changed after the build")
+    third = cli(*args, "--no-network-isolation", FROMAGER_DAGSTER_EXECUTOR="threads")
+    assert third.returncode == 0 and "1 built, 0 reused" in third.stderr, third.stderr
