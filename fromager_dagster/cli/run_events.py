@@ -190,6 +190,7 @@ class RunWatcher:
         if evaluation.passed:
             return
         reason = str(evaluation.description or meta.get("detail") or "no reason given")
+        reason = "; ".join(x.strip() for x in reason.splitlines() if x.strip())  # one line
         self.printer("failed", who, f"{evaluation.check_name}: {reason}")
         self.outcome.errors.append(f"{who}: {evaluation.check_name}: {reason}")
 

@@ -59,10 +59,16 @@ class FromagerDagsterError(Exception):
         if who and self.version:
             who = f"{who}=={self.version}"
         text = f"{who}: {self.step} failed" if who else f"{self.step} failed"
-        text = f"{text}: {self.message}"
+        text = f"{text}: {_single_line(self.message)}"
         if self.log_path:
             text += f" (log: {self.log_path})"
         return text
+
+
+def _single_line(text: str) -> str:
+    """``text`` on one line: a library's multi-line message joined with "; "."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return "; ".join(lines)
 
 
 def _rebuild(cls: type[FromagerDagsterError], message: str, fields: dict[str, Any]) -> Any:

@@ -139,3 +139,10 @@ def test_url_helpers() -> None:
     assert "u%40x:****@example.invalid" in redacted and "https://****@host.invalid" in redacted
     error = IndexAccessError(text)
     assert "p%3Aw" not in error.one_line() and "token@" not in str(error)
+
+
+def test_an_error_with_a_multi_line_message_is_one_line() -> None:
+    error = SourceError("garbage.tar.gz: not an archive\n  file could not be opened\n\nend")
+    assert error.one_line() == (
+        "source failed: garbage.tar.gz: not an archive; file could not be opened; end"
+    )
