@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-from .errors import FromagerDagsterError, ResolutionError
+from .errors import FromagerDagsterError, IndexAccessError, ResolutionError
 from .graph import write_atomic
 
 FailureType = Literal["resolution", "bootstrap", "hook", "dependency_extraction"]
@@ -64,8 +64,8 @@ def classify(exception_type: str, step: str | None, *, resolution: bool = False)
 
     Works on names, so errors that crossed a process boundary as text classify the same way.
     """
-    if resolution or exception_type == ResolutionError.__name__:
-        return "resolution"
+    if resolution or exception_type in (ResolutionError.__name__, IndexAccessError.__name__):
+        return "resolution"  # as fromager: a package the index lacks fails its resolution
     if step in HOOK_STEPS:
         return "hook"
     if step == DEPENDENCY_EXTRACTION_STEP:

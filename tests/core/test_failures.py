@@ -11,6 +11,7 @@ from pathlib import Path
 from fromager_dagster.core.errors import (
     BuildError,
     ConfigError,
+    IndexAccessError,
     ResolutionError,
     SourceError,
 )
@@ -126,3 +127,9 @@ def test_rewriting_a_report_in_place(tmp_path: Path) -> None:
         "exception_message": "no version",
         "failure_type": "resolution",
     }
+
+
+def test_a_package_the_index_lacks_is_a_resolution_failure() -> None:
+    exc = IndexAccessError("package fx-nothing not found on index", package="fx-nothing")
+    record = FailureRecord.from_exception(exc)
+    assert (record.package, record.failure_type) == ("fx-nothing", "resolution")
