@@ -103,9 +103,7 @@ def _sequence_op(
     def compute(context, inputs):  # type: ignore[no-untyped-def]  # Dagster reads annotations
         tag = plan.settings.build_tag(entry.name, entry.version)
         existing = (
-            None
-            if plan.force
-            else trusted_wheel(layout, entry.name, entry.version, build_tag=tag)
+            None if plan.force else trusted_wheel(layout, entry.name, entry.version, build_tag=tag)
         )
         if existing is not None:
             context.log.info(f"reused {entry.key} {existing.name}")
