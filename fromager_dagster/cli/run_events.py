@@ -163,14 +163,17 @@ class RunWatcher:
             self.outcome.errors.append(f"{self.outcome.name}: {event.message}")
 
     def _on_log(self, message: str) -> None:
-        event, _, rest = message.partition(" ")
-        if event not in _ENGINE_EVENTS:
-            return
-        if event == "resolve":
-            self.printer(event, rest)
-        else:
-            key, _, detail = rest.partition(" ")
-            self.printer(event, key, detail)
+        """An op's log event: engine progress lines, one or several (gathered by
+        ``defs.progress_log``); other messages are not progress."""
+        for line in message.splitlines():
+            event, _, rest = line.partition(" ")
+            if event not in _ENGINE_EVENTS:
+                continue
+            if event == "resolve":
+                self.printer(event, rest)
+            else:
+                key, _, detail = rest.partition(" ")
+                self.printer(event, key, detail)
 
     def _on_materialization(self, event: Any, requirement: str) -> None:
         meta = _values(event.materialization.metadata)

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +55,36 @@ def _wheel_id(filename: str) -> tuple[str, Version, int] | None:
     return name, version, build[0] if build else 0
 
 
+#: A folder's wheel file names by folder, with the folder's (inode, mtime) they were read at.
+_LISTINGS: dict[str, tuple[tuple[int, int], tuple[str, ...]]] = {}
+_LISTINGS_LOCK = threading.Lock()
+#: A listing is kept only once its folder is this old: a change within the same clock tick
+#: as the last one would not move the folder's mtime (the "racy" case).
+_SETTLED_NS = 100_000_000
+
+
+def _wheel_files(root: Path) -> tuple[str, ...]:
+    """The ``*.whl`` names in ``root``, sorted; read again only once the folder changed (a
+    discovery checks every package's record against the same folder)."""
+    try:
+        st = os.stat(root)
+    except OSError:
+        return ()
+    stamp = (st.st_ino, st.st_mtime_ns)
+    with _LISTINGS_LOCK:
+        known = _LISTINGS.get(str(root))
+    if known is not None and known[0] == stamp:
+        return known[1]
+    try:
+        names = tuple(sorted(n for n in os.listdir(root) if n.endswith(".whl")))
+    except OSError:
+        return ()
+    if time.time_ns() - st.st_mtime_ns > _SETTLED_NS:
+        with _LISTINGS_LOCK:
+            _LISTINGS[str(root)] = (stamp, names)
+    return names
+
+
 class WheelRepository:
     """A snapshot of the local repository's wheels by (name, version), with their hashes
     computed at most once: what checking many records against the repository needs."""
@@ -60,14 +93,14 @@ class WheelRepository:
         self._paths: dict[tuple[str, Version], Path] = {}
         tags: dict[tuple[str, Version], int] = {}
         for root in layout.wheel_roots:
-            for path in sorted(root.glob("*.whl")) if root.is_dir() else ():
-                parsed = _wheel_id(path.name)
+            for filename in _wheel_files(root):
+                parsed = _wheel_id(filename)
                 if parsed is None:
                     continue
                 name, version, tag = parsed
                 if (name, version) not in self._paths or tag > tags[(name, version)]:
                     # the installer takes the highest build tag
-                    self._paths[(name, version)], tags[(name, version)] = path, tag
+                    self._paths[(name, version)], tags[(name, version)] = root / filename, tag
         self._hashes: dict[Path, str] = {}
 
     def path(self, pin: str) -> Path | None:

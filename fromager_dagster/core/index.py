@@ -259,7 +259,7 @@ class IndexClient:
             return None
         if link.requires_python and not self._python_ok(link.requires_python):
             return None
-        url, fragment = urldefrag(link.url)
+        url, fragment = urldefrag(link.url) if "#" in link.url else (link.url, "")
         sha256 = link.sha256
         if sha256 is None and fragment.startswith("sha256="):
             sha256 = fragment[len("sha256=") :]
@@ -298,10 +298,15 @@ def _filename_from_url(url: str) -> str:
     return unquote(urlsplit(url).path.rsplit("/", 1)[-1])
 
 
+_ABSOLUTE = ("https://", "http://")
+
+
 def _links_from_json(data: Any, page_url: str) -> list[_Link]:
     links = []
     for item in data["files"]:
-        url = urljoin(page_url, str(item["url"]))
+        url = str(item["url"])
+        if not url.startswith(_ABSOLUTE):  # most indexes give absolute URLs: no join to do
+            url = urljoin(page_url, url)
         hashes = item.get("hashes") or {}
         yanked = item.get("yanked", False)
         requires_python = item.get("requires-python")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -191,15 +192,16 @@ class _Provider(resolvelib.AbstractProvider):  # type: ignore[type-arg]
             return []
         prereleases = any(_allows_prereleases(r, constraint) for r in reqs)
         by_version = self._choices(identifier)
+        # the constraint first: in a pinned tree it turns down all versions but one
+        specifiers = [s for s in (constraint.specifier if constraint else None,) if s]
+        specifiers += [r.specifier for r in reqs if r.specifier]
         matches = []
         for version in sorted(by_version, reverse=True):
             if version in bad:
                 continue
-            if not all(r.specifier.contains(version, prereleases=prereleases) for r in reqs):
-                continue
-            if constraint is not None and not constraint.specifier.contains(
-                version, prereleases=prereleases
-            ):
+            if not prereleases and version.is_prerelease:
+                continue  # what every specifier would say, and all an empty one checks
+            if not all(s.contains(version, prereleases=prereleases) for s in specifiers):
                 continue
             matches.append(_Candidate(identifier, version, by_version[version]))
         return matches
@@ -224,12 +226,21 @@ class Resolver:
         self._finder = finder
         self._constraints = constraints
         self._policy = policy or SourcePolicy()
+        self._lock = threading.Lock()
+        self._choices: dict[NormalizedName, dict[Version, DistFile]] = {}
 
     def choices(self, name: NormalizedName) -> dict[Version, DistFile]:
-        """The file each version would be built (or taken pre-built) from."""
-        finder = self._policy.finder(name) or self._finder
-        files = [f for f in finder.files(name) if not self._policy.too_new(name, f)]
-        return self._policy.candidates(name, files)
+        """The file each version would be built (or taken pre-built) from; worked out once
+        per package (the resolver asks again for every requirement naming it)."""
+        with self._lock:
+            known = self._choices.get(name)
+        if known is None:
+            finder = self._policy.finder(name) or self._finder
+            files = [f for f in finder.files(name) if not self._policy.too_new(name, f)]
+            known = self._policy.candidates(name, files)
+            with self._lock:
+                known = self._choices.setdefault(name, known)
+        return dict(known)
 
     def resolve(self, requirement: Requirement) -> ResolvedPackage:
         """Resolve one requirement on its own (build and install edges)."""

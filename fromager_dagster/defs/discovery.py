@@ -25,6 +25,7 @@ from fromager_dagster.core.requirements import Constraints, toplevel_requirement
 from .collections import Collection
 from .executor import max_concurrent
 from .graph_state import ENV_WEBSERVER, publish_graph, reload_location
+from .progress_log import GatheredLog
 from .resources import FromagerResource
 
 #: The run modes of fromager's bootstrap, as launchpad settings of a discovery run.
@@ -133,28 +134,34 @@ def discovery_asset(collection: Collection) -> dg.AssetsDefinition:
         constraints = Constraints.from_files(config.constraints)
         index = IndexClient(resolve_index_url(config.index_url))
 
+        gathered = GatheredLog(context.log.info)
+
         def progress(event: str, key: str, detail: str = "") -> None:
-            log = context.log.debug if event == "resolve" else context.log.info
-            log(f"{event} {key} {detail}".rstrip())
+            text = f"{event} {key} {detail}".rstrip()
+            if event == "resolve":
+                context.log.debug(text)
+            else:
+                gathered.line(text)
 
         try:
-            result = bootstrap(
-                reqs,
-                index=index,
-                constraints=constraints,
-                layout=layout,
-                options=BootstrapOptions(
-                    jobs=max_concurrent(),
-                    sdist_only=config.sdist_only,
-                    isolate=fromager.isolation(),
-                    min_release_age=config.min_release_age,
-                    test_mode=config.test_mode,
-                    multiple_versions=config.multiple_versions,
-                    skip_constraints=config.skip_constraints,
-                ),
-                progress=progress,
-                settings=collection.settings(config.variant),
-            )
+            with gathered:
+                result = bootstrap(
+                    reqs,
+                    index=index,
+                    constraints=constraints,
+                    layout=layout,
+                    options=BootstrapOptions(
+                        jobs=max_concurrent(),
+                        sdist_only=config.sdist_only,
+                        isolate=fromager.isolation(),
+                        min_release_age=config.min_release_age,
+                        test_mode=config.test_mode,
+                        multiple_versions=config.multiple_versions,
+                        skip_constraints=config.skip_constraints,
+                    ),
+                    progress=progress,
+                    settings=collection.settings(config.variant),
+                )
         except FromagerDagsterError as exc:
             failures = exc.failures if isinstance(exc, BootstrapFailed) else [exc]
             lines = [f.one_line() for f in failures]
