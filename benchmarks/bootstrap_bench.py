@@ -23,7 +23,7 @@ from pathlib import Path
 def one_run(args: list[str], out: Path) -> tuple[float, str]:
     start = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "fromager_dagster.cli.main", "bootstrap", *args, "-O", str(out)],
+        [sys.executable, "-m", "fromager_dagster", "bootstrap", *args, "-O", str(out)],
         capture_output=True,
         text=True,
     )

@@ -472,7 +472,7 @@ def main() -> None:
                 logs=logs,
             )
 
-    ours_cmd = [sys.executable, "-m", "fromager_dagster.cli.main", "bootstrap"]
+    ours_cmd = [sys.executable, "-m", "fromager_dagster", "bootstrap"]
     ours_cmd += [arg for r in ns.requirements for arg in ("-r", str(r))]
     ours_cmd += [arg for c in ns.constraints for arg in ("-c", str(c))]
     ours_cmd += ["--index-url", index_url]

@@ -31,7 +31,7 @@ def test_stevedore_matches_golden_and_wheels_install(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "fromager_dagster.cli.main",
+            "fromager_dagster",
             "bootstrap",
             "-r",
             str(GOLDEN / "requirements.txt"),
@@ -99,7 +99,7 @@ def test_stevedore_matches_golden_and_wheels_install(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "fromager_dagster.cli.main",
+            "fromager_dagster",
             "bootstrap",
             "stevedore",
             "-c",

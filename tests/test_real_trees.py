@@ -31,7 +31,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     environ.pop("DAGSTER_HOME", None)
     environ.pop("FROMAGER_DAGSTER_BOOTSTRAP_NO_DAGSTER", None)
     return subprocess.run(
-        [sys.executable, "-m", "fromager_dagster.cli.main", *args],
+        [sys.executable, "-m", "fromager_dagster", *args],
         capture_output=True,
         text=True,
         timeout=TIMEOUT,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import sys
 import threading
 from collections.abc import Iterable
@@ -144,11 +145,15 @@ def _python_admits(requires_python: str, python: Version) -> bool:
 
 @functools.lru_cache(maxsize=65536)
 def parse_dist_filename(filename: str) -> tuple[NormalizedName, Version, DistKind] | None:
-    """Name, version and kind of a wheel or sdist filename; ``None`` if it is neither or invalid."""
+    """Name, version and kind of a wheel or sdist filename; ``None`` if it is neither or invalid.
+
+    A wheel's compatibility tags are not read here (a large project's page lists thousands of
+    wheels; :func:`wheel_tag_rank` reads the tags of the few a resolver considers, and turns
+    down any whose tags do not parse)."""
     try:
         if filename.endswith(".whl"):
-            name, version, _build, _tags = parse_wheel_filename(filename)
-            return name, version, "wheel"
+            found = _wheel_name_version(filename)
+            return None if found is None else (*found, "wheel")
         for ext in SDIST_EXTENSIONS:
             if filename.endswith(ext):
                 # packaging only knows .tar.gz and .zip; the stem rules are the same for all.
@@ -158,6 +163,39 @@ def parse_dist_filename(filename: str) -> tuple[NormalizedName, Version, DistKin
     except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
         return None
     return None
+
+
+#: PEP 427's escaped project name, and a build tag (as ``packaging.utils`` checks them).
+_WHEEL_NAME = re.compile(r"^[\w\d._]*$", re.UNICODE)
+_BUILD_TAG = re.compile(r"(\d+)(.*)$")
+
+
+def _wheel_name_version(filename: str) -> tuple[NormalizedName, Version] | None:
+    """``parse_wheel_filename``'s name and version, its checks but the tags' own."""
+    stem = filename[: -len(".whl")]
+    dashes = stem.count("-")
+    if dashes not in (4, 5):
+        return None
+    parts = stem.split("-", dashes - 2)
+    name = parts[0]
+    if not name or "__" in name or _WHEEL_NAME.match(name) is None:
+        return None
+    if dashes == 5 and _BUILD_TAG.match(parts[2]) is None:
+        return None
+    if not all(parts[-1].split("-")):
+        return None  # an empty interpreter, ABI or platform tag
+    return _canonical(name), _version(parts[1])
+
+
+@functools.lru_cache(maxsize=4096)
+def _canonical(name: str) -> NormalizedName:
+    return canonicalize_name(name)
+
+
+@functools.lru_cache(maxsize=65536)
+def _version(text: str) -> Version:
+    """A version string parsed once (a page gives each version to many files)."""
+    return Version(text)
 
 
 @dataclass

@@ -166,9 +166,13 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
+#: A package's candidate file by version, and those versions newest first.
+_Choices = tuple[dict[Version, DistFile], tuple[Version, ...]]
+
+
 class _Provider(resolvelib.AbstractProvider):  # type: ignore[type-arg]
     def __init__(
-        self, choices: Callable[[NormalizedName], dict[Version, DistFile]], constraints: Constraints
+        self, choices: Callable[[NormalizedName], _Choices], constraints: Constraints
     ) -> None:
         self._choices = choices
         self._constraints = constraints
@@ -191,12 +195,12 @@ class _Provider(resolvelib.AbstractProvider):  # type: ignore[type-arg]
         if constraint is not None and constraint.blocked:
             return []
         prereleases = any(_allows_prereleases(r, constraint) for r in reqs)
-        by_version = self._choices(identifier)
+        by_version, newest_first = self._choices(identifier)
         # the constraint first: in a pinned tree it turns down all versions but one
         specifiers = [s for s in (constraint.specifier if constraint else None,) if s]
         specifiers += [r.specifier for r in reqs if r.specifier]
         matches = []
-        for version in sorted(by_version, reverse=True):
+        for version in newest_first:
             if version in bad:
                 continue
             if not prereleases and version.is_prerelease:
@@ -227,20 +231,25 @@ class Resolver:
         self._constraints = constraints
         self._policy = policy or SourcePolicy()
         self._lock = threading.Lock()
-        self._choices: dict[NormalizedName, dict[Version, DistFile]] = {}
+        self._choices: dict[NormalizedName, _Choices] = {}
 
     def choices(self, name: NormalizedName) -> dict[Version, DistFile]:
-        """The file each version would be built (or taken pre-built) from; worked out once
-        per package (the resolver asks again for every requirement naming it)."""
+        """The file each version would be built (or taken pre-built) from."""
+        return dict(self._ordered_choices(name)[0])
+
+    def _ordered_choices(self, name: NormalizedName) -> _Choices:
+        """:meth:`choices` and its versions newest first, worked out once per package (the
+        resolver asks again for every requirement naming it)."""
         with self._lock:
             known = self._choices.get(name)
         if known is None:
             finder = self._policy.finder(name) or self._finder
             files = [f for f in finder.files(name) if not self._policy.too_new(name, f)]
-            known = self._policy.candidates(name, files)
+            by_version = self._policy.candidates(name, files)
+            found = (by_version, tuple(sorted(by_version, reverse=True)))
             with self._lock:
-                known = self._choices.setdefault(name, known)
-        return dict(known)
+                known = self._choices.setdefault(name, found)
+        return known
 
     def resolve(self, requirement: Requirement) -> ResolvedPackage:
         """Resolve one requirement on its own (build and install edges)."""
@@ -250,7 +259,7 @@ class Resolver:
         """Every version ``requirement`` and the constraints admit, newest first
         (``--multiple-versions``); ResolutionError when there is none."""
         name = canonicalize_name(requirement.name)
-        provider = _Provider(self.choices, self._constraints)
+        provider = _Provider(self._ordered_choices, self._constraints)
         matches = provider.find_matches(name, {name: iter([requirement])}, {name: iter(())})
         if not matches:
             raise self._impossible([_Cause(requirement)])
@@ -261,7 +270,7 @@ class Resolver:
         self, requirements: Sequence[Requirement]
     ) -> dict[NormalizedName, ResolvedPackage]:
         """Resolve requirements that must agree (the top level): one version per package."""
-        provider = _Provider(self.choices, self._constraints)
+        provider = _Provider(self._ordered_choices, self._constraints)
         resolver: resolvelib.Resolver[Any, Any, Any] = resolvelib.Resolver(
             provider, resolvelib.BaseReporter()
         )

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Mapping
 from pathlib import Path
 
 import dagster as dg
 
+from .. import runtime
 from .automation import all_automation
 from .collections import Collection, load_collections
 from .discovery import discover_job, discovery_asset
@@ -29,7 +29,7 @@ def build_definitions(
     Jobs: one discovery job per collection. The wheel assets are built by runs of Dagster's
     implicit asset job selecting a collection's group (:func:`.graph_state.wheels_selection`).
     """
-    _tune_gc()
+    runtime.started()  # a large graph's definitions: see fromager_dagster.runtime
     collections = load_collections() if collections is None else collections
     lanes = concurrency or max_concurrent()
     assets: list[dg.AssetsDefinition] = []
@@ -54,27 +54,3 @@ def build_definitions(
         },
         executor=build_executor(lanes),
     )
-
-
-_GC_TUNED = False
-GC_YOUNG_THRESHOLD = 20_000  # Python's default is 700 allocations between young collections
-
-
-def _tune_gc() -> None:
-    """Once per process: make Python's cyclic garbage collector cheap for what follows.
-
-    Building the definitions of a large graph (and resolving its jobs) allocates hundreds of
-    thousands of long-lived objects. With the default thresholds that triggers hundreds of
-    young collections and full collections that each walk every tracked object, the
-    ~120,000 that importing dagster leaves included: 0.1-0.3 s of a 1,000-package load. So
-    the objects alive so far (the imported modules) move to the permanent generation
-    (:func:`gc.freeze`), and young collections run every 20,000 allocations instead of 700.
-    Reference counting still frees everything that is not in a cycle at once.
-    """
-    global _GC_TUNED
-    if _GC_TUNED:
-        return
-    _GC_TUNED = True
-    gc.freeze()
-    young, middle, old = gc.get_threshold()
-    gc.set_threshold(max(young, GC_YOUNG_THRESHOLD), middle, old)

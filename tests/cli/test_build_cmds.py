@@ -33,7 +33,7 @@ def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     environ["FROMAGER_DAGSTER_EXECUTOR"] = "threads"  # Dagster runs, without process start-ups
     environ.update(env)
     return subprocess.run(
-        [sys.executable, "-m", "fromager_dagster.cli.main", *args],
+        [sys.executable, "-m", "fromager_dagster", *args],
         capture_output=True,
         text=True,
         timeout=600,

@@ -30,7 +30,7 @@ def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     environ.pop("FROMAGER_DAGSTER_BOOTSTRAP_NO_DAGSTER", None)
     environ.update(env)
     return subprocess.run(
-        [sys.executable, "-m", "fromager_dagster.cli.main", *args],
+        [sys.executable, "-m", "fromager_dagster", *args],
         capture_output=True,
         text=True,
         timeout=600,

@@ -288,7 +288,7 @@ def test_wheel_server_serves_downloads_and_prebuilt_until_signalled(
     _wheel(tmp_path / "wheels-repo" / "downloads", "built_pkg", "1.0")
     _wheel(tmp_path / "wheels-repo" / "prebuilt", "given_pkg", "2.0")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fromager_dagster.cli.main", "wheel-server", "-O", str(tmp_path)],
+        [sys.executable, "-m", "fromager_dagster", "wheel-server", "-O", str(tmp_path)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

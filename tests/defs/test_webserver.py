@@ -70,7 +70,7 @@ class Webserver:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
-        command = [sys.executable, "-m", "fromager_dagster.cli.main", "ui", "-O", str(output)]
+        command = [sys.executable, "-m", "fromager_dagster", "ui", "-O", str(output)]
         self.proc = subprocess.Popen(
             [*command, "--port", str(self.port), "--host", "127.0.0.1"],
             env=env,
