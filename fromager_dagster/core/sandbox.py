@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,8 @@ SANDBOX_UID = 65534
 #: Defaults of the settings' ``sandbox`` section: a large C++ build stays well inside them.
 DEFAULT_HOOK_TIMEOUT = 6 * 3600.0
 DEFAULT_MAX_LOG_MB = 1024
+
+_POLL = 0.25  # seconds between two looks at a running process's clock and log size
 
 # Folders whose contents a bubblewrap sandbox never sees (replaced by empty tmpfs mounts).
 _MASKED = ("/tmp", "/var/tmp", "/run", "/root", "/home")
@@ -176,8 +179,8 @@ def _drops_to_nobody() -> bool:
 
 @functools.cache
 def _tools() -> tuple[str | None, str | None]:
-    path = os.environ.get("PATH", "") + os.pathsep + "/usr/sbin:/sbin:/usr/bin:/bin"
-    return shutil.which("bwrap", path=path), shutil.which("setpriv", path=path)
+    """``bwrap`` and ``setpriv`` on PATH."""
+    return shutil.which("bwrap"), shutil.which("setpriv")
 
 
 @functools.cache
@@ -383,14 +386,14 @@ def run_confined(
         exceeded: list[str] = []
 
         def watch() -> None:
-            deadline = limits.timeout * max(1, calls)
-            waited = 0.0
-            while not done.wait(1.0):
-                waited += 1.0
+            deadline = time.monotonic() + limits.timeout * max(1, calls)
+            while not done.wait(_POLL):
                 grew = _size(log) - start_size
-                why = (
-                    "time" if waited >= deadline else "log" if grew > limits.max_log_bytes else None
-                )
+                why = None
+                if time.monotonic() >= deadline:
+                    why = "time"
+                elif grew > limits.max_log_bytes:
+                    why = "log"
                 if why is not None:
                     exceeded.append(why)
                     _kill_group(proc.pid)
@@ -407,6 +410,11 @@ def run_confined(
         finally:
             done.set()
             _kill_group(proc.pid)  # whatever it left behind in its session
+    if exceeded == ["log"]:  # keep the limit's worth, not what came before the kill
+        with log.open("ab") as out:
+            out.truncate(start_size + limits.max_log_bytes)
+            out.seek(0, os.SEEK_END)
+            out.write(b"\n[fromager-dagster: log cut at its limit; the process was killed]\n")
     return Finished(returncode, exceeded[0] if exceeded else None)
 
 
