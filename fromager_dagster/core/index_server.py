@@ -26,7 +26,7 @@ from urllib.parse import quote, unquote, urlsplit
 from packaging.utils import NormalizedName, canonicalize_name
 
 from fromager_dagster.core.index import parse_dist_filename
-from fromager_dagster.core.sources import sha256_file
+from fromager_dagster.core.sources import file_sha256
 
 __all__ = ["LocalIndexServer", "write_simple_tree"]
 
@@ -92,7 +92,7 @@ class _FileInfoCache:
         with self._lock:
             found = self._info.get(key)
         if found is None:
-            found = (sha256_file(path), _requires_python(path))
+            found = (file_sha256(path), _requires_python(path))
             with self._lock:
                 self._info[key] = found
         return found
@@ -109,9 +109,14 @@ def _requires_python(path: Path) -> str | None:
     try:
         if name.endswith((".whl", ".zip")):
             pattern = r"[^/]+\.dist-info/METADATA" if name.endswith(".whl") else r"[^/]+/PKG-INFO"
+            suffix = "/METADATA" if name.endswith(".whl") else "/PKG-INFO"
             with zipfile.ZipFile(path) as zf:
                 for info in zf.infolist():
-                    if re.fullmatch(pattern, info.filename) and info.file_size <= _METADATA_MAX:
+                    if (
+                        info.filename.endswith(suffix)  # a cheap test before the pattern
+                        and re.fullmatch(pattern, info.filename)
+                        and info.file_size <= _METADATA_MAX
+                    ):
                         return _header(zf.read(info))
             return None
         with tarfile.open(path) as tf:
@@ -352,7 +357,8 @@ class LocalIndexServer:
         self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(
             target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.1},
+            # how long stop() waits for the loop to notice: a warm rerun's whole run is ~1 s
+            kwargs={"poll_interval": 0.02},
             name=f"local-index-{self.port}",
             daemon=True,
         )
