@@ -194,10 +194,11 @@ def test_test_mode_build_parallel(tmp_path: Path) -> None:
     upstream = make_index(packages, tmp_path / "up")
     make_wheel(bad, upstream)
     out = tmp_path / "out"
+    # the failure counter is a file outside fx-bad's tree: the sandbox would hide it
     with LocalIndexServer([upstream]) as server:
         boot = _cli(
             "bootstrap", "fx-top", "fx-nowheel", "--sdist-only", "-O", str(out),
-            "--index-url", server.url, "--no-dagster",
+            "--index-url", server.url, "--no-dagster", "--sandbox", "none",
         )  # fmt: skip
         assert boot.returncode == 0, boot.stderr
         shutil.rmtree(out / "wheels-repo")
@@ -205,7 +206,7 @@ def test_test_mode_build_parallel(tmp_path: Path) -> None:
         fails.write_text("9")
         proc = _cli(
             "build-parallel", str(out / "work-dir" / "graph.json"), "-O", str(out),
-            "--index-url", server.url, "--test-mode", "-m", "2",
+            "--index-url", server.url, "--test-mode", "-m", "2", "--sandbox", "none",
         )  # fmt: skip
     assert proc.returncode == 1, proc.stderr
     assert _wheels(out / "wheels-repo" / "prebuilt") == ["fx_bad-1.0-py3-none-any.whl"]
