@@ -121,11 +121,18 @@ class Scheduler:
                 thread = threading.Thread(
                     target=self._process, args=(node,), name=pkg.key, daemon=True
                 )
+            else:
+                thread = None
+                new_extras = extras - node.extras
+                node.extras |= new_extras
+        if thread is not None:
+            # started outside the lock: start() waits until the thread runs, and with every
+            # other thread busy that wait would hold up all of them. join() sees it in time:
+            # whoever spawns is the main thread before join() or a thread join() waits for.
+            thread.start()
+            with self.lock:
                 self.threads.append(thread)
-                thread.start()
-                return
-            new_extras = extras - node.extras
-            node.extras |= new_extras
+            return
         if new_extras and node.install_known.is_set() and node.error is None:
             self._link_install(node)
 
