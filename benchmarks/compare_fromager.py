@@ -291,8 +291,9 @@ def dagster_profile(dagster_home: Path, run: Run) -> list[str]:
                         f"build_seconds sum {sum(builds):.1f}s"
                     )
                 for meta in metas:
-                    if "seconds" in meta and "built_for_discovery" in meta:
-                        built = [x for x in str(meta["built_for_discovery"].value).split(", ") if x]
+                    if "seconds" in meta and "graph_path" in meta:  # discovery's
+                        listed = meta.get("built_for_discovery")  # left out when empty
+                        built = [x for x in str(listed.value if listed else "").split(", ") if x]
                         line += (
                             f"; discovery engine {meta['seconds'].value:.1f}s, "
                             f"{len(built)} wheel(s) built for discovery"

@@ -232,8 +232,8 @@ def tally(runs: list[RunOutcome]) -> tuple[list[str], list[str]]:
     reused: set[str] = set()
     for run in runs:
         for meta in run.materializations:
-            if "built_for_discovery" in meta:
-                built |= {x for x in str(meta["built_for_discovery"]).split(", ") if x}
+            if "graph_path" in meta:  # discovery's; its lists are left out when empty
+                built |= {x for x in str(meta.get("built_for_discovery", "")).split(", ") if x}
                 reused |= {x for x in str(meta.get("reused_for_discovery", "")).split(", ") if x}
             elif "requirement" in meta:
                 (reused if meta.get("reused") else built).add(str(meta["requirement"]))

@@ -542,3 +542,36 @@ __all__ = [
     "to_dot",
     "why",
 ]
+
+
+@dataclass(frozen=True)
+class GraphChange:
+    """One package whose versions differ between two graphs: ``added`` (new package),
+    ``removed`` (gone), or ``changed`` (present in both, other versions)."""
+
+    name: str
+    change: str
+    old_versions: tuple[str, ...]
+    new_versions: tuple[str, ...]
+
+
+def graph_changes(old: DependencyGraph | None, new: DependencyGraph) -> list[GraphChange]:
+    """What changed from ``old`` to ``new``, package by package, sorted by name (everything is
+    ``added`` when there is no old graph)."""
+
+    def versions(graph: DependencyGraph | None) -> dict[str, tuple[str, ...]]:
+        found: dict[str, set[str]] = {}
+        for key, node in graph.nodes.items() if graph is not None else ():
+            if key != ROOT:
+                found.setdefault(node.canonicalized_name, set()).add(node.version)
+        return {name: tuple(sorted(v, key=_version_key)) for name, v in found.items()}
+
+    before, after = versions(old), versions(new)
+    changes = []
+    for name in sorted(before.keys() | after.keys()):
+        was, now = before.get(name, ()), after.get(name, ())
+        if was == now:
+            continue
+        change = "added" if not was else "removed" if not now else "changed"
+        changes.append(GraphChange(name, change, was, now))
+    return changes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -21,11 +22,11 @@ from fromager_dagster.core.requirements import Constraints
 from .collections import Collection
 from .discovery import discover_job_name, discovery_run_config
 from .graph_state import wheels_selection
+from .run_tags import COLLECTION_TAG
 from .up_to_date import wheels_needing_steps
 
 ENV_SENSOR_INTERVAL = "FROMAGER_DAGSTER_RELEASE_SENSOR_INTERVAL"
 REBUILD_TAG = "fromager/rebuild"
-COLLECTION_TAG = "fromager/collection"
 
 
 def nightly_schedule(collection: Collection) -> dg.ScheduleDefinition:
@@ -69,13 +70,17 @@ def rebuild_after_discovery_sensor(
         "run (nightly schedule, new-release sensor) succeeds.",
     )
     def _rebuild(context: dg.SensorEvaluationContext):  # type: ignore[no-untyped-def]
-        if context.cursor is None:
+        cursor = cursor_timestamp(context.cursor)
+        if cursor is None:  # first tick, or a cursor cleared or edited by hand
             context.update_cursor(str(time.time()))
-            return dg.SkipReason("first tick: rebuilds follow discoveries from now on")
+            return dg.SkipReason(
+                "no usable cursor (first tick, or cleared): rebuilds follow discoveries "
+                "that succeed from now on"
+            )
         repository = context.repository_def
         if repository is None:
             return dg.SkipReason("no repository in the sensor's context")
-        since = datetime.fromtimestamp(float(context.cursor), tz=UTC)
+        since = datetime.fromtimestamp(cursor, tz=UTC)
         records = context.instance.get_run_records(
             filters=dg.RunsFilter(
                 statuses=[dg.DagsterRunStatus.SUCCESS],
@@ -117,6 +122,16 @@ def rebuild_after_discovery_sensor(
     return _rebuild
 
 
+def cursor_timestamp(cursor: str | None) -> float | None:
+    """The rebuild sensor's cursor as a POSIX time; None when it is missing, empty (the UI's
+    "Preview tick result", a cleared cursor) or not a finite time."""
+    try:
+        value = float((cursor or "").strip())
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value >= 0 else None
+
+
 def sensor_interval() -> int:
     try:
         return max(30, int(os.environ.get(ENV_SENSOR_INTERVAL, "3600")))
@@ -142,9 +157,7 @@ def new_release_sensor(
         "collection's constraints admit. The first tick records what exists.",
     )
     def _releases(context: dg.SensorEvaluationContext):  # type: ignore[no-untyped-def]
-        known: dict[str, dict[str, list[str]]] = (
-            json.loads(context.cursor) if context.cursor else {}
-        )
+        known = release_cursor(context.cursor)
         requests: list[dg.RunRequest] = []
         for collection in collections:
             if not collection.graph_path.is_file():
@@ -160,9 +173,37 @@ def new_release_sensor(
     return _releases
 
 
+def release_cursor(cursor: str | None) -> dict[str, dict[str, str]]:
+    """The new-release sensor's cursor: collection -> package -> the newest admissible version
+    seen. Anything unusable (empty, not JSON, a hand-edited value) is left out, and the
+    packages it named take a new baseline; an older cursor's lists of every version seen
+    keep their newest entry."""
+    try:
+        data = json.loads(cursor) if cursor else {}
+    except ValueError:
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    known: dict[str, dict[str, str]] = {}
+    for ident, packages in data.items():
+        if not isinstance(packages, dict):
+            continue
+        kept: dict[str, str] = {}
+        for name, value in packages.items():
+            versions = value if isinstance(value, list) else [value]
+            valid = [v for v in versions if isinstance(v, str) and _valid_version(v)]
+            if valid:
+                kept[str(name)] = max(valid, key=Version)
+        known[str(ident)] = kept
+    return known
+
+
 def _release_requests(
-    collection: Collection, seen: dict[str, list[str]], log: object
+    collection: Collection, seen: dict[str, str], log: object
 ) -> list[dg.RunRequest]:
+    """Run requests for the packages of the collection's graph whose newest admissible
+    release is newer than ``seen``'s (updated in place); a package seen for the first time
+    only sets its baseline."""
     graph = DependencyGraph.load(collection.graph_path)
     names = sorted({n.canonicalized_name for k, n in graph.nodes.items() if k})
     constraints = Constraints.from_files(collection.constraints)
@@ -170,41 +211,49 @@ def _release_requests(
     requests = []
     for name in names:
         try:
-            versions = sorted({str(f.version) for f in index.files(name)}, key=_version)
+            versions = {str(f.version) for f in index.files(name)}
         except FromagerDagsterError as exc:
             getattr(log, "warning", print)(f"cannot read {name} from the index: {exc}")
             continue
-        if name not in seen:
-            seen[name] = versions  # baseline: nothing triggers on first sight
-            continue
-        new = [v for v in versions if v not in set(seen[name])]
-        seen[name] = sorted(set(seen[name]) | set(versions), key=_version)
         constraint = constraints.get(name)
-        for version in new:
-            if constraint is not None and not constraint.specifier.contains(version):
-                continue
-            if constraint is None and Version(version).is_prerelease:
-                continue
-            requests.append(
-                dg.RunRequest(
-                    run_key=f"{collection.name}:{name}=={version}",
-                    job_name=discover_job_name(collection),
-                    run_config=discovery_run_config(collection),
-                    tags={
-                        REBUILD_TAG: "true",
-                        COLLECTION_TAG: collection.ident,
-                        "fromager/release": f"{name}-{version}"[:63],
-                    },
-                )
+        admissible = [
+            v
+            for v in versions
+            if _valid_version(v)
+            and (
+                constraint.specifier.contains(v)
+                if constraint is not None
+                else not Version(v).is_prerelease
             )
+        ]
+        if not admissible:
+            continue
+        newest = max(admissible, key=Version)
+        previous = seen.get(name)
+        seen[name] = newest if previous is None else max(previous, newest, key=Version)
+        if previous is None or Version(newest) <= Version(previous):
+            continue  # a baseline, or nothing newer than what was seen
+        requests.append(
+            dg.RunRequest(
+                run_key=f"{collection.name}:{name}=={newest}",
+                job_name=discover_job_name(collection),
+                run_config=discovery_run_config(collection),
+                tags={
+                    REBUILD_TAG: "true",
+                    COLLECTION_TAG: collection.ident,
+                    "fromager/release": f"{name}-{newest}"[:63],
+                },
+            )
+        )
     return requests
 
 
-def _version(text: str) -> Version:
+def _valid_version(text: str) -> bool:
     try:
-        return Version(text)
+        Version(text)
     except InvalidVersion:
-        return Version("0")
+        return False
+    return True
 
 
 def all_automation(

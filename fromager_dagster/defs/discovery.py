@@ -1,5 +1,6 @@
 """Discovery: resolve and download a collection's tree, write graph.json, publish it as state."""
 
+import hashlib
 import os
 from dataclasses import asdict
 from pathlib import Path
@@ -17,6 +18,7 @@ from fromager_dagster.core.bootstrap import (
 )
 from fromager_dagster.core.errors import FromagerDagsterError
 from fromager_dagster.core.failures import FailureRecord
+from fromager_dagster.core.graph import DependencyGraph
 from fromager_dagster.core.index import IndexClient
 from fromager_dagster.core.index_url import resolve_index_url
 from fromager_dagster.core.layout import OutputLayout
@@ -24,9 +26,13 @@ from fromager_dagster.core.requirements import Constraints, toplevel_requirement
 
 from .collections import Collection
 from .executor import max_concurrent
-from .graph_state import ENV_WEBSERVER, publish_graph, reload_location
+from .graph_state import ENV_WEBSERVER, publish_graph, reload_location, state_key
+from .graph_tables import changes_metadata, nodes_table
+from .keys import discovery_group
+from .keys import discovery_key as discovery_key  # re-exported
 from .progress_log import GatheredLog
 from .resources import FromagerResource
+from .run_tags import COLLECTION_TAG, ensure_collection_tag
 
 #: The run modes of fromager's bootstrap, as launchpad settings of a discovery run.
 MODES = ("test_mode", "multiple_versions", "skip_constraints", "min_release_age")
@@ -35,12 +41,31 @@ MODES = ("test_mode", "multiple_versions", "skip_constraints", "min_release_age"
 class DiscoveryConfig(dg.Config):
     """Launchpad settings of a discovery run; they default to the collection's values."""
 
-    requirements: list[str]
-    requirement_files: list[str]
-    constraints: list[str]
-    variant: str
-    index_url: str | None = None
-    sdist_only: bool = True
+    requirements: list[str] = Field(
+        description="Top-level requirements, as in a requirements file (`pbr`, "
+        "`stevedore==5.4.0`, markers and extras allowed)."
+    )
+    requirement_files: list[str] = Field(
+        description="Paths of requirements files whose lines are added to `requirements`."
+    )
+    constraints: list[str] = Field(
+        description="Constraints files (paths or http(s) URLs), intersected per package; "
+        "`pkg<0` keeps a package out."
+    )
+    variant: str = Field(
+        description="Build variant (settings per variant in the overrides); the wheel assets "
+        "of a variant other than `cpu` carry it in their keys."
+    )
+    index_url: str | None = Field(
+        default=None,
+        description="Package index to resolve and download from; empty: the collection's, "
+        "else $FROMAGER_DAGSTER_INDEX_URL, $PIP_INDEX_URL or pip's configuration.",
+    )
+    sdist_only: bool = Field(
+        default=True,
+        description="Build during discovery only the wheels other builds need (the rest are "
+        "the wheel assets' job); false builds every wheel during discovery.",
+    )
     min_release_age: float | None = Field(
         default=None,
         description="Only use releases uploaded at least this many days ago (a package's "
@@ -60,10 +85,6 @@ class DiscoveryConfig(dg.Config):
     skip_constraints: bool = Field(
         default=False, description="Do not write constraints.txt (for conflicting versions)."
     )
-
-
-def discovery_key(collection: Collection) -> dg.AssetKey:
-    return dg.AssetKey(["discovery", collection.ident, "graph"])
 
 
 def discover_job_name(collection: Collection) -> str:
@@ -95,18 +116,6 @@ def discovery_run_config(collection: Collection, **config: object) -> dict[str, 
     return {"ops": {discovery_op_name(collection): {"config": body}}}
 
 
-def _preview(result_graph, limit: int = 40) -> str:  # type: ignore[no-untyped-def]
-    rows = ["| # | package | version | build requirements |", "|---|---|---|---|"]
-    order = result_graph.build_order()
-    for i, entry in enumerate(order[:limit], start=1):
-        key = f"{entry['dist']}=={entry['version']}"
-        reqs = ", ".join(result_graph.build_requirements(key)) or "-"
-        rows.append(f"| {i} | {entry['dist']} | {entry['version']} | {reqs} |")
-    if len(order) > limit:
-        rows.append(f"| ... | {len(order) - limit} more | | |")
-    return "\n".join(rows)
-
-
 def discovery_asset(collection: Collection) -> dg.AssetsDefinition:
     """The ``discovery/<collection>/graph`` asset: graph.json, build-order.json, constraints.txt."""
 
@@ -115,13 +124,15 @@ def discovery_asset(collection: Collection) -> dg.AssetsDefinition:
         specs=[
             dg.AssetSpec(
                 discovery_key(collection),
-                group_name=f"discovery_{collection.ident}",
+                group_name=discovery_group(collection),
                 kinds={"python", "json"},
                 description=(
                     f"Dependency graph of collection {collection.name}: resolves the requirements "
                     "under the constraints, downloads every sdist, builds only the wheels other "
                     "builds need, and writes graph.json, build-order.json and constraints.txt. "
-                    "Publishes the graph as a new state version so the wheel assets follow it."
+                    "Publishes the graph as a new state version so the wheel assets follow it. "
+                    "Its metadata: a table of the graph's nodes and of what changed since the "
+                    "previous graph, including the wheel assets it no longer defines."
                 ),
             )
         ],
@@ -129,7 +140,9 @@ def discovery_asset(collection: Collection) -> dg.AssetsDefinition:
     def _discover(
         context: dg.AssetExecutionContext, config: DiscoveryConfig, fromager: FromagerResource
     ) -> dg.MaterializeResult[None]:
+        ensure_collection_tag(context, collection.ident)
         layout = OutputLayout(collection.output_dir)
+        previous = _previous_graph(collection)
         reqs = toplevel_requirements(config.requirements, config.requirement_files)
         constraints = Constraints.from_files(config.constraints)
         index = IndexClient(resolve_index_url(config.index_url))
@@ -173,8 +186,19 @@ def discovery_asset(collection: Collection) -> dg.AssetsDefinition:
             ) from exc
         version = publish_graph(context.instance, collection, result.outputs["graph"])
         metadata = _metadata(result, config, version, _reload(context, version))
+        metadata.update(
+            graph_nodes=nodes_table(result.graph, config.variant),
+            **changes_metadata(previous, result.graph, config.variant),
+        )
+        if version:
+            metadata["state_version"] = dg.MetadataValue.md(
+                f"`{version}` of the code-location state `{state_key(collection)}`: the "
+                "wheel assets are grown from it"
+            )
         if not result.failures:
-            return dg.MaterializeResult(metadata=metadata)
+            return dg.MaterializeResult(
+                metadata=metadata, data_version=_data_version(result.outputs["graph"])
+            )
         # test mode: the graph is written and materialized, then the run fails to say that
         # something did not build (the failures are in both the materialization and the error)
         context.log_event(dg.AssetMaterialization(discovery_key(collection), metadata=metadata))
@@ -188,11 +212,29 @@ def discovery_asset(collection: Collection) -> dg.AssetsDefinition:
     return _discover
 
 
+def _previous_graph(collection: Collection) -> DependencyGraph | None:
+    """The graph the last discovery wrote (None before the first, or if unreadable)."""
+    try:
+        return DependencyGraph.load(collection.graph_path)
+    except (OSError, ValueError, FromagerDagsterError):
+        return None
+
+
+def _data_version(graph_path: Path) -> dg.DataVersion:
+    """The graph's content hash: an unchanged graph leaves the wheel assets in sync."""
+    return dg.DataVersion(hashlib.sha256(graph_path.read_bytes()).hexdigest())
+
+
 def _reload(context: dg.AssetExecutionContext, version: str | None) -> str:
     """Ask the webserver (when one is named) to reload the location onto the new state."""
     url = os.environ.get(ENV_WEBSERVER)
-    if not version or not url:
-        return "not requested"
+    if not version:
+        return "not requested: the instance has no state storage"
+    if not url:
+        return (
+            f"not requested: ${ENV_WEBSERVER} is not set; a running UI shows the new graph "
+            "after its next code-location reload"
+        )
     location = _location_name(context)
     try:
         return reload_location(url, location)
@@ -211,13 +253,19 @@ def _metadata(
         "graph_path": dg.MetadataValue.path(str(result.outputs["graph"])),
         "build_order_path": dg.MetadataValue.path(str(result.outputs["build_order"])),
         **_constraints_metadata(result.outputs, config),
-        "built_for_discovery": ", ".join(result.built),
-        "reused_for_discovery": ", ".join(result.reused),
-        "prebuilt_for_discovery": ", ".join(result.prebuilt),
+        # name==version lists, each left out when empty (the CLI reads them)
+        **{
+            key: ", ".join(found)
+            for key, found in (
+                ("built_for_discovery", result.built),
+                ("reused_for_discovery", result.reused),
+                ("prebuilt_for_discovery", result.prebuilt),
+            )
+            if found
+        },
         "seconds": dg.MetadataValue.float(round(result.seconds, 2)),
-        "state_version": version or "none (instance has no state storage)",
+        "state_version": version or "none: the instance has no state storage",
         "reload": reload,
-        "preview": dg.MetadataValue.md(_preview(graph)),
         # where discovery's time went, summed over its jobs (download, hooks, environments...)
         **{
             f"seconds_{phase}": dg.MetadataValue.float(round(spent, 2))
@@ -249,7 +297,7 @@ def _failure_metadata(result: BootstrapResult) -> dict[str, Any]:
         "failure_count": dg.MetadataValue.int(len(records)),
         "failures": dg.MetadataValue.md("\n".join(lines) or "none"),
         "failure_records": dg.MetadataValue.json({"failures": [asdict(r) for r in records]}),
-        "failure_report": dg.MetadataValue.path(str(report)) if report else "none",
+        "failure_report": dg.MetadataValue.path(str(report)) if report else "none written",
     }
 
 
@@ -265,5 +313,7 @@ def discover_job(collection: Collection) -> UnresolvedAssetJobDefinition:
         discover_job_name(collection),
         selection=dg.AssetSelection.assets(discovery_key(collection)),
         config=discovery_run_config(collection),
-        description=f"Discover the dependency graph of collection {collection.name}.",
+        tags={COLLECTION_TAG: collection.ident},
+        description=f"Discover the dependency graph of collection {collection.name}; its "
+        "success publishes the graph the collection's wheel assets are grown from.",
     )

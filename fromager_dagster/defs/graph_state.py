@@ -9,7 +9,6 @@ output folder is used, so the definitions always load offline from local files.
 
 from __future__ import annotations
 
-import json
 import shutil
 import uuid
 from pathlib import Path
@@ -26,6 +25,7 @@ from fromager_dagster.core.graph import DependencyGraph
 
 from .collections import Collection
 from .install_checks import install_checks
+from .keys import wheels_group
 from .wheels import wheel_assets
 
 ENV_WEBSERVER = "FROMAGER_DAGSTER_WEBSERVER_URL"
@@ -43,7 +43,7 @@ def wheels_selection(collection: Collection) -> dg.AssetSelection:
     code location. A build is a run of the implicit job with this selection, which is what
     the UI's "Materialize all" on the group launches.
     """
-    return dg.AssetSelection.groups(collection.ident)
+    return dg.AssetSelection.groups(wheels_group(collection))
 
 
 def wheel_keys(defs: dg.Definitions, collection: Collection) -> list[dg.AssetKey]:
@@ -119,7 +119,7 @@ mutation Reload($location: String!) {
 
 
 def reload_location(webserver_url: str, location: str, *, timeout: float = 60) -> str:
-    """Ask the webserver to reload ``location``; returns the GraphQL result's type name."""
+    """Ask the webserver to reload ``location``; returns one sentence saying what it did."""
     response = requests.post(
         webserver_url.rstrip("/") + "/graphql",
         json={"query": RELOAD_MUTATION, "variables": {"location": location}},
@@ -127,4 +127,11 @@ def reload_location(webserver_url: str, location: str, *, timeout: float = 60) -
     )
     response.raise_for_status()
     data = response.json()
-    return str(json.dumps(data.get("data", {}).get("reloadRepositoryLocation") or data))
+    answer = (data.get("data") or {}).get("reloadRepositoryLocation") or {}
+    kind = answer.get("__typename")
+    if kind == "WorkspaceLocationEntry":
+        return f"code location {answer.get('name') or location} reloaded onto the new graph"
+    message = answer.get("message") or "; ".join(
+        str(e.get("message", e)) for e in data.get("errors") or []
+    )
+    return f"reload of code location {location} failed: {kind or 'error'}: {message}".rstrip(": ")

@@ -9,6 +9,7 @@ early) and share one environment. The engine does the work
 
 import re
 from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
 
@@ -16,6 +17,7 @@ from fromager_dagster.core.graph import DependencyGraph
 from fromager_dagster.core.install_check import check_installs
 from fromager_dagster.core.layout import OutputLayout
 
+from .build_log import log_tail_markdown
 from .collections import Collection
 from .resources import FromagerResource
 from .wheels import built_nodes, node_asset_key
@@ -55,7 +57,10 @@ def install_checks(
         specs=specs,
         can_subset=True,
         required_resource_keys={"fromager"},
-        description=f"Installs and imports the wheels of collection {collection.name}.",
+        description=f"Installs the wheels of collection {collection.name} together from the "
+        "local repository alone and imports every top-level module they ship; runs once per "
+        "run, after the run's wheels. A failure blocks nothing already built: read its "
+        "detail and the log's tail, fix the package (settings, patches), rebuild it.",
     )
     def _check(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
         fromager: FromagerResource = context.resources.fromager
@@ -69,21 +74,28 @@ def install_checks(
             constraints=layout.work_dir / "constraints.txt",
         )
         by_pin = {(r.name, r.version): r for r in results}
+        failed = not all(r.passed for r in results)
+        tail = log_tail_markdown(log) if failed else None  # read once, for every failure
         for asset_key in selected:
             result = by_pin[pins[asset_key]]
+            metadata: dict[str, Any] = {
+                "requirement": result.key,
+                "detail": result.detail
+                or ("installed and imported" if result.passed else "failed"),
+                "modules": ", ".join(result.modules) or "none: the wheel ships no module",
+                "log_path": dg.MetadataValue.path(str(log)),
+            }
+            if result.wheel:
+                metadata["wheel"] = dg.MetadataValue.path(str(result.wheel))
+            if not result.passed and tail is not None:
+                metadata["log_tail"] = tail
             yield dg.AssetCheckResult(
                 asset_key=asset_key,
                 check_name=CHECK_NAME,
                 passed=result.passed,
                 severity=dg.AssetCheckSeverity.ERROR,
                 description=None if result.passed else result.detail,
-                metadata={
-                    "requirement": result.key,
-                    "detail": result.detail,
-                    "modules": ", ".join(result.modules) or "(none)",
-                    "wheel": result.wheel or "(none)",
-                    "log_path": dg.MetadataValue.path(str(log)),
-                },
+                metadata=metadata,
             )
 
     return _check

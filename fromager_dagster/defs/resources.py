@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dagster as dg
+from pydantic import Field
 
 from fromager_dagster.core.build_workers import BuildWorkers
 from fromager_dagster.core.sandbox import Sandbox, resolve_sandbox
@@ -14,9 +15,22 @@ class FromagerResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     ``none``), and whether a wheel built earlier from the same recorded inputs (e.g. by
     discovery) is reused."""
 
-    network_isolation: bool | None = None
-    sandbox: str | None = None
-    reuse_wheels: bool = True
+    network_isolation: bool | None = Field(
+        default=None,
+        description="Older switch for the sandbox: true asks for the best sandbox there is "
+        "(an error if none can be made), false runs hooks without one; empty: see `sandbox`.",
+    )
+    sandbox: str | None = Field(
+        default=None,
+        description="Sandbox of every PEP 517 hook: `bwrap` (bubblewrap: read-only host, no "
+        "network), `unshare` (network only) or `none`; empty: bwrap where it works, else "
+        "unshare.",
+    )
+    reuse_wheels: bool = Field(
+        default=True,
+        description="Reuse a wheel built earlier from the same recorded inputs (source, "
+        "settings, build environment); false rebuilds every selected wheel.",
+    )
 
     def isolation(self) -> Sandbox:
         chosen = resolve_sandbox(self.sandbox, network_isolation=self.network_isolation)

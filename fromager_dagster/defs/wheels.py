@@ -38,27 +38,20 @@ from fromager_dagster.core.prepare import build_fingerprint
 from fromager_dagster.core.settings import Settings
 from fromager_dagster.core.sources import file_sha256
 
+from .build_log import log_tail_markdown, show_build_log
 from .collections import Collection
+from .keys import discovery_key, wheels_group
+from .keys import key_part as key_part  # re-exported
+from .keys import wheel_key as wheel_key  # re-exported
 from .resources import FromagerResource
+from .run_tags import ensure_collection_tag
 
 RETRY_POLICY = dg.RetryPolicy(max_retries=2, delay=1, backoff=dg.Backoff.EXPONENTIAL)
-
-
-def key_part(text: str) -> str:
-    """``text`` as an asset key part: ``+`` -> ``_``, ``!`` -> ``__``, others outside
-    ``[A-Za-z0-9_.-]`` -> ``_``."""
-    text = text.replace("!", "__").replace("+", "_")
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", text)
 
 
 def tag_value(text: str) -> str:
     """``text`` made safe as an asset tag value: ``[A-Za-z0-9_.-]{0,63}``."""
     return re.sub(r"[^A-Za-z0-9_.-]", "_", text)[:63]
-
-
-@functools.cache
-def wheel_key(variant: str, name: str, version: str) -> dg.AssetKey:
-    return dg.AssetKey(["wheels", key_part(variant), key_part(name), key_part(version)])
 
 
 def node_asset_key(graph: DependencyGraph, variant: str, key: str) -> dg.AssetKey:
@@ -202,14 +195,10 @@ def wheel_asset(
     flaky = name in _canonical_set(collection.flaky_build)
     spec = dg.AssetSpec(
         asset_key,
-        deps=[_asset_dep(dep) for dep in deps],
-        group_name=collection.ident,
+        deps=[_asset_dep(discovery_key(collection)), *(_asset_dep(dep) for dep in deps)],
+        group_name=wheels_group(collection),
         kinds={"python", "wheel"},
-        description=(
-            f"Wheel of {requirement} ({variant}) built from source, hermetically: its "
-            f"build environment holds only {', '.join(build_reqs) or 'no'} build requirements "
-            "from the local repository."
-        ),
+        description=_description(requirement, variant, build_reqs),
         tags={
             "package": tag_value(name),
             "version": tag_value(version),
@@ -217,19 +206,42 @@ def wheel_asset(
             "collection": tag_value(collection.name),
         },
         code_version=code_version(graph, key, settings),
-        metadata={
-            "requirement": requirement,
-            "source_url": dg.MetadataValue.url(node.download_url) if node.download_url else "",
-            "build_requirements": ", ".join(build_reqs),
-        },
+        metadata=_spec_metadata(requirement, node.download_url, build_reqs),
         skippable=False,
     )
     return _assets_definition(
         spec,
         op_name=wheel_op_name(collection, name, version),
-        compute_fn=WheelBuild(graph, key, layout, asset_key, flaky=flaky, settings=settings),
+        compute_fn=WheelBuild(
+            graph, key, layout, asset_key, flaky=flaky, settings=settings, collection=collection
+        ),
         op_tags=op_tags or {},
     )
+
+
+def _description(requirement: str, variant: str, build_reqs: list[str]) -> str:
+    if build_reqs:
+        env = (
+            f"Its build environment holds only its build requirements, {', '.join(build_reqs)}, "
+            "installed from wheels this collection built (the local repository)."
+        )
+    else:
+        env = "It has no build requirements: its build environment holds no other package."
+    return (
+        f"Wheel of {requirement} (variant {variant}), built from its sdist without network "
+        f"access. {env} Upstream: the discovery that found it and those build requirements. "
+        "The build log is shown in the step's stdout and, last lines, in the materialization."
+    )
+
+
+def _spec_metadata(requirement: str, download_url: str, build_reqs: list[str]) -> dict[str, Any]:
+    metadata: dict[str, dg.RawMetadataValue] = {
+        "requirement": requirement,
+        "build_requirements": ", ".join(build_reqs) or "none",
+    }
+    if download_url:
+        metadata["source_url"] = dg.MetadataValue.url(download_url)
+    return metadata
 
 
 def _call_signature(cls: type) -> inspect.Signature:
@@ -257,10 +269,12 @@ class WheelBuild:
         *,
         flaky: bool,
         settings: Settings,
+        collection: Collection,
     ) -> None:
         self.graph, self.key, self.layout, self.asset_key = graph, key, layout, asset_key
         self.flaky = flaky
         self.settings = settings
+        self.collection_tag = collection.ident
 
     def __call__(
         self, context: dg.AssetExecutionContext, inputs: Mapping[str, Any]
@@ -268,6 +282,7 @@ class WheelBuild:
         graph, key, layout = self.graph, self.key, self.layout
         node = graph.nodes[key]
         fromager: FromagerResource = context.resources.fromager
+        ensure_collection_tag(context, self.collection_tag)
         try:
             settings = self.settings
             built = reusable_wheel(graph, key, layout, settings) if fromager.reuse_wheels else None
@@ -276,19 +291,26 @@ class WheelBuild:
                 write_build_record(graph, key, layout, built, settings)
         except Exception as exc:
             raise _translate(exc, context, flaky=self.flaky) from exc
+        requirement = f"{node.canonicalized_name}=={node.version}"
+        show_build_log(requirement, built.log_path, reused=built.reused)
+        metadata: dict[str, dg.RawMetadataValue] = {
+            "requirement": requirement,
+            "source_sha256": file_sha256(built.source_path),
+            "wheel_path": dg.MetadataValue.path(str(built.path)),
+            "wheel_size": dg.MetadataValue.int(built.size),
+            "wheel_sha256": built.sha256,
+            "build_seconds": dg.MetadataValue.float(round(built.seconds, 3)),
+            "log_path": dg.MetadataValue.path(str(built.log_path)),
+            "reused": dg.MetadataValue.bool(built.reused),
+        }
+        if node.download_url:
+            metadata["source_url"] = dg.MetadataValue.url(node.download_url)
+        tail = log_tail_markdown(built.log_path)
+        if tail is not None:
+            metadata["build_log_tail"] = tail
         yield dg.MaterializeResult(
             asset_key=self.asset_key,
-            metadata={
-                "requirement": f"{node.canonicalized_name}=={node.version}",
-                "source_url": node.download_url,
-                "source_sha256": file_sha256(built.source_path),
-                "wheel_path": dg.MetadataValue.path(str(built.path)),
-                "wheel_size": dg.MetadataValue.int(built.size),
-                "wheel_sha256": built.sha256,
-                "build_seconds": dg.MetadataValue.float(round(built.seconds, 3)),
-                "log_path": dg.MetadataValue.path(str(built.log_path)),
-                "reused": dg.MetadataValue.bool(built.reused),
-            },
+            metadata=metadata,
             data_version=dg.DataVersion(built.sha256),
         )
 
@@ -454,11 +476,9 @@ def _translate(exc: Exception, context: dg.AssetExecutionContext, *, flaky: bool
     log_path = getattr(exc, "log_path", None)
     if log_path:
         metadata["log_path"] = dg.MetadataValue.path(str(log_path))
-        try:
-            tail = Path(log_path).read_text(encoding="utf-8", errors="replace")[-4000:]
-            metadata["log_tail"] = dg.MetadataValue.md(f"```\n{tail}\n```")
-        except OSError:
-            pass
+        tail = log_tail_markdown(Path(log_path))
+        if tail is not None:
+            metadata["log_tail"] = tail
     return dg.Failure(description=text, metadata=metadata, allow_retries=False)
 
 

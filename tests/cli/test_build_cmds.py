@@ -72,7 +72,7 @@ def test_build_and_build_sequence(tmp_path: Path) -> None:
     ] * 2
     with dg.DagsterInstance.from_config(str(out / "dagster-home")) as instance:
         assert instance.get_latest_materialization_event(
-            dg.AssetKey(["wheels", "cpu", "fx-lib", "1.0"])
+            dg.AssetKey(["wheels", "cpu", "fx-lib", "fx-lib-1.0"])
         )
 
     order = tmp_path / "build-order.json"

@@ -88,7 +88,7 @@ def test_dagster_path_matches_engine_and_records_runs(index: str, tmp_path: Path
         for key in wheel_keys:
             assert instance.get_latest_materialization_event(key) is not None
         assert instance.get_latest_materialization_event(
-            dg.AssetKey(["discovery", "fx_app", "graph"])
+            dg.AssetKey(["discovery", "fx_app", "fx_app-graph"])
         )
 
     # a rerun reuses every wheel, runs no build step, and still matches

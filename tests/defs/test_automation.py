@@ -9,8 +9,10 @@ import dagster as dg
 from fromager_dagster.defs.automation import (
     COLLECTION_TAG,
     REBUILD_TAG,
+    cursor_timestamp,
     new_release_sensor,
     nightly_schedule,
+    release_cursor,
 )
 from fromager_dagster.defs.discovery import discover_job, discovery_run_config
 from fromager_dagster.defs.graph_state import wheel_keys
@@ -52,7 +54,7 @@ def test_new_release_sensor(upstream: tuple[Path, str], tmp_path: Path) -> None:
 
     requests, cursor = tick(None)  # baseline
     assert requests == []
-    assert json.loads(cursor or "{}")["fx"]["fx-dep"] == ["1.0"]
+    assert json.loads(cursor or "{}")["fx"]["fx-dep"] == "1.0"  # the newest admissible only
 
     make_sdist(FixturePackage("fx-dep", "1.1"), folder)
     make_sdist(FixturePackage("fx-dep", "2.0"), folder)  # outside the constraints
@@ -62,7 +64,7 @@ def test_new_release_sensor(upstream: tuple[Path, str], tmp_path: Path) -> None:
 
     requests, cursor = tick(cursor)  # nothing new
     assert requests == []
-    assert json.loads(cursor or "{}")["fx"]["fx-dep"] == ["1.0", "1.1", "2.0"]
+    assert json.loads(cursor or "{}")["fx"]["fx-dep"] == "1.1"  # 2.0 is not admissible
 
 
 def test_rebuild_after_discovery_sensor(upstream: tuple[Path, str], tmp_path: Path) -> None:
@@ -111,3 +113,51 @@ def test_rebuild_after_discovery_sensor(upstream: tuple[Path, str], tmp_path: Pa
         assert again.success
         requests, cursor = tick(cursor)
         assert requests == []
+
+
+def test_cursor_timestamp_survives_empty_and_edited_cursors() -> None:
+    assert cursor_timestamp("1765000000.5") == 1765000000.5
+    for bad in (None, "", "  ", "yesterday", "nan", "inf", "-3"):
+        assert cursor_timestamp(bad) is None, bad
+
+
+def test_release_cursor_is_compact_and_tolerant() -> None:
+    assert release_cursor(None) == {} and release_cursor("") == {}
+    assert release_cursor("{not json") == {} and release_cursor("[1, 2]") == {}
+    old = json.dumps({"fx": {"fx-dep": ["1.0", "2.0", "1.10"], "fx-lib": "oops"}, "x": 3})
+    assert release_cursor(old) == {"fx": {"fx-dep": "2.0"}}  # newest kept, junk dropped
+    assert release_cursor('{"fx": {"fx-dep": "1.1"}}') == {"fx": {"fx-dep": "1.1"}}
+
+
+def test_rebuild_sensor_ticks_with_an_empty_or_edited_cursor(tmp_path: Path) -> None:
+    """The UI's "Preview tick result" passes an empty cursor; a cleared or hand-edited cursor
+    must not break real ticks: each takes a new baseline."""
+    from fromager_dagster.defs.collections import Collection
+
+    col = Collection(name="n", requirements=("x",), output_dir=tmp_path)
+    defs = build_definitions({"n": col})
+    sensor = defs.resolve_sensor_def("rebuild_after_discovery_sensor")
+    with dg.instance_for_test() as instance:
+        for cursor in ("", "garbage", " "):
+            context = dg.build_sensor_context(cursor=cursor, instance=instance, definitions=defs)
+            data = sensor.evaluate_tick(context)
+            assert not data.run_requests and data.skip_message
+            assert cursor_timestamp(data.cursor) is not None
+
+
+def test_new_release_sensor_with_an_unusable_cursor(
+    upstream: tuple[Path, str], tmp_path: Path
+) -> None:
+    folder, url = upstream
+    col = discover(CHAIN, folder, url, tmp_path / "out")
+    sensor = new_release_sensor([col], [discover_job(col)], minimum_interval_seconds=60)
+    for cursor in ("", "{oops", '{"fx": {"fx-dep": "not a version"}}'):
+        with dg.instance_for_test() as instance:
+            data = sensor.evaluate_tick(dg.build_sensor_context(cursor=cursor, instance=instance))
+        assert not data.run_requests  # a new baseline, no storm of rediscoveries
+        assert json.loads(data.cursor or "{}")["fx"] == {
+            "fx-app": "1.0",
+            "fx-dep": "1.0",
+            "fx-lib": "1.0",
+            "fx-tool": "1.0",
+        }

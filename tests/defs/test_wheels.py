@@ -63,14 +63,32 @@ def test_assets_follow_the_graph(written: Collection) -> None:
     graph = DependencyGraph.load(written.graph_path)
     specs = {s.key: s for a in defs.assets or [] for s in a.specs}  # type: ignore[union-attr]
     key = dg.AssetKey
-    app, lib = key(["wheels", "cpu", "app", "1.0_local"]), key(["wheels", "cpu", "lib", "2.0"])
-    tool, dep = key(["wheels", "cpu", "tool", "1__3.0"]), key(["wheels", "cpu", "dep", "1.0"])
-    assert set(specs) == {app, lib, tool, dep, key(["discovery", "my_set", "graph"])}
-    # build deps = direct build children + their install closure; install deps are not deps
-    assert {d.asset_key for d in specs[app].deps} == {lib, dep}
-    assert {d.asset_key for d in specs[lib].deps} == {tool}
-    assert specs[dep].deps == []
+    app = key(["wheels", "cpu", "app", "app-1.0_local"])
+    lib = key(["wheels", "cpu", "lib", "lib-2.0"])
+    tool, dep = (
+        key(["wheels", "cpu", "tool", "tool-1__3.0"]),
+        key(["wheels", "cpu", "dep", "dep-1.0"]),
+    )
+    found = key(["discovery", "my_set", "my_set-graph"])
+    assert set(specs) == {app, lib, tool, dep, found}
+    # the node labels (last key part) name the package and its version
+    assert {k.path[-1] for k in specs} == {
+        "app-1.0_local",
+        "lib-2.0",
+        "tool-1__3.0",
+        "dep-1.0",
+        "my_set-graph",
+    }
+    # build deps = direct build children + their install closure; install deps are not deps;
+    # every wheel is downstream of the discovery that grew it
+    assert {d.asset_key for d in specs[app].deps} == {found, lib, dep}
+    assert {d.asset_key for d in specs[lib].deps} == {found, tool}
+    assert {d.asset_key for d in specs[dep].deps} == {found}
     assert specs[app].group_name == "my_set"
+    assert specs[found].group_name == "my_set_discovery"
+    assert "no build requirements" not in (specs[lib].description or "")
+    assert "tool==1!3.0" in (specs[lib].description or "")
+    assert all(v != "" for s in specs.values() for v in s.metadata.values())
     assert set(specs[app].kinds) == {"python", "wheel"}
     assert specs[app].tags["package"] == "app" and specs[app].tags["version"] == "1.0_local"
     assert specs[app].metadata["requirement"] == "app==1.0+local"
@@ -112,7 +130,7 @@ def test_no_graph_means_discovery_only(tmp_path: Path) -> None:
     defs = build_definitions({"empty": col})
     dg.Definitions.validate_loadable(defs)
     assert [s.key for a in defs.assets or [] for s in a.specs] == [  # type: ignore[union-attr]
-        dg.AssetKey(["discovery", "empty", "graph"])
+        dg.AssetKey(["discovery", "empty", "empty-graph"])
     ]
 
 
