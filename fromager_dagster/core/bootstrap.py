@@ -19,6 +19,7 @@ from .errors import FromagerDagsterError
 from .failures import write_failure_report
 from .graph import ROOT, DependencyGraph
 from .index import IndexClient
+from .index_cache import PageCache
 from .index_server import LocalIndexServer, write_simple_tree
 from .layout import OutputLayout
 from .plugins import Plugins
@@ -90,6 +91,7 @@ def bootstrap(
     options = options or BootstrapOptions()
     settings = settings or Settings()
     layout.ensure()
+    index = index.with_page_cache(PageCache(layout.cache_dir / "index-pages"))
     started = time.perf_counter()
     plugins = Plugins.load()
     policy = source_policy(
@@ -164,9 +166,13 @@ def _result(
 ) -> BootstrapResult:
     """Write the outputs (and in test mode the failure report); BootstrapFailed outside it."""
     failures = run.failures()
-    write_simple_tree(layout.wheel_roots, layout.wheels_simple)
     if failures and not options.test_mode:
+        try:  # the index over what was built; a full disk must not hide the package's failure
+            write_simple_tree(layout.wheel_roots, layout.wheels_simple)
+        except OSError:
+            pass
         raise BootstrapFailed(failures)
+    write_simple_tree(layout.wheel_roots, layout.wheels_simple)
     outputs = run.graph.write(
         layout.work_dir,
         constraints=not (options.skip_constraints or options.multiple_versions),

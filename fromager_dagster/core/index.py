@@ -29,6 +29,13 @@ from packaging.version import InvalidVersion, Version
 from fromager_dagster.core.credentials import redact_url, split_credentials
 from fromager_dagster.core.errors import IndexAccessError
 from fromager_dagster.core.http import RetryingSession, fetch, make_session
+from fromager_dagster.core.index_cache import (
+    ROW_ERRORS,
+    PageCache,
+    page_digest,
+    upload_time_of,
+    upload_time_value,
+)
 
 __all__ = [
     "ACCEPT",
@@ -236,6 +243,7 @@ class IndexClient:
         self._python = Version(self.python_version)
         self._lock = threading.Lock()
         self._entries: dict[NormalizedName, _Entry] = {}
+        self.page_cache: PageCache | None = None  # see with_page_cache
 
     def files(self, name: str) -> list[DistFile]:
         """Installable files of project ``name``, sorted by version ascending.
@@ -279,6 +287,12 @@ class IndexClient:
                 transient=response.status_code >= 500 or response.status_code == 429,
             )
         content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        cache, digest = self.page_cache, ""
+        if cache is not None:
+            digest = page_digest(response.url, content_type, self.python_version, response.content)
+            known = self._cached_files(name, cache.load(name, digest))
+            if known is not None:
+                return known
         try:
             if content_type in _JSON_TYPES:
                 found = self._files_from_json(name, response.json(), response.url)
@@ -290,7 +304,59 @@ class IndexClient:
                 f"could not parse {url} for package {name}: {exc}", package=name
             ) from exc
         found.sort(key=lambda f: (f.version, f.kind, f.filename))
+        if cache is not None:
+            cache.store(name, digest, [_file_row(f) for f in found])
         return found
+
+    def other_index(self, index_url: str) -> IndexClient:
+        """A client of ``index_url`` with this one's session, Python and page cache."""
+        client = IndexClient(
+            index_url,
+            session=self.session,
+            timeout=self.timeout,
+            python_version=self.python_version,
+        )
+        client.page_cache = self.page_cache
+        return client
+
+    def with_page_cache(self, cache: PageCache) -> IndexClient:
+        """A client of the same index that keeps parsed pages in ``cache``
+        (:mod:`.index_cache`); the pages either client has read are read for both."""
+        client = self.other_index(self.index_url)
+        client.display_url = self.display_url
+        client.page_cache = cache
+        client._lock, client._entries = self._lock, self._entries
+        return client
+
+    def _cached_files(self, name: NormalizedName, rows: list[Any] | None) -> list[DistFile] | None:
+        """The files a cache kept for this page (already filtered and sorted), or None."""
+        if rows is None:
+            return None
+        try:
+            found = [
+                DistFile(
+                    name=name,
+                    version=_version(version),
+                    filename=filename,
+                    url=url,
+                    kind=kind,
+                    sha256=sha256,
+                    requires_python=requires_python,
+                    upload_time=upload_time_of(uploaded),
+                )
+                for filename, version, kind, url, sha256, requires_python, uploaded in rows
+            ]
+        except ROW_ERRORS:
+            return None
+        ok = all(
+            f.kind in ("sdist", "wheel")
+            and isinstance(f.filename, str)
+            and isinstance(f.url, str)
+            and isinstance(f.sha256, (str, type(None)))
+            and isinstance(f.requires_python, (str, type(None)))
+            for f in found
+        )
+        return found if ok else None
 
     def _files_from_json(self, name: NormalizedName, data: Any, page_url: str) -> list[DistFile]:
         """A PEP 691 page's files in one pass (the checks :meth:`_dist_file` makes of an HTML
@@ -355,6 +421,19 @@ class IndexClient:
 
     def _python_ok(self, requires_python: str) -> bool:
         return _python_admits(requires_python, self._python)
+
+
+def _file_row(file: DistFile) -> list[Any]:
+    """A file as :class:`~.index_cache.PageCache` keeps it (see ``_cached_files``)."""
+    return [
+        file.filename,
+        str(file.version),
+        file.kind,
+        file.url,
+        file.sha256,
+        file.requires_python,
+        upload_time_value(file.upload_time),
+    ]
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ class PrebuiltDownload:
 def _wheel_server(index: IndexClient, name: str, settings: Settings | None) -> IndexClient:
     """The package's variant ``wheel_server_url`` when it is pre-built there, else ``index``."""
     url = settings.wheel_server_url(name) if settings is not None else None
-    return IndexClient(url, session=index.session) if url else index
+    return index.other_index(url) if url else index
 
 
 def fetch_prebuilt_wheel(

@@ -69,7 +69,7 @@ def source_policy(
         if not url:
             return None
         with lock:
-            return finders.setdefault(url, IndexClient(url, session=index.session))
+            return finders.setdefault(url, index.other_index(url))
 
     # asked once per file of a package's index page: the settings are read once per package
     @functools.cache
