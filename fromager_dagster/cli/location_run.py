@@ -23,7 +23,13 @@ from ..core.layout import OutputLayout
 from ..defs.collections import ENV_FILE, Collection, load_collections
 from ..defs.discovery import discover_job_name
 from ..defs.executor import ENV_MAX_CONCURRENT
-from ..defs.run_target import IMPLICIT_ASSET_JOB_NAME, location_job, resource_config
+from ..defs.run_tags import COLLECTION_TAG
+from ..defs.run_target import (
+    IMPLICIT_ASSET_JOB_NAME,
+    execute_location_job,
+    location_job,
+    resource_config,
+)
 from ..defs.up_to_date import wheels_needing_steps
 from ..defs.wheels import (
     built_nodes,
@@ -34,8 +40,6 @@ from ..defs.wheels import (
 )
 from .progress import ProgressPrinter
 from .run_events import QUIET, SESSION_TAG, RunOutcome, watched
-
-COLLECTION_TAG = "fromager/collection"
 
 
 @dataclass(frozen=True)
@@ -172,12 +176,11 @@ def _run(
     tags = {SESSION_TAG: session, COLLECTION_TAG: collection.ident, "fromager/cli": command}
 
     def execute() -> Any:
-        with dg.execute_job(
+        with execute_location_job(  # dg.execute_job, with the UI's code-location origin
             location_job(job_name),
             instance,
             run_config={**run_config(settings), **(extra_config or {})},
             tags=tags,
-            raise_on_error=False,
             asset_selection=asset_selection,
         ) as result:
             return result

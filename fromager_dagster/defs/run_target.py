@@ -4,14 +4,26 @@ A run of a wheel build is a run of Dagster's implicit asset job selecting a coll
 wheel group, exactly what the UI's "Materialize" launches. That job exists only inside a
 repository, so it is reconstructed from the location's module and attribute (a code pointer),
 as ``dagster asset materialize -m MODULE`` does; step processes load the same pointer.
+
+:func:`execute_location_job` is ``dagster.execute_job`` plus the run's code-location origin,
+the one ``dagster dev -m fromager_dagster.definitions`` gives the runs it launches: the UI then
+counts a CLI run as a run of its location (Overview timeline, re-execution without the
+"different code location" warning). ``execute_job`` has no parameter for it, so the run is
+created here as ``execute_job`` creates it (dagster 1.13), with the origin, then executed.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+import dagster as dg
 from dagster._core.definitions.assets.job.asset_job import IMPLICIT_ASSET_JOB_NAME
 from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
+from dagster._core.execution.api import execute_run
+from dagster._core.remote_origin import RemoteJobOrigin, RemoteRepositoryOrigin
+from dagster._core.workspace.load import location_origin_from_module_name
 
 from fromager_dagster.core.sandbox import Sandbox
 
@@ -19,6 +31,7 @@ __all__ = [
     "IMPLICIT_ASSET_JOB_NAME",
     "ReconstructableJob",
     "assets_job",
+    "execute_location_job",
     "location_job",
     "resource_config",
 ]
@@ -26,6 +39,41 @@ __all__ = [
 #: The code location: ``dagster dev -m fromager_dagster.definitions`` loads ``defs`` from it.
 LOCATION_MODULE = "fromager_dagster.definitions"
 LOCATION_ATTRIBUTE = "defs"
+#: The repository name Dagster gives a module's ``Definitions``.
+REPOSITORY_NAME = "__repository__"
+
+
+def remote_origin(job_name: str, *, module: str = LOCATION_MODULE) -> RemoteJobOrigin:
+    """The origin the webserver gives runs of ``job_name`` it launches from the location that
+    ``dagster dev -m MODULE`` serves (location name: the module's name)."""
+    location = location_origin_from_module_name(module, None, None)
+    return RemoteJobOrigin(RemoteRepositoryOrigin(location, REPOSITORY_NAME), job_name)
+
+
+def execute_location_job(
+    job: ReconstructableJob,
+    instance: dg.DagsterInstance,
+    *,
+    run_config: Mapping[str, Any],
+    tags: Mapping[str, str],
+    asset_selection: Sequence[dg.AssetKey] | None = None,
+    module: str = LOCATION_MODULE,
+) -> dg.JobExecutionResult:
+    """``dagster.execute_job(job, instance, ...)`` whose run carries the location's origin
+    (:func:`remote_origin`) and the job's own tags, as a run launched from the UI does."""
+    load_data = job.repository.get_definition().repository_load_data
+    job = job.with_repository_load_data(load_data)
+    job_def = job.get_definition()
+    run = instance.create_run_for_job(
+        job_def=job_def,
+        run_config=run_config,
+        tags={**job_def.run_tags, **tags},
+        job_code_origin=job.get_python_origin(),
+        remote_job_origin=remote_origin(job.job_name, module=module),
+        repository_load_data=load_data,
+        asset_selection=frozenset(asset_selection) if asset_selection else None,
+    )
+    return execute_run(job, run, instance, raise_on_error=False)
 
 
 def location_job(

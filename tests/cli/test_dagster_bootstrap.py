@@ -83,6 +83,12 @@ def test_dagster_path_matches_engine_and_records_runs(index: str, tmp_path: Path
         assert sorted(r.job_name for r in runs) == ["__ASSET_JOB", "discover_fx_app_job"]
         assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
         assert {r.run_id for r in runs} == {line.split()[2] for line in run_lines}
+        for run in runs:  # launched as the UI launches: the location's origin, the tag
+            origin = run.remote_job_origin
+            assert origin is not None, run.job_name
+            assert origin.location_name == "fromager_dagster.definitions"
+            assert origin.repository_origin.repository_name == "__repository__"
+            assert run.tags["fromager/collection"] == "fx_app"
         wheel_keys = [k for k in instance.get_asset_keys() if k.path[0] == "wheels"]
         assert len(wheel_keys) == 4
         for key in wheel_keys:
