@@ -16,6 +16,7 @@ from .errors import BuildError, ConfigError, SourceError
 from .graph import write_atomic
 from .index import IndexClient
 from .layout import OutputLayout
+from .package_log import start_stage
 from .plugins import Plugins
 from .plugins import steps as plugin_steps
 from .plugins.finder import source_policy
@@ -137,9 +138,7 @@ def prepare_downloaded(
     let a ``prepare_source`` plugin prepare it); record where the tree is for the later steps."""
     archive = downloaded_source(layout, name, version)
     log = layout.log_path(name, version)
-    layout.logs_dir.mkdir(parents=True, exist_ok=True)
-    with log.open("a", encoding="utf-8") as out:
-        out.write(f"# prepare source of {name}=={version} from {archive.name}\n")
+    start_stage(log, f"prepare source of {name}=={version} from {archive.name}")
     chosen = settings if settings is not None else Settings()
     prepared = prepare_source(
         archive,

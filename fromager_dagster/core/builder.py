@@ -39,6 +39,7 @@ from .errors import BuildError
 from .graph import DependencyGraph
 from .index import IndexClient
 from .layout import OutputLayout
+from .package_log import start_stage
 from .plugins import Plugins
 from .prepare import PreparedSource, prepare_source
 from .requirements import Constraints
@@ -112,7 +113,7 @@ def build_node(
     _check_build_requirements(graph, key, layout)
     archive = find_source(layout, job.name, job.version, node.download_url)
     start = time.perf_counter()
-    job.log.write_text(f"# hermetic build of {key} from {archive.name}\n", encoding="utf-8")
+    start_stage(job.log, f"build of {key} from {archive.name} (hermetic, from the graph)")
     return job.run(
         archive,
         start,
@@ -156,7 +157,7 @@ def build_package(
     if job.wanted.pre_built:
         return job.take_prebuilt(index)
     start = time.perf_counter()
-    job.log.write_text(f"# build of {canonical}=={version}\n", encoding="utf-8")
+    start_stage(job.log, f"build of {canonical}=={version}")
     package = resolve_source(
         index,
         canonical,

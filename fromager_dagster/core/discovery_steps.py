@@ -27,6 +27,7 @@ from .graph import ReqType
 from .hooks import HookCaller
 from .index import IndexClient
 from .layout import OutputLayout
+from .package_log import start_stage
 from .plugins import Plugins
 from .plugins import steps as plugin_steps
 from .prepare import PreparedSource, prepare_source
@@ -54,7 +55,7 @@ class DiscoverySteps:
     def prepare(self, node: Node) -> PreparedSource:
         """Download the source, unpack and patch it; learn the hooks' extra environment."""
         name, version = node.pkg.name, str(node.pkg.version)
-        node.log.write_text(f"# {node.key} from {node.pkg.source.url}\n", encoding="utf-8")
+        start_stage(node.log, f"discovery of {node.key} from {node.pkg.source.url}", fresh=True)
         self.tally.progress("download", node.key)
         with self.tally.timed("download", self.capacity.net):
             archive = node.archive = self._download(node)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -308,12 +309,14 @@ class DependencyGraph:
             "graph": work_dir / "graph.json",
             "build_order": work_dir / "build-order.json",
         }
-        text = "".join(f"{line}\n" for line in self.constraints()) if constraints else None
-        write_atomic(paths["graph"], json.dumps(self.to_json(), indent=2))
-        write_atomic(paths["build_order"], json.dumps(self.build_order(), indent=2))
-        if text is not None:
+        texts = {
+            "graph": json.dumps(self.to_json(), indent=2),
+            "build_order": json.dumps(self.build_order(), indent=2),
+        }
+        if constraints:
             paths["constraints"] = work_dir / "constraints.txt"
-            write_atomic(paths["constraints"], text)
+            texts["constraints"] = "".join(f"{line}\n" for line in self.constraints())
+        write_atomic_set({paths[key]: text for key, text in texts.items()})
         return paths
 
 
@@ -343,9 +346,28 @@ def _valid_name(name: str) -> bool:
         return False
 
 
+def write_atomic_set(files: dict[Path, str]) -> None:
+    """Write every file under a temporary name first, then rename them all into place: a
+    failure (a full disk, a kill) while writing leaves the earlier set whole, none of it new."""
+    temps = {path: _temp_name(path) for path in files}
+    try:
+        for path, text in files.items():
+            temps[path].write_text(text, encoding="utf-8")
+        for path, tmp in temps.items():
+            os.replace(tmp, path)
+    finally:
+        for tmp in temps.values():
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+
+
+def _temp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to a temporary name beside ``path`` and rename it into place."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp = _temp_name(path)
     try:
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)

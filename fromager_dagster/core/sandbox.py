@@ -37,6 +37,7 @@ from typing import Literal
 
 from .errors import IsolationError
 from .isolation import isolated, isolation_problem
+from .package_log import DEFAULT_KEEP_LOG_MB, keep_head_and_tail
 
 SandboxKind = Literal["bwrap", "unshare", "none"]
 SANDBOX_KINDS: tuple[SandboxKind, ...] = ("bwrap", "unshare", "none")
@@ -77,6 +78,7 @@ class HookLimits:
     timeout: float = DEFAULT_HOOK_TIMEOUT  # seconds
     max_log_bytes: int = DEFAULT_MAX_LOG_MB * 1024 * 1024
     timeout_is_transient: bool = False  # a hook killed at its limit is worth a retry
+    keep_log_bytes: int = DEFAULT_KEEP_LOG_MB * 1024 * 1024  # of its output: head and tail
 
 
 @dataclass(frozen=True)
@@ -415,6 +417,7 @@ def run_confined(
             out.truncate(start_size + limits.max_log_bytes)
             out.seek(0, os.SEEK_END)
             out.write(b"\n[fromager-dagster: log cut at its limit; the process was killed]\n")
+    keep_head_and_tail(log, start_size, limits.keep_log_bytes)
     return Finished(returncode, exceeded[0] if exceeded else None)
 
 

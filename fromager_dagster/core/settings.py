@@ -20,6 +20,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
 from fromager_dagster.core.errors import ConfigError
+from fromager_dagster.core.package_log import DEFAULT_KEEP_LOG_MB
 from fromager_dagster.core.sandbox import DEFAULT_HOOK_TIMEOUT, DEFAULT_MAX_LOG_MB, HookLimits
 from fromager_dagster.core.settings_layout import (
     DEFAULT_PATCHES_DIR,
@@ -151,7 +152,8 @@ class Settings:
         transient = own.timeout_is_transient
         if transient is None:
             transient = bool(common.timeout_is_transient)
-        return HookLimits(timeout, log_mb * 1024 * 1024, transient)
+        keep_mb = own.keep_log_mb or common.keep_log_mb or DEFAULT_KEEP_LOG_MB
+        return HookLimits(timeout, log_mb * 1024 * 1024, transient, keep_mb * 1024 * 1024)
 
     def exclusive_build(self, name: str) -> bool:
         return self.package(name).build_options.exclusive_build

@@ -67,6 +67,7 @@ class SandboxSettings:
     hook_timeout: float | None = None  # seconds
     max_log_mb: int | None = None
     timeout_is_transient: bool | None = None
+    keep_log_mb: int | None = None
     wheel_top_level: tuple[str, ...] = ()
 
 
@@ -223,7 +224,7 @@ def read_build_options(r: Reader, data: dict[str, Any]) -> BuildOptions:
     )
 
 
-_SANDBOX_KEYS = frozenset({"hook_timeout", "max_log_mb", "timeout_is_transient"})
+_SANDBOX_KEYS = frozenset({"hook_timeout", "max_log_mb", "timeout_is_transient", "keep_log_mb"})
 
 
 def read_sandbox(r: Reader, data: dict[str, Any], *, package: bool) -> SandboxSettings:
@@ -242,6 +243,7 @@ def read_sandbox(r: Reader, data: dict[str, Any], *, package: bool) -> SandboxSe
         hook_timeout=timeout,
         max_log_mb=r.integer(section, "max_log_mb", where, None, 1),
         timeout_is_transient=r.optional_bool(section, "timeout_is_transient", where),
+        keep_log_mb=r.integer(section, "keep_log_mb", where, None, 1),
         wheel_top_level=top_level,
     )
 
