@@ -14,9 +14,11 @@ import click
 from ..core.bootstrap import BootstrapFailed, BootstrapOptions, BootstrapResult, bootstrap
 from ..core.errors import ConfigError, FromagerDagsterError
 from ..core.failures import FailureRecord
+from ..core.graph import DependencyGraph
 from ..core.index import IndexClient
 from ..core.index_url import resolve_index_url
 from ..core.layout import OutputLayout
+from ..core.provenance import RunInfo
 from ..core.requirements import Constraints, toplevel_requirements
 from ..core.settings import default_paths
 from ..defs.collections import valid_collection_name
@@ -140,6 +142,7 @@ def bootstrap_command(
             skip_constraints=skip_constraints,
             multiple_versions=multiple_versions,
             min_release_age=min_release_age,
+            run=RunInfo.from_environ(os.environ, collection=collection or collection_name(reqs)),
         )
         layout = OutputLayout(output_dir.resolve())
         hold_output_folder(ctx, layout.root)
@@ -188,6 +191,8 @@ def bootstrap_command(
         _fail(exc, verbose)
         return
     if not no_dagster:
+        if outcome.built and (layout.work_dir / "graph.json").is_file():
+            _write_sbom(layout, DependencyGraph.load(layout.work_dir / "graph.json"), name, variant)
         _dagster_summary(outcome, layout, verbose)
         return
     try:
@@ -204,11 +209,20 @@ def bootstrap_command(
         _fail(exc, verbose)
         return
     _summary(result, layout)
+    if result.built:
+        _write_sbom(layout, result.graph, options.run.collection or "", settings.variant)
     if result.failures:
         for failure in result.failures:
             click.echo(f"error: {failure.one_line()}", err=True)
         click.echo(f"failure report: {result.failure_report}", err=True)
         sys.exit(1)
+
+
+def _write_sbom(layout: OutputLayout, graph: DependencyGraph, name: str, variant: str) -> None:
+    """The collection's SBOM, as its Dagster asset writes it, once something was built."""
+    from ..core.collection_sbom import write_collection_sbom
+
+    write_collection_sbom(layout, graph, collection=name or layout.root.name, variant=variant)
 
 
 def _dagster_summary(result: DagsterResult, layout: OutputLayout, verbose: bool) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from . import bootstrap_cmd, build_cmds, graph_cmd, overrides_cmd
+from . import bootstrap_cmd, build_cmds, graph_cmd, overrides_cmd, provenance_cmds
 
 
 @click.group(
@@ -49,7 +49,7 @@ def ui_command(output_dir: Path, port: int, host: str) -> None:
     sys.exit(ui.serve(output_dir, host, port))
 
 
-for _module in (bootstrap_cmd, overrides_cmd, graph_cmd, build_cmds):
+for _module in (bootstrap_cmd, overrides_cmd, graph_cmd, build_cmds, provenance_cmds):
     _module.register(cli)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ class Node:
     sdist: Path | None = None  # the re-packed sdist, once written
     repacking: Future[None] | None = None
     archive: Path | None = None  # the downloaded source archive, once downloaded
+    started: float = field(default_factory=time.time)  # when its work began (provenance)
 
     @classmethod
     def of(cls, pkg: ResolvedPackage, extras: set[str], layout: OutputLayout) -> Node:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from .prepare import DEFAULT_SOURCE_DATE_EPOCH as DEFAULT_SOURCE_DATE_EPOCH
+from .provenance import RunInfo
 from .sandbox import Sandbox
 
 
@@ -31,3 +32,4 @@ class BootstrapOptions:
     skip_constraints: bool = False  # do not write constraints.txt
     multiple_versions: bool = False  # every version each requirement admits, not the newest
     min_release_age: float | None = None  # days; a package's resolver_dist setting wins
+    run: RunInfo = RunInfo()  # the collection, run id and signing key provenance names

@@ -13,6 +13,7 @@ from .errors import FromagerDagsterError
 from .layout import OutputLayout
 from .plugins import Plugins
 from .plugins import steps as plugin_steps
+from .provenance import write_provenance
 from .settings import Settings
 from .wheel_build import finish_wheel, source_extras
 from .wheel_extras import WheelExtras
@@ -110,5 +111,16 @@ class WheelSteps:
             build_requires=node.build_reqs,
             build_env=node.installed,
             wheel=wheel,
+        )
+        write_provenance(
+            self.layout,
+            node.pkg.name,
+            str(node.pkg.version),
+            wheel=wheel,
+            source_archive=node.archive,
+            source_url=node.pkg.source.url,
+            settings=self.settings,
+            run=self.options.run,
+            started=node.started,
         )
         return wheel

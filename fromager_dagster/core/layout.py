@@ -33,6 +33,11 @@ class OutputLayout:
         return self.root / "wheels-repo" / "simple"
 
     @property
+    def provenance_dir(self) -> Path:
+        """One in-toto provenance file per built wheel (core/provenance.py)."""
+        return self.root / "wheels-repo" / "provenance"
+
+    @property
     def work_dir(self) -> Path:
         return self.root / "work-dir"
 

@@ -44,9 +44,9 @@ def wheel_extras(
     """What ``settings`` add to ``name==version``'s wheel.
 
     ``project_override.requires_external`` entries become ``Requires-External`` headers (in
-    file order, without repeats). When ``settings.yaml`` has an ``sbom:`` section, even an
-    empty one (opt-in, as in fromager), the wheel also gets
-    ``sboms/fromager-dagster.spdx.json`` (PEP 770): the package's purl, the source it was
+    file order, without repeats). Every wheel also gets ``sboms/fromager-dagster.spdx.json``
+    (PEP 770; ``settings.yaml``'s ``sbom:`` section, when there is one, tunes it): the
+    package's purl, the source it was
     built from (``source_url``, ``source_sha256``) and its ``annotations`` (the variant's
     override the package's). The SBOM's creation time is
     ``source_date_epoch`` (default 1980-01-01), so the same input gives the same bytes.
@@ -66,10 +66,8 @@ def wheel_extras(
             )
         if ("Requires-External", value) not in headers:
             headers.append(("Requires-External", value))
-    if settings.sbom is None:
-        return WheelExtras(metadata_headers=tuple(headers))
     options = SbomOptions.parse(
-        settings.sbom, source=str(settings.files[0]) if settings.files else "settings.yaml"
+        settings.sbom or {}, source=str(settings.files[0]) if settings.files else "settings.yaml"
     )
     urls = package_urls(
         canonical,

@@ -22,6 +22,7 @@ from fromager_dagster.core.graph import DependencyGraph
 from fromager_dagster.core.index import IndexClient
 from fromager_dagster.core.index_url import resolve_index_url
 from fromager_dagster.core.layout import OutputLayout
+from fromager_dagster.core.provenance import RunInfo
 from fromager_dagster.core.requirements import Constraints, toplevel_requirements
 
 from .collections import Collection
@@ -171,6 +172,9 @@ def discovery_asset(collection: Collection) -> dg.AssetsDefinition:
                         test_mode=config.test_mode,
                         multiple_versions=config.multiple_versions,
                         skip_constraints=config.skip_constraints,
+                        run=RunInfo.from_environ(
+                            os.environ, collection=collection.name, run_id=context.run_id
+                        ),
                     ),
                     progress=progress,
                     settings=collection.settings(config.variant),

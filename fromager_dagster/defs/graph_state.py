@@ -26,6 +26,7 @@ from fromager_dagster.core.graph import DependencyGraph
 from .collections import Collection
 from .install_checks import install_checks
 from .keys import wheels_group
+from .provenance import collection_sbom_defs
 from .wheels import wheel_assets
 
 ENV_WEBSERVER = "FROMAGER_DAGSTER_WEBSERVER_URL"
@@ -83,9 +84,13 @@ class CollectionGraphComponent(dg.StateBackedComponent):
             return dg.Definitions()
         graph = DependencyGraph.load(path)
         checks = install_checks(graph, self.collection)
+        assets = wheel_assets(graph, self.collection, lanes=self.lanes)
+        sbom, verified = collection_sbom_defs(
+            graph, self.collection, [k for a in assets for k in a.keys]
+        )
         return dg.Definitions(
-            assets=wheel_assets(graph, self.collection, lanes=self.lanes),
-            asset_checks=[checks] if checks is not None else None,
+            assets=[*assets, sbom],
+            asset_checks=[verified] if checks is None else [checks, verified],
         )
 
 

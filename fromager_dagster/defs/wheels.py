@@ -43,6 +43,7 @@ from .collections import Collection
 from .keys import discovery_key, wheels_group
 from .keys import key_part as key_part  # re-exported
 from .keys import wheel_key as wheel_key  # re-exported
+from .provenance import provenance_metadata, write_wheel_provenance
 from .resources import FromagerResource
 from .run_tags import ensure_collection_tag
 
@@ -275,6 +276,7 @@ class WheelBuild:
         self.flaky = flaky
         self.settings = settings
         self.collection_tag = collection.ident
+        self.collection = collection
 
     def __call__(
         self, context: dg.AssetExecutionContext, inputs: Mapping[str, Any]
@@ -289,6 +291,9 @@ class WheelBuild:
             if built is None:
                 built = build_in_workers(context, graph, key, layout, settings)
                 write_build_record(graph, key, layout, built, settings)
+                write_wheel_provenance(
+                    context, graph, key, layout, built, settings, self.collection
+                )
         except Exception as exc:
             raise _translate(exc, context, flaky=self.flaky) from exc
         requirement = f"{node.canonicalized_name}=={node.version}"
@@ -305,6 +310,7 @@ class WheelBuild:
         }
         if node.download_url:
             metadata["source_url"] = dg.MetadataValue.url(node.download_url)
+        metadata.update(provenance_metadata(layout, built))
         tail = log_tail_markdown(built.log_path)
         if tail is not None:
             metadata["build_log_tail"] = tail

@@ -1,0 +1,121 @@
+"""Provenance in the Dagster layer: each built wheel's statement, the collection's SBOM asset
+and its ``provenance_verified`` check. The engine does the work
+(:mod:`fromager_dagster.core.provenance`, :mod:`~fromager_dagster.core.collection_sbom`,
+:mod:`~fromager_dagster.core.verify`)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from fromager_dagster.core.built import BuiltWheel
+from fromager_dagster.core.collection_sbom import write_collection_sbom
+from fromager_dagster.core.graph import DependencyGraph
+from fromager_dagster.core.layout import OutputLayout
+from fromager_dagster.core.provenance import RunInfo, provenance_of, write_provenance
+from fromager_dagster.core.settings import Settings
+from fromager_dagster.core.signing import SIGNING_KEY_ENV, load_public_key
+from fromager_dagster.core.verify import verify_output
+
+from .collections import Collection
+from .keys import wheels_group
+
+CHECK_NAME = "provenance_verified"
+
+
+def write_wheel_provenance(
+    context: dg.AssetExecutionContext,
+    graph: DependencyGraph,
+    key: str,
+    layout: OutputLayout,
+    built: BuiltWheel,
+    settings: Settings,
+    collection: Collection,
+) -> None:
+    """The provenance of the wheel this step just built (never of a reused one)."""
+    node = graph.nodes[key]
+    finished = time.time()
+    write_provenance(
+        layout,
+        node.canonicalized_name,
+        node.version,
+        wheel=built.path,
+        source_archive=built.source_path,
+        source_url=node.download_url or None,
+        settings=settings,
+        run=RunInfo.from_environ(os.environ, collection=collection.name, run_id=context.run_id),
+        started=finished - built.seconds,
+        finished=finished,
+    )
+
+
+def provenance_metadata(layout: OutputLayout, built: BuiltWheel) -> dict[str, Any]:
+    """What a wheel's asset shows of its provenance (nothing when it has none)."""
+    found = provenance_of(layout, built.path)
+    if found is None:
+        return {}
+    summary = found.summary()
+    return {
+        "provenance_path": dg.MetadataValue.path(summary["path"]),
+        "provenance_signed": dg.MetadataValue.bool(summary["signed"]),
+        "provenance": dg.MetadataValue.json(summary),
+    }
+
+
+def sbom_key(collection: Collection) -> dg.AssetKey:
+    return dg.AssetKey(["sbom", collection.ident, f"{collection.ident}-sbom"])
+
+
+def collection_sbom_defs(
+    graph: DependencyGraph, collection: Collection, wheel_keys: list[dg.AssetKey]
+) -> tuple[dg.AssetsDefinition, dg.AssetChecksDefinition]:
+    """The collection's SBOM asset (after its wheels) and its ``provenance_verified`` check."""
+    key = sbom_key(collection)
+    layout = OutputLayout(collection.output_dir)
+
+    @dg.asset(
+        key=key,
+        deps=wheel_keys,
+        group_name=f"{wheels_group(collection)}_sbom",
+        kinds={"cyclonedx"},
+        automation_condition=dg.AutomationCondition.eager(),
+        description=f"The CycloneDX 1.6 SBOM of collection {collection.name}: every wheel with "
+        "its sha256, purl and source, run-time dependencies as CycloneDX dependencies, "
+        "build-time ones as fromager-dagster:build-* properties (docs/provenance.md).",
+    )
+    def _sbom() -> dg.MaterializeResult[None]:
+        path = write_collection_sbom(
+            layout, graph, collection=collection.name, variant=collection.variant
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "path": dg.MetadataValue.path(str(path)),
+                "components": dg.MetadataValue.int(len(graph.nodes) - 1),
+            }
+        )
+
+    @dg.asset_check(
+        asset=key,
+        name=CHECK_NAME,
+        description="Every wheel of the collection matches its provenance: its sha256, the "
+        "source archive, the patches, the build environment's wheels (which have provenance "
+        "too), and the signature when a key is configured (`fromager-dagster verify`).",
+    )
+    def _verified() -> dg.AssetCheckResult:
+        path = os.environ.get(SIGNING_KEY_ENV)
+        report = verify_output(layout, public_key=load_public_key(Path(path)) if path else None)
+        lines = [p.line() for p in report.problems]
+        return dg.AssetCheckResult(
+            passed=report.ok,
+            description=report.summary(),
+            metadata={
+                "wheels": dg.MetadataValue.int(report.wheels),
+                "problems": dg.MetadataValue.md("\n".join(f"- {x}" for x in lines) or "none"),
+            },
+        )
+
+    return _sbom, _verified
