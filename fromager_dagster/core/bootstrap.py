@@ -57,6 +57,8 @@ class BootstrapFailed(FromagerDagsterError):
     """One or more packages failed; ``failures`` holds each root cause."""
 
     def __init__(self, failures: Sequence[FromagerDagsterError]) -> None:
+        # one cause met by several packages (a build cycle fails each package on it) once
+        failures = list({f.one_line(): f for f in failures}.values())
         first = failures[0]
         more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
         super().__init__(

@@ -94,6 +94,37 @@ def temporary_session(root: Path) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+#: Below this many free bytes a failed write is blamed on a full disk.
+_NEARLY_FULL = 1024 * 1024
+
+
+def _uv_says(log: Path, start: int) -> str:
+    """uv's own reason, from what it wrote to ``log`` after byte ``start`` (its ``error:``
+    line and first cause); else, on a full disk, that. Empty when neither is known."""
+    try:
+        with log.open("rb") as f:
+            f.seek(max(start, f.seek(0, os.SEEK_END) - 64 * 1024))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        text = ""
+    said: list[str] = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("error:") and not said:
+            said.append(stripped.removeprefix("error:").strip())
+        elif stripped.lower().startswith(("cause:", "caused by:")) and len(said) == 1:
+            said.append(stripped.split(":", 1)[1].strip())
+    reason = ": ".join(said)
+    with contextlib.suppress(OSError):
+        stat = os.statvfs(log.parent)
+        if "No space left" not in reason and stat.f_bavail * stat.f_frsize < _NEARLY_FULL:
+            said.append(
+                f"No space left on device (writing into {log.parent.parent}); free some space "
+                "and run the command again"
+            )
+    return ": " + ": ".join(said) if said else ""
+
+
 class BuildEnvFactory:
     """Creates build environments that can install only wheels from ``index_url``.
 
@@ -110,6 +141,7 @@ class BuildEnvFactory:
 
     def _run(self, args: list[str], log: Path, what: str) -> None:
         with log.open("a", encoding="utf-8") as out:
+            start = out.tell()
             out.write(f"$ uv {' '.join(args)}\n")
             out.flush()
             proc = subprocess.run(
@@ -121,7 +153,7 @@ class BuildEnvFactory:
             )
         if proc.returncode != 0:
             raise BuildError(
-                f"{what} failed (uv exit {proc.returncode})",
+                f"{what} failed (uv exit {proc.returncode}){_uv_says(log, start)}",
                 exit_code=proc.returncode,
                 log_path=str(log),
             )

@@ -35,7 +35,7 @@ from .built import (
     missing_build_requirements,
     take_prebuilt,
 )
-from .errors import BuildError
+from .errors import BuildError, FromagerDagsterError
 from .graph import DependencyGraph
 from .index import IndexClient
 from .layout import OutputLayout
@@ -281,7 +281,26 @@ class _Build:
         uv_cache: Path | None = None,
     ) -> BuiltWheel:
         """Prepare ``archive``, re-pack its sdist, make the build environment, build the wheel,
-        then run the ``post_build`` hooks, as a bootstrap does."""
+        then run the ``post_build`` hooks, as a bootstrap does. Every error names the package."""
+        try:
+            return self._run(
+                archive, start, pins, wheel_server_url, build_tag, source_url, uv_cache
+            )
+        except FromagerDagsterError as exc:
+            if exc.package is None:
+                exc.package, exc.version = self.name, self.version
+            raise
+
+    def _run(
+        self,
+        archive: Path,
+        start: float,
+        pins: list[list[str]] | None,
+        wheel_server_url: str | None,
+        build_tag: int,
+        source_url: str | None,
+        uv_cache: Path | None,
+    ) -> BuiltWheel:
         prepared = prepare_source(
             archive,
             self.layout.work_dir,

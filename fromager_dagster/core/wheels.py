@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import email
 import email.message
@@ -19,6 +20,7 @@ from typing import IO, TYPE_CHECKING
 from packaging.markers import UndefinedEnvironmentName
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.version import InvalidVersion
 
 from fromager_dagster.core.errors import BuildError
 
@@ -213,11 +215,26 @@ def finalize_wheel(
         os.replace(tmp, final)
     except (zipfile.BadZipFile, UnicodeDecodeError) as exc:
         tmp.unlink(missing_ok=True)
-        raise BuildError(f"cannot read the wheel {built.name}: {exc}") from exc
+        raise unreadable_wheel(built, exc) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return final
+
+
+def unreadable_wheel(wheel: Path, exc: BaseException) -> BuildError:
+    """The error for a wheel file that is not a readable wheel, naming its package and
+    version (from its file name) and what to do."""
+    package = version = None
+    with contextlib.suppress(InvalidWheelFilename, InvalidVersion):
+        name, parsed, _, _ = parse_wheel_filename(wheel.name)
+        package, version = str(name), str(parsed)
+    return BuildError(
+        f"cannot read the wheel {wheel}: {exc}; it is not a valid wheel: delete it and run "
+        "the command again (it will be built or downloaded again)",
+        package=package,
+        version=version,
+    )
 
 
 def read_metadata(wheel: Path) -> email.message.Message:
@@ -227,7 +244,7 @@ def read_metadata(wheel: Path) -> email.message.Message:
             dist_info = _dist_info_dir(wheel, zf.namelist(), "METADATA")
             data = zf.read(f"{dist_info}/METADATA")
     except (zipfile.BadZipFile, OSError) as exc:
-        raise BuildError(f"cannot read the wheel {wheel.name}: {exc}") from exc
+        raise unreadable_wheel(wheel, exc) from exc
     return email.message_from_bytes(data)
 
 
@@ -278,7 +295,7 @@ def wheel_top_level_modules(wheel: Path) -> list[str]:
                 dist_info = None
             listed = zf.read(f"{dist_info}/top_level.txt") if dist_info else None
     except (zipfile.BadZipFile, OSError) as exc:
-        raise BuildError(f"cannot read the wheel {wheel.name}: {exc}") from exc
+        raise unreadable_wheel(wheel, exc) from exc
     if listed is not None:
         return sorted({m.strip() for m in listed.decode("utf-8").splitlines() if m.strip()})
     modules: set[str] = set()

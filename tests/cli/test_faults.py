@@ -442,6 +442,9 @@ def test_a_disk_that_fills_is_one_line_and_leaves_nothing_half_written(
         )
     line = one_error_line(result)
     assert "No space left on device" in line, line
+    if path:  # the package that failed, and the file (or folder) that could not be written
+        assert line.startswith("error: fx-big==1.0: "), line
+        assert str(out) in line, line
     print(line)
     left = result.stderr.strip().splitlines()[-1]
     assert ".part" not in left and ".tmp" not in left, left
@@ -469,3 +472,33 @@ def test_build_sequence_does_not_trust_a_planted_wheel(upstream: str, tmp_path: 
     planted.write_bytes(b"changed after the build")
     third = cli(*args, "--no-network-isolation", FROMAGER_DAGSTER_EXECUTOR="threads")
     assert third.returncode == 0 and "1 built, 0 reused" in third.stderr, third.stderr
+
+
+# -- error lines that name what failed ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_a_build_cycle_is_printed_once(tmp_path: Path, path: tuple[str, ...]) -> None:
+    cycle = [
+        FixturePackage("fx-c1", build_system_requires=("fx-c2",)),
+        FixturePackage("fx-c2", build_system_requires=("fx-c1",)),
+    ]
+    make_index(cycle, tmp_path / "up")
+    with LocalIndexServer([tmp_path / "up"]) as server:
+        result = cli(
+            "bootstrap", "fx-c1", "-O", str(tmp_path / "out"), "--index-url", server.url, *path
+        )
+    line = one_error_line(result)  # one error: line, not one per package on the cycle
+    assert "build dependency cycle: " in line, line
+    assert not (tmp_path / "out" / "work-dir" / "graph.json").exists()
+
+
+def test_a_missing_build_requirement_names_the_package_and_uv_s_reason(
+    upstream: str, tmp_path: Path
+) -> None:
+    """fx-lib needs fx-tool's wheel, which the local repository does not have."""
+    out = tmp_path / "out"
+    result = cli("build", "fx-lib", "1.0", upstream, "-O", str(out), "--no-network-isolation")
+    line = one_error_line(result)
+    assert line.startswith("error: fx-lib==1.0: build failed: installing fx-tool "), line
+    assert "No solution found" in line and "(log: " in line, line

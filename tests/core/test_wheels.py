@@ -405,3 +405,15 @@ def test_top_level_modules_from_top_level_txt(tmp_path: Path) -> None:
     )
 
     assert wheel_top_level_modules(built) == ["_demo_ext", "demo_pkg"]
+
+
+def test_an_unreadable_wheel_names_its_package(tmp_path: Path) -> None:
+    from fromager_dagster.core.errors import BuildError
+    from fromager_dagster.core.wheels import read_metadata
+
+    wheel = tmp_path / "fx_pre-2.0-py3-none-any.whl"
+    wheel.write_bytes(b"not a zip")
+    with pytest.raises(BuildError) as caught:
+        read_metadata(wheel)
+    assert caught.value.one_line().startswith("fx-pre==2.0: build failed: cannot read the wheel ")
+    assert str(wheel) in caught.value.one_line() and "delete it" in caught.value.one_line()
