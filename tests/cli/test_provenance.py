@@ -57,6 +57,9 @@ PATCH = """--- a/fx_app/__init__.py
 """  # noqa: W291
 
 
+APP_WHEEL = "fx_app-1.0-0-py3-none-any.whl"
+
+
 def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     environ = {
         k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "FROMAGER_DAGSTER"))
@@ -239,7 +242,7 @@ def _flip_last_byte(path: Path) -> bytes:
 @pytest.mark.parametrize(
     ("target", "expected"),
     [
-        ("wheels-repo/downloads/fx_app-1.0-0-py3-none-any.whl", "fx_app-1.0-0-py3-none-any.whl: sha256"),
+        (f"wheels-repo/downloads/{APP_WHEEL}", f"{APP_WHEEL}: sha256"),
         ("sdists-repo/downloads/fx_app-1.0.tar.gz", "source archive"),
         ("patch", "patch "),
     ],

@@ -60,10 +60,12 @@ def purls(document: dict[str, Any]) -> list[str]:
 SBOM_ON = 'sbom:\n  supplier: "Organization: ExampleCo"\n'
 
 
-def test_no_settings_add_nothing() -> None:
+def test_no_settings_add_only_the_default_sbom() -> None:
     extras = wheel_extras(Settings(), "fx-a", "1.0", source_url=None, source_sha256=None)
 
-    assert extras == WheelExtras()
+    assert extras.metadata_headers == ()
+    assert list(extras.files) == [SBOM_PATH]  # on by default: no sbom: section needed
+    assert purls(sbom_of(extras)) == ["pkg:pypi/fx-a@1.0", "pkg:pypi/fx-a@1.0"]
 
 
 def test_requires_external_become_headers_in_order_once(tmp_path: Path) -> None:
@@ -81,7 +83,7 @@ def test_requires_external_become_headers_in_order_once(tmp_path: Path) -> None:
         ("Requires-External", "openssl-libs"),
         ("Requires-External", "libffi (>=3.4)"),
     )
-    assert extras.files == {}  # no sbom: section, no SBOM
+    assert list(extras.files) == [SBOM_PATH]  # no sbom: section: the default SBOM
 
 
 def test_requires_external_entry_on_two_lines_is_a_config_error(tmp_path: Path) -> None:
@@ -94,7 +96,7 @@ def test_requires_external_entry_on_two_lines_is_a_config_error(tmp_path: Path) 
         wheel_extras(settings, "fx-a", "1.0", source_url=None, source_sha256=None)
 
 
-def test_sbom_is_opt_in(tmp_path: Path) -> None:
+def test_sbom_is_on_without_an_sbom_section(tmp_path: Path) -> None:
     settings = settings_from(
         tmp_path,
         global_yaml="changelog:\n  cpu: [rebuilt]\n",
@@ -103,7 +105,9 @@ def test_sbom_is_opt_in(tmp_path: Path) -> None:
 
     extras = wheel_extras(settings, "fx-a", "1.0", source_url=None, source_sha256=SHA)
 
-    assert extras.files == {}
+    doc = sbom_of(extras)
+    assert purls(doc) == ["pkg:generic/fx-a@1.0", "pkg:generic/fx-a@1.0"]
+    assert doc["packages"][0]["annotations"][0]["comment"] == "team=a"
 
 
 @pytest.mark.parametrize("section", ["sbom:\n", "sbom: {}\n"])
