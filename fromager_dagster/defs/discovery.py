@@ -173,7 +173,7 @@ def discovery_asset(collection: Collection) -> dg.AssetsDefinition:
                         multiple_versions=config.multiple_versions,
                         skip_constraints=config.skip_constraints,
                         run=RunInfo.from_environ(
-                            os.environ, collection=collection.name, run_id=context.run_id
+                            os.environ, collection=collection.name, run_id=context.run.run_id
                         ),
                     ),
                     progress=progress,

@@ -47,7 +47,7 @@ def write_wheel_provenance(
         source_archive=built.source_path,
         source_url=node.download_url or None,
         settings=settings,
-        run=RunInfo.from_environ(os.environ, collection=collection.name, run_id=context.run_id),
+        run=RunInfo.from_environ(os.environ, collection=collection.name, run_id=context.run.run_id),
         started=finished - built.seconds,
         finished=finished,
     )

@@ -119,7 +119,9 @@ def test_c_extension_wheels_are_identical_in_two_output_folders(built: dict[str,
         "fx_cext-1.0-0-py3-none-any.whl",
         "fx_tool-1.0-0-py3-none-any.whl",
     ]
-    with zipfile.ZipFile(built["first"] / "wheels-repo/downloads" / "fx_cext-1.0-0-py3-none-any.whl") as zf:  # noqa: E501
+    with zipfile.ZipFile(
+        built["first"] / "wheels-repo/downloads" / "fx_cext-1.0-0-py3-none-any.whl"
+    ) as zf:  # noqa: E501
         [ext] = [n for n in zf.namelist() if n.endswith(".so")]
         shared = zf.read(ext)
     assert shared.startswith(b"\x7fELF")

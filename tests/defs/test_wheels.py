@@ -70,7 +70,9 @@ def test_assets_follow_the_graph(written: Collection) -> None:
         key(["wheels", "cpu", "dep", "dep-1.0"]),
     )
     found = key(["discovery", "my_set", "my_set-graph"])
-    assert set(specs) == {app, lib, tool, dep, found}
+    sbom = key(["sbom", "my_set", "my_set-sbom"])  # the collection's SBOM, after every wheel
+    assert set(specs) == {app, lib, tool, dep, found, sbom}
+    specs.pop(sbom)
     # the node labels (last key part) name the package and its version
     assert {k.path[-1] for k in specs} == {
         "app-1.0_local",
