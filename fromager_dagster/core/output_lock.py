@@ -13,6 +13,8 @@ import contextlib
 import errno
 import fcntl
 import os
+import re
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +25,7 @@ __all__ = [
     "LOCK_FILE",
     "OutputBusyError",
     "hold_output",
+    "hold_output_for_run",
     "locked_file",
     "remove_stale_parts",
     "unwritable",
@@ -85,6 +88,93 @@ def hold_output(root: Path, command: str) -> Iterator[Path]:
                 path.unlink()
                 root.rmdir()
         os.close(fd)  # releases the lock
+
+
+#: Output folders this process holds for Dagster runs: root -> (descriptor, steps inside).
+_RUN_HOLDS: dict[Path, tuple[int, int]] = {}
+_RUN_HOLDS_LOCK = threading.Lock()
+_HOLDER = re.compile(r"pid (\d+): (?:dagster run (\S+))?")
+
+
+@contextlib.contextmanager
+def hold_output_for_run(root: Path, run_id: str) -> Iterator[None]:
+    """A Dagster run's step writing into output folder ``root`` (the discovery op, a wheel
+    asset), however the run was launched.
+
+    Nothing is taken when the lock is held by this process or one of its ancestors: the CLI
+    command that launched the run (in its process, or in step processes it started) holds it
+    for the whole command. Steps of one run share one hold (threads of the run worker, or
+    its step processes: the lock file names the run). Otherwise (a run launched from the UI,
+    a schedule or a sensor) the lock is taken while the step runs, or
+    :class:`OutputBusyError` names the command or run that holds it.
+    """
+    root = root.resolve()
+    with _RUN_HOLDS_LOCK:
+        held = _RUN_HOLDS.get(root)
+        if held is not None:
+            _RUN_HOLDS[root] = (held[0], held[1] + 1)
+    if held is None:
+        fd = _take_for_run(root, run_id)
+        if fd is None:  # held by an ancestor or a sibling step of this run
+            yield
+            return
+    try:
+        yield
+    finally:
+        with _RUN_HOLDS_LOCK:
+            fd, inside = _RUN_HOLDS[root]
+            if inside > 1:
+                _RUN_HOLDS[root] = (fd, inside - 1)
+            else:
+                del _RUN_HOLDS[root]
+                os.close(fd)  # releases the lock
+
+
+def _take_for_run(root: Path, run_id: str) -> int | None:
+    """The lock's descriptor, now held and registered for this process's steps of the run;
+    None when an ancestor or another step of ``run_id`` holds it."""
+    path = root / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise unwritable(root, exc) from exc
+    deadline = time.monotonic() + 2.0  # a new holder writes its name just after locking
+    while True:
+        with _RUN_HOLDS_LOCK:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pass
+            else:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"pid {os.getpid()}: dagster run {run_id}\n".encode(), 0)
+                _RUN_HOLDS[root] = (fd, 1)
+                return fd
+        holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+        found = _HOLDER.match(holder)
+        if found and (int(found[1]) in _lineage() or found[2] == run_id):
+            os.close(fd)
+            return None
+        if found or time.monotonic() > deadline:
+            os.close(fd)
+            raise OutputBusyError(
+                f"output folder {root} is in use by another run ({holder or 'unknown'}); "
+                "launch this run again when it has finished"
+            )
+        time.sleep(0.05)
+
+
+def _lineage() -> set[int]:
+    """This process and its ancestors (from /proc; just this process where there is none)."""
+    pids, pid = {os.getpid()}, os.getppid()
+    while pid > 1 and pid not in pids:
+        pids.add(pid)
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            pid = int(stat.rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return pids
 
 
 def _only_lock_left(root: Path) -> bool:

@@ -22,6 +22,7 @@ from fromager_dagster.core.graph import DependencyGraph
 from fromager_dagster.core.index import IndexClient
 from fromager_dagster.core.index_url import resolve_index_url
 from fromager_dagster.core.layout import OutputLayout
+from fromager_dagster.core.output_lock import hold_output_for_run
 from fromager_dagster.core.provenance import RunInfo
 from fromager_dagster.core.requirements import Constraints, toplevel_requirements
 
@@ -158,7 +159,7 @@ def discovery_asset(collection: Collection) -> dg.AssetsDefinition:
                 gathered.line(text)
 
         try:
-            with gathered:
+            with hold_output_for_run(layout.root, context.run.run_id), gathered:
                 result = bootstrap(
                     reqs,
                     index=index,

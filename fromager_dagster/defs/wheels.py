@@ -33,6 +33,7 @@ from fromager_dagster.core.errors import (
 )
 from fromager_dagster.core.graph import BUILD_TYPES, ROOT, DependencyGraph
 from fromager_dagster.core.layout import OutputLayout
+from fromager_dagster.core.output_lock import hold_output_for_run
 from fromager_dagster.core.plugins import Plugins
 from fromager_dagster.core.prepare import build_fingerprint
 from fromager_dagster.core.settings import Settings
@@ -287,13 +288,15 @@ class WheelBuild:
         ensure_collection_tag(context, self.collection_tag)
         try:
             settings = self.settings
-            built = reusable_wheel(graph, key, layout, settings) if fromager.reuse_wheels else None
-            if built is None:
-                built = build_in_workers(context, graph, key, layout, settings)
-                write_build_record(graph, key, layout, built, settings)
-                write_wheel_provenance(
-                    context, graph, key, layout, built, settings, self.collection
-                )
+            with hold_output_for_run(layout.root, context.run.run_id):  # docs/faults.md
+                reuse = fromager.reuse_wheels
+                built = reusable_wheel(graph, key, layout, settings) if reuse else None
+                if built is None:
+                    built = build_in_workers(context, graph, key, layout, settings)
+                    write_build_record(graph, key, layout, built, settings)
+                    write_wheel_provenance(
+                        context, graph, key, layout, built, settings, self.collection
+                    )
         except Exception as exc:
             raise _translate(exc, context, flaky=self.flaky) from exc
         requirement = f"{node.canonicalized_name}=={node.version}"
