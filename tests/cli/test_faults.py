@@ -502,3 +502,65 @@ def test_a_missing_build_requirement_names_the_package_and_uv_s_reason(
     line = one_error_line(result)
     assert line.startswith("error: fx-lib==1.0: build failed: installing fx-tool "), line
     assert "No solution found" in line and "(log: " in line, line
+
+
+# -- kill -9 at random moments ------------------------------------------------------------------
+
+_OUTPUTS = ("wheels-repo/downloads/*.whl", "sdists-repo/builds/*.tar.gz", "work-dir/*.json")
+
+
+def _outputs(out: Path) -> dict[str, bytes]:
+    """The wheels, re-packed sdists and graph files, by path, with their bytes."""
+    found = {
+        str(p.relative_to(out)): p.read_bytes() for pattern in _OUTPUTS for p in out.glob(pattern)
+    }
+    constraints = out / "work-dir" / "constraints.txt"
+    if constraints.is_file():
+        found["work-dir/constraints.txt"] = constraints.read_bytes()
+    return found
+
+
+def _killed_at(args: list[str], seconds: float) -> int | None:
+    """Start the command, SIGKILL its whole process group after ``seconds`` (every process it
+    started dies with it, no cleanup runs); None when it finished first."""
+    environ = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "FROMAGER_DAGSTER"))
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fromager_dagster.cli.main", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=environ,
+        start_new_session=True,
+    )
+    try:
+        proc.wait(timeout=seconds)
+        return None
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        proc.wait()
+        return proc.pid
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_kill_9_at_random_moments_then_a_rerun_gives_a_clean_run_s_outputs(
+    upstream: str, tmp_path: Path, path: tuple[str, ...]
+) -> None:
+    clean = tmp_path / "clean"
+    args = ["bootstrap", "fx-app", "--index-url", upstream, "--no-network-isolation", *path]
+    started = time.monotonic()
+    first = cli(*args, "-O", str(clean))
+    took = time.monotonic() - started
+    assert first.returncode == 0, first.stderr
+    expected = _outputs(clean)
+    assert any(name.endswith(".whl") for name in expected) and "work-dir/graph.json" in expected
+    seed = random.randrange(1 << 30)
+    moments = sorted(random.Random(seed).uniform(0.3, took) for _ in range(3))
+    for i, moment in enumerate(moments):
+        out = tmp_path / f"killed-{i}"
+        killed = _killed_at([*args, "-O", str(out)], moment)
+        rerun = cli(*args, "-O", str(out))
+        where = f"seed {seed}, killed at {moment:.2f}s of {took:.1f}s (pid {killed})"
+        assert rerun.returncode == 0, (where, rerun.stderr)
+        assert _outputs(out) == expected, where
+        assert not list(out.rglob("*.part")), where
