@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -169,10 +170,9 @@ def _result(
     """Write the outputs (and in test mode the failure report); BootstrapFailed outside it."""
     failures = run.failures()
     if failures and not options.test_mode:
-        try:  # the index over what was built; a full disk must not hide the package's failure
+        # the index over what was built; a full disk must not hide the package's failure
+        with contextlib.suppress(OSError):
             write_simple_tree(layout.wheel_roots, layout.wheels_simple)
-        except OSError:
-            pass
         raise BootstrapFailed(failures)
     write_simple_tree(layout.wheel_roots, layout.wheels_simple)
     outputs = run.graph.write(
