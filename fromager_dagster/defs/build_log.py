@@ -38,7 +38,7 @@ def log_tail_markdown(path: Path, lines: int = LOG_TAIL_LINES) -> dg.MetadataVal
     return dg.MetadataValue.md(f"Last {lines} lines of `{path}`:\n\n{fence}\n{tail}\n{fence}")
 
 
-def show_build_log(requirement: str, path: Path, *, reused: bool) -> None:
+def show_build_log(requirement: str, path: Path, *, reused: bool = False) -> None:
     """Write the build log to stdout, which Dagster captures as the step's compute log; a
     reused wheel's step says where the earlier build's log is instead."""
     if reused:

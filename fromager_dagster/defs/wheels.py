@@ -298,6 +298,9 @@ class WheelBuild:
                         context, graph, key, layout, built, settings, self.collection
                     )
         except Exception as exc:
+            failed_log = getattr(exc, "log_path", None)
+            if failed_log:  # the failed build's output, in the step's captured stdout
+                show_build_log(f"{node.canonicalized_name}=={node.version}", Path(failed_log))
             raise _translate(exc, context, flaky=self.flaky) from exc
         requirement = f"{node.canonicalized_name}=={node.version}"
         show_build_log(requirement, built.log_path, reused=built.reused)
