@@ -21,21 +21,7 @@ import datetime as dt
 import hashlib
 import uuid
 from pathlib import Path
-
-from cyclonedx.model import (
-    ExternalReference,
-    ExternalReferenceType,
-    HashAlgorithm,
-    HashType,
-    Property,
-    XsUri,
-)
-from cyclonedx.model.bom import Bom, BomMetaData
-from cyclonedx.model.component import Component, ComponentType
-from cyclonedx.model.dependency import Dependency
-from cyclonedx.output import make_outputter
-from cyclonedx.schema import OutputFormat, SchemaVersion
-from packageurl import PackageURL
+from typing import TYPE_CHECKING
 
 from . import sources
 from .bootstrap_cache import WheelRepository
@@ -43,6 +29,9 @@ from .credentials import strip_credentials
 from .graph import BUILD_TYPES, ROOT, DependencyGraph, write_atomic
 from .layout import OutputLayout
 from .provenance import provenance_path
+
+if TYPE_CHECKING:  # cyclonedx is imported where a BOM is made: never at start-up
+    from cyclonedx.model.bom import Bom
 
 PREFIX = "fromager-dagster:"
 _NAMESPACE = uuid.UUID("6f1c1f0e-2a4b-4b52-9c43-5d1f0a3c7e21")
@@ -62,6 +51,19 @@ def collection_bom(
     layout: OutputLayout, graph: DependencyGraph, *, collection: str, variant: str
 ) -> Bom:
     """The CycloneDX BOM of the collection ``graph`` describes, with the wheels of ``layout``."""
+    from cyclonedx.model import (
+        ExternalReference,
+        ExternalReferenceType,
+        HashAlgorithm,
+        HashType,
+        Property,
+        XsUri,
+    )
+    from cyclonedx.model.bom import Bom, BomMetaData
+    from cyclonedx.model.component import Component, ComponentType
+    from cyclonedx.model.dependency import Dependency
+    from packageurl import PackageURL
+
     repository = WheelRepository(layout)
     components: dict[str, Component] = {}
     newest = 0.0
@@ -152,6 +154,9 @@ def collection_sbom_json(
     layout: OutputLayout, graph: DependencyGraph, *, collection: str, variant: str
 ) -> str:
     """The collection's SBOM as CycloneDX 1.6 JSON text."""
+    from cyclonedx.output import make_outputter
+    from cyclonedx.schema import OutputFormat, SchemaVersion
+
     bom = collection_bom(layout, graph, collection=collection, variant=variant)
     text: str = make_outputter(bom, OutputFormat.JSON, SchemaVersion.V1_6).output_as_string(
         indent=2

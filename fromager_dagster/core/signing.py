@@ -12,13 +12,15 @@ import base64
 import hashlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:  # cryptography is imported where a key is used, never at start-up
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 #: The variable naming the Ed25519 private key (a PEM file) that signs provenance.
@@ -33,6 +35,9 @@ def pae(payload_type: str, payload: bytes) -> bytes:
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:
     """The Ed25519 private key in the PEM file ``path``; ConfigError naming it otherwise."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except (OSError, ValueError, TypeError) as exc:
@@ -47,6 +52,9 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
 
 def load_public_key(path: Path) -> Ed25519PublicKey:
     """The Ed25519 public key in ``path``: a public key PEM, or the private key's."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -63,6 +71,8 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
 
 
 def key_id(public: Ed25519PublicKey) -> str:
+    from cryptography.hazmat.primitives import serialization
+
     raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return hashlib.sha256(raw).hexdigest()
 
@@ -93,6 +103,8 @@ def payload(envelope: Mapping[str, Any]) -> bytes:
 
 def verify(envelope: Mapping[str, Any], public: Ed25519PublicKey) -> bool:
     """True when one of the envelope's signatures is ``public``'s over its payload."""
+    from cryptography.exceptions import InvalidSignature
+
     try:
         body = payload(envelope)
         message = pae(str(envelope["payloadType"]), body)

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from . import signing, sources
 from .layout import OutputLayout
 from .provenance import BUILD_ENV, PATCH, SOURCE, provenance_path, read_provenance
+
+if TYPE_CHECKING:  # cryptography is imported where a key is read (signing), not at start-up
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 
 @dataclass(frozen=True)

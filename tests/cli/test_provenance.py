@@ -319,3 +319,15 @@ def test_verify_fails_on_a_bad_signature(built: dict[str, Path], tmp_path: Path)
     proc = _verify(built["second"], "--public-key", str(other))
     assert proc.returncode == 1
     assert proc.stdout.count("bad signature") == 3
+
+
+def test_cli_start_up_imports_no_provenance_library() -> None:
+    """cyclonedx, in-toto, protobuf, cryptography and jsonschema are imported where a document
+    is made or read: every `fromager-dagster` invocation would pay for them otherwise."""
+    heavy = ["cyclonedx", "in_toto_attestation", "cryptography", "jsonschema", "packageurl"]
+    code = (
+        "import sys, fromager_dagster.cli.main\n"
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({heavy!r})))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]"
