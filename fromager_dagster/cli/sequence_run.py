@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 import uuid
@@ -21,6 +22,7 @@ from ..core.index import IndexClient
 from ..core.index_server import write_simple_tree
 from ..core.layout import OutputLayout
 from ..core.prebuilt import download_prebuilt_wheel
+from ..core.provenance import RunInfo
 from ..core.requirements import Constraints
 from ..core.settings import Settings
 from ..defs.wheels import wheel_key
@@ -128,6 +130,7 @@ def _sequence_op(
                     wheel_server_url=plan.wheel_server_url,
                     constraints=plan.constraints,
                     settings=plan.settings,
+                    run=RunInfo.from_environ(os.environ, run_id=context.run.run_id),
                 )
         except FromagerDagsterError as exc:
             yield from _sequence_failure(context, plan, layout, entry, exc, materialize)

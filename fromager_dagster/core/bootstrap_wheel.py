@@ -15,6 +15,7 @@ from .plugins import Plugins
 from .plugins import steps as plugin_steps
 from .provenance import write_provenance
 from .settings import Settings
+from .source_epoch import source_date_epoch
 from .wheel_build import finish_wheel, source_extras
 from .wheel_extras import WheelExtras
 
@@ -28,6 +29,10 @@ class WheelSteps:
     layout: OutputLayout
     options: BootstrapOptions
 
+    def epoch(self, node: Node) -> int:
+        """The node's SOURCE_DATE_EPOCH: its archive's (:mod:`.source_epoch`)."""
+        return source_date_epoch(node.archive, self.options.source_date_epoch)
+
     def extras(self, node: Node) -> WheelExtras:
         """What the settings add to the wheel (SBOM, Requires-External).
 
@@ -40,7 +45,7 @@ class WheelSteps:
             str(node.pkg.version),
             archive=node.archive,
             source_url=node.pkg.source.url,
-            source_date_epoch=self.options.source_date_epoch,
+            source_date_epoch=self.epoch(node),
         )
 
     def adopt_speculative(self, node: Node, needed: set[str]) -> Path | None:
@@ -94,7 +99,7 @@ class WheelSteps:
             environ=node.environ or {},
             log=node.log,
             build_tag=self.settings.build_tag(node.pkg.name, str(node.pkg.version)),
-            source_date_epoch=self.options.source_date_epoch,
+            source_date_epoch=self.epoch(node),
             extras=extras,
         )
         shutil.rmtree(node.pkg_dir / "spec-dist", ignore_errors=True)
@@ -120,6 +125,9 @@ class WheelSteps:
             source_archive=node.archive,
             source_url=node.pkg.source.url,
             settings=self.settings,
+            plugins=self.plugins,
+            build_env=node.installed,
+            source_date_epoch=self.epoch(node),
             run=self.options.run,
             started=node.started,
         )

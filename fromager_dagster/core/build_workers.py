@@ -24,6 +24,7 @@ from .builder import BuiltWheel, build_node
 from .errors import BuildError, SourceError
 from .graph import DependencyGraph
 from .layout import OutputLayout
+from .provenance import RunInfo
 from .sandbox import Sandbox
 from .settings import Settings
 
@@ -49,6 +50,7 @@ def _build_in_worker(
     isolate: bool | Sandbox,
     settings: Settings,
     uv_cache: Path | None,
+    run: RunInfo | None,
 ) -> BuiltWheel:
     graph = DependencyGraph.from_json(subgraph, source=f"the build of {key}")
     return build_node(
@@ -58,6 +60,7 @@ def _build_in_worker(
         isolate=isolate,
         settings=settings,
         uv_cache=uv_cache,
+        run=run,
     )
 
 
@@ -127,8 +130,10 @@ class BuildWorkers(WorkerProcesses):
         isolate: bool | Sandbox,
         settings: Settings,
         uv_cache: Path | None = None,
+        run: RunInfo | None = None,
     ) -> BuiltWheel:
-        """:func:`~fromager_dagster.core.builder.build_node` of ``key``, in a worker."""
+        """:func:`~fromager_dagster.core.builder.build_node` of ``key``, in a worker
+        (``run``: what its provenance says of the run)."""
         try:
             return self.run(
                 _build_in_worker,
@@ -138,6 +143,7 @@ class BuildWorkers(WorkerProcesses):
                 isolate,
                 settings,
                 uv_cache,
+                run,
             )
         except BrokenProcessPool as exc:
             node = graph.nodes[key]

@@ -59,6 +59,16 @@ class BuildEnv:
         env["PATH"] = f"{self.path / 'bin'}{os.pathsep}{env.get('PATH', '')}"
         return env
 
+    def installed(self) -> list[str]:
+        """``name==version`` of every distribution installed in the environment (from its
+        ``.dist-info`` folders), sorted: what a build's provenance lists."""
+        found = []
+        for dist_info in self.path.glob("lib/python*/site-packages/*.dist-info"):
+            name, _, version = dist_info.name.removesuffix(".dist-info").partition("-")
+            if name and version:
+                found.append(f"{name.replace('_', '-').replace('.', '-').lower()}=={version}")
+        return sorted(found)
+
 
 SESSION_MAX_AGE = 24 * 3600.0
 

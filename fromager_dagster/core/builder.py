@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import shutil
 import time
 from dataclasses import dataclass
@@ -42,9 +43,11 @@ from .layout import OutputLayout
 from .package_log import start_stage
 from .plugins import Plugins
 from .prepare import PreparedSource, prepare_source
+from .provenance import RunInfo, write_provenance
 from .requirements import Constraints
 from .sandbox import Sandbox
 from .settings import Settings
+from .source_epoch import source_date_epoch as epoch_of_source
 from .wheel_build import make_wheel, wheel_server
 
 __all__ = [
@@ -83,6 +86,7 @@ def build_node(
     keep_build_env: bool = False,
     plugins: Plugins | None = None,
     uv_cache: Path | None = None,
+    run: RunInfo | None = None,
 ) -> BuiltWheel:
     """Build ``key``'s wheel from the graph's recorded build requirements, hermetically.
 
@@ -95,6 +99,9 @@ def build_node(
     The installed plugins (``plugins``: None loads them) override steps and run their hooks.
     ``uv_cache`` is the installer cache of the caller's session (a Dagster run's, say:
     :func:`~fromager_dagster.core.buildenv.session_cache`); None: one for this build only.
+    ``run`` (the collection, Dagster run id and signing key) goes into the wheel's provenance,
+    written with every wheel built here; ``source_date_epoch`` is the fallback of the
+    source's own (:mod:`.source_epoch`).
     """
     node = graph.nodes[key]
     job = _Build.of(
@@ -107,6 +114,7 @@ def build_node(
         isolate=isolate,
         source_date_epoch=source_date_epoch,
         keep_build_env=keep_build_env,
+        run=run,
     )
     if node.pre_built or job.wanted.pre_built:
         return job.take_prebuilt(index)
@@ -138,6 +146,7 @@ def build_package(
     source_date_epoch: int = DEFAULT_SOURCE_DATE_EPOCH,
     keep_build_env: bool = False,
     plugins: Plugins | None = None,
+    run: RunInfo | None = None,
 ) -> BuiltWheel:
     """fromager's ``build``: ``name==version`` from ``index``'s sdist, build requirements
     discovered by the hooks and installed only from ``wheel_server_url`` (default: the local
@@ -153,6 +162,7 @@ def build_package(
         isolate=isolate,
         source_date_epoch=source_date_epoch,
         keep_build_env=keep_build_env,
+        run=run,
     )
     if job.wanted.pre_built:
         return job.take_prebuilt(index)
@@ -211,6 +221,7 @@ class _Build:
     isolate: bool | Sandbox
     source_date_epoch: int
     keep_build_env: bool
+    run_info: RunInfo  # what the provenance says of the run (collection, run id, key)
 
     @classmethod
     def of(
@@ -225,6 +236,7 @@ class _Build:
         isolate: bool | Sandbox,
         source_date_epoch: int,
         keep_build_env: bool,
+        run: RunInfo | None = None,
     ) -> _Build:
         """The build of ``name==version`` with ``settings`` (None: defaults), output ready."""
         layout.ensure()
@@ -239,7 +251,17 @@ class _Build:
             isolate,
             source_date_epoch,
             keep_build_env,
+            run if run is not None else RunInfo(),
         )
+
+    def from_source(self, archive: Path) -> _Build:
+        """This build with ``archive``'s SOURCE_DATE_EPOCH (:mod:`.source_epoch`), the
+        current one its fallback."""
+        epoch = epoch_of_source(archive, self.source_date_epoch)
+        wanted = BuildSettings.of(
+            self.wanted.settings, self.name, self.version, source_date_epoch=epoch
+        )
+        return dataclasses.replace(self, source_date_epoch=epoch, wanted=wanted)
 
     @property
     def log(self) -> Path:
@@ -283,7 +305,7 @@ class _Build:
         """Prepare ``archive``, re-pack its sdist, make the build environment, build the wheel,
         then run the ``post_build`` hooks, as a bootstrap does. Every error names the package."""
         try:
-            return self._run(
+            return self.from_source(archive)._run(
                 archive, start, pins, wheel_server_url, build_tag, source_url, uv_cache
             )
         except FromagerDagsterError as exc:
@@ -330,10 +352,28 @@ class _Build:
             archive=archive,
             source_url=source_url,
         )
+        build_env = env.installed()
         if not self.keep_build_env:
             shutil.rmtree(env.path, ignore_errors=True)
         self._post_build(sdist, wheel)
-        return BuiltWheel.since(start, self.key, wheel, self.log, archive)
+        built = BuiltWheel.since(start, self.key, wheel, self.log, archive)
+        finished = time.time()
+        write_provenance(
+            self.layout,
+            self.name,
+            self.version,
+            wheel=wheel,
+            source_archive=archive,
+            source_url=source_url,
+            settings=self.wanted.settings,
+            plugins=self.plugins,
+            build_env=build_env,
+            source_date_epoch=self.source_date_epoch,
+            run=self.run_info,
+            started=finished - built.seconds,
+            finished=finished,
+        )
+        return built
 
     def _repacked(self, archive: Path, prepared: PreparedSource, environ: dict[str, str]) -> Path:
         """The re-packed sdist: the one discovery (or an earlier build) wrote from the same

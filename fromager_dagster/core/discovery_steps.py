@@ -32,6 +32,7 @@ from .plugins import Plugins
 from .plugins import steps as plugin_steps
 from .prepare import PreparedSource, prepare_source
 from .settings import Settings
+from .source_epoch import source_date_epoch
 from .source_urls import fetch_source
 from .wheel_build import hook_caller
 
@@ -142,7 +143,7 @@ class DiscoverySteps:
                 settings=self.settings,
                 environ=node.environ or {},
                 log=node.log,
-                source_date_epoch=self.options.source_date_epoch,
+                source_date_epoch=self._epoch(node),
             )
             if node.archive is not None:
                 record_repacked_sdist(
@@ -152,7 +153,7 @@ class DiscoverySteps:
                     archive=node.archive,
                     settings=self.settings,
                     plugins=self.plugins,
-                    source_date_epoch=self.options.source_date_epoch,
+                    source_date_epoch=self._epoch(node),
                     sdist=node.sdist,
                 )
 
@@ -215,13 +216,17 @@ class DiscoverySteps:
             log=node.log,
         )
 
+    def _epoch(self, node: Node) -> int:
+        """The node's SOURCE_DATE_EPOCH: its archive's (:mod:`.source_epoch`)."""
+        return source_date_epoch(node.archive, self.options.source_date_epoch)
+
     def _wanted(self, node: Node) -> BuildSettings:
         """What the settings say about the node's build, as the builder reads them."""
         return BuildSettings.of(
             self.settings,
             node.pkg.name,
             str(node.pkg.version),
-            source_date_epoch=self.options.source_date_epoch,
+            source_date_epoch=self._epoch(node),
         )
 
     def _environ(self, node: Node, source_dir: Path) -> dict[str, str]:

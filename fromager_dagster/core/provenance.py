@@ -7,7 +7,8 @@ attestation library's types (``in_toto_attestation``), so its JSON is the specif
 
 - subject: the wheel's file name and sha256;
 - buildDefinition: :data:`BUILD_TYPE`, the requirement, variant and collection
-  (externalParameters), the settings fingerprint (internalParameters), and as
+  (externalParameters), the settings fingerprint and the build's ``SOURCE_DATE_EPOCH``
+  (internalParameters), and as
   resolvedDependencies the source archive (URL and sha256), each patch (path and sha256) and
   every wheel installed into the build environment (file name and sha256), each annotated with
   its ``kind``;
@@ -20,16 +21,18 @@ from __future__ import annotations
 import datetime as dt
 import importlib.metadata
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import sources
-from .bootstrap_cache import WheelRepository, record_path
+from .bootstrap_cache import WheelRepository
 from .credentials import strip_credentials
 from .graph import write_atomic
 from .layout import OutputLayout
+from .plugins import Plugins
+from .prepare import build_fingerprint
 from .settings import Settings
 
 # in-toto's and cryptography's modules are imported where a statement is made or read: a
@@ -100,6 +103,7 @@ def statement(
     variant: str,
     collection: str | None,
     settings_fingerprint: str,
+    source_date_epoch: int | None = None,
     source: tuple[str, str, str] | None,
     patches: list[tuple[str, str, str]],
     build_env: list[tuple[str, str, str]],
@@ -128,7 +132,10 @@ def statement(
         deps.append(rd)
     definition = slsa.BuildDefinition(build_type=BUILD_TYPE, resolved_dependencies=deps)
     definition.external_parameters.update(external)
-    definition.internal_parameters.update({"settings_fingerprint": settings_fingerprint})
+    internal: dict[str, Any] = {"settings_fingerprint": settings_fingerprint}
+    if source_date_epoch is not None:
+        internal["source_date_epoch"] = str(source_date_epoch)  # as the variable holds it
+    definition.internal_parameters.update(internal)
     metadata = slsa.BuildMetadata(started_on=_timestamp(started), finished_on=_timestamp(finished))
     if run_id:
         metadata.invocation_id = run_id
@@ -155,25 +162,27 @@ def write_provenance(
     source_archive: Path | None,
     source_url: str | None,
     settings: Settings,
+    plugins: Plugins,
+    build_env: Iterable[str],
+    source_date_epoch: int,
     run: RunInfo,
     started: float,
     finished: float | None = None,
 ) -> Path:
-    """Write the provenance of ``wheel``, just built and recorded (the build record of
-    ``name==version`` gives the hashes of the source, the settings fingerprint and the build
-    environment's wheels), beside the wheel repository; signed when ``run`` has a key."""
-    record = json.loads(record_path(layout, name, version).read_text(encoding="utf-8"))
+    """Write the provenance of ``wheel``, just built from ``source_archive`` in an environment
+    holding the wheels of ``build_env`` (``name==version`` pins, hashed from the repository),
+    beside the wheel repository; signed when ``run`` has a key."""
     repository = WheelRepository(layout)
     env: list[tuple[str, str, str]] = []
-    for pin, digest in sorted(dict(record.get("build_env") or {}).items()):
+    for pin, digest in repository.hashes(build_env).items():
         path = repository.path(pin)
-        env.append((path.name if path is not None else pin, pin, str(digest)))
+        env.append((path.name if path is not None else pin, pin, digest))
     source = None
     if source_archive is not None:
         source = (
             source_archive.name,
             source_url or source_archive.resolve().as_uri(),
-            str(record.get("source_sha256") or sources.sha256_file(source_archive)),
+            sources.file_sha256(source_archive),
         )
     patch_dir = settings.patches_dir
     patches = []
@@ -182,11 +191,12 @@ def write_provenance(
         patches.append((label, str(patch.resolve()), sources.sha256_file(patch)))
     document = statement(
         wheel_name=wheel.name,
-        wheel_sha256=str(record.get("wheel_sha256") or sources.sha256_file(wheel)),
+        wheel_sha256=sources.file_sha256(wheel),
         requirement=f"{name}=={version}",
         variant=settings.variant,
         collection=run.collection,
-        settings_fingerprint=str(record.get("settings", "")),
+        settings_fingerprint=build_fingerprint(settings, plugins, name, version),
+        source_date_epoch=source_date_epoch,
         source=source,
         patches=patches,
         build_env=env,

@@ -6,7 +6,6 @@ and its ``provenance_verified`` check. The engine does the work
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +15,7 @@ from fromager_dagster.core.built import BuiltWheel
 from fromager_dagster.core.collection_sbom import write_collection_sbom
 from fromager_dagster.core.graph import DependencyGraph
 from fromager_dagster.core.layout import OutputLayout
-from fromager_dagster.core.provenance import RunInfo, provenance_of, write_provenance
-from fromager_dagster.core.settings import Settings
+from fromager_dagster.core.provenance import RunInfo, provenance_of
 from fromager_dagster.core.signing import SIGNING_KEY_ENV, load_public_key
 from fromager_dagster.core.verify import verify_output
 
@@ -27,30 +25,10 @@ from .keys import wheels_group
 CHECK_NAME = "provenance_verified"
 
 
-def write_wheel_provenance(
-    context: dg.AssetExecutionContext,
-    graph: DependencyGraph,
-    key: str,
-    layout: OutputLayout,
-    built: BuiltWheel,
-    settings: Settings,
-    collection: Collection,
-) -> None:
-    """The provenance of the wheel this step just built (never of a reused one)."""
-    node = graph.nodes[key]
-    finished = time.time()
-    write_provenance(
-        layout,
-        node.canonicalized_name,
-        node.version,
-        wheel=built.path,
-        source_archive=built.source_path,
-        source_url=node.download_url or None,
-        settings=settings,
-        run=RunInfo.from_environ(os.environ, collection=collection.name, run_id=context.run.run_id),
-        started=finished - built.seconds,
-        finished=finished,
-    )
+def wheel_run_info(context: dg.AssetExecutionContext, collection: Collection) -> RunInfo:
+    """What a wheel's provenance says of this run: the collection, the run id and the signing
+    key of this process's environment (the engine writes the provenance with the wheel)."""
+    return RunInfo.from_environ(os.environ, collection=collection.name, run_id=context.run.run_id)
 
 
 def provenance_metadata(layout: OutputLayout, built: BuiltWheel) -> dict[str, Any]:

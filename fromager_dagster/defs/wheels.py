@@ -36,6 +36,7 @@ from fromager_dagster.core.layout import OutputLayout
 from fromager_dagster.core.output_lock import hold_output_for_run
 from fromager_dagster.core.plugins import Plugins
 from fromager_dagster.core.prepare import build_fingerprint
+from fromager_dagster.core.provenance import RunInfo
 from fromager_dagster.core.settings import Settings
 from fromager_dagster.core.sources import file_sha256
 
@@ -44,7 +45,7 @@ from .collections import Collection
 from .keys import discovery_key, wheels_group
 from .keys import key_part as key_part  # re-exported
 from .keys import wheel_key as wheel_key  # re-exported
-from .provenance import provenance_metadata, write_wheel_provenance
+from .provenance import provenance_metadata, wheel_run_info
 from .resources import FromagerResource
 from .run_tags import ensure_collection_tag
 
@@ -292,11 +293,9 @@ class WheelBuild:
                 reuse = fromager.reuse_wheels
                 built = reusable_wheel(graph, key, layout, settings) if reuse else None
                 if built is None:
-                    built = build_in_workers(context, graph, key, layout, settings)
+                    run = wheel_run_info(context, self.collection)  # for its provenance
+                    built = build_in_workers(context, graph, key, layout, settings, run=run)
                     write_build_record(graph, key, layout, built, settings)
-                    write_wheel_provenance(
-                        context, graph, key, layout, built, settings, self.collection
-                    )
         except Exception as exc:
             failed_log = getattr(exc, "log_path", None)
             if failed_log:  # the failed build's output, in the step's captured stdout
@@ -336,8 +335,10 @@ def build_in_workers(
     key: str,
     layout: OutputLayout,
     settings: Settings,
+    run: RunInfo | None = None,
 ) -> BuiltWheel:
-    """Build node ``key`` hermetically in one of the run's build worker processes."""
+    """Build node ``key`` hermetically in one of the run's build worker processes (``run``:
+    what the wheel's provenance, written by the engine, says of the run)."""
     fromager: FromagerResource = context.resources.fromager
     workers: BuildWorkers = context.resources.build_workers
     return workers.build(
@@ -347,6 +348,7 @@ def build_in_workers(
         isolate=fromager.isolation(),
         settings=settings,
         uv_cache=session_cache(layout.work_dir / "uv-cache", context.run.run_id),
+        run=run,
     )
 
 

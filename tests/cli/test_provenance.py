@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -40,10 +41,19 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_ext", NULL, -1, met
 PyMODINIT_FUNC PyInit__ext(void) { return PyModule_Create(&module); }
 """
 
+#: fx-cext's sdist members are dated 2023-11-14 22:13:20 UTC, its PKG-INFO one second later.
+CEXT_MTIME = 1700000000
+
 # fx-app (patched) builds with fx-cext (a C extension), which builds with fx-tool.
 PACKAGES = [
     FixturePackage("fx-tool"),
-    FixturePackage("fx-cext", build_system_requires=("fx-tool",), c_source=C_SOURCE),
+    FixturePackage(
+        "fx-cext",
+        build_system_requires=("fx-tool",),
+        c_source=C_SOURCE,
+        mtime=CEXT_MTIME,
+        record_env=("SOURCE_DATE_EPOCH",),
+    ),
     FixturePackage("fx-app", build_system_requires=("fx-cext",)),
 ]
 
@@ -331,3 +341,57 @@ def test_cli_start_up_imports_no_provenance_library() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "[]"
+
+
+def test_source_date_epoch_comes_from_the_sdist(built: dict[str, Path]) -> None:
+    """fx-cext's sdist is dated 2023 (PKG-INFO newest): its hooks see that SOURCE_DATE_EPOCH,
+    its wheel's members carry that date and its provenance records it; fx-app's sdist is
+    dated 1980-01-01, which gives the default."""
+    epoch = CEXT_MTIME + 1
+    for out in (built["first"], built["second"]):
+        wheel = out / "wheels-repo" / "downloads" / "fx_cext-1.0-0-py3-none-any.whl"
+        with zipfile.ZipFile(wheel) as zf:
+            seen = json.loads(zf.read("fx_cext/build-env.json"))
+            dates = {info.date_time for info in zf.infolist()}
+        assert seen["env"]["SOURCE_DATE_EPOCH"] == str(epoch)
+        assert {d[:5] for d in dates} == {time.gmtime(epoch)[:5]}
+        cext = _statement(out / "wheels-repo" / "provenance" / f"{wheel.name}.intoto.json")
+        internal = cext["predicate"]["buildDefinition"]["internalParameters"]
+        assert internal["source_date_epoch"] == str(epoch)
+        app = _statement(out / "wheels-repo" / "provenance" / f"{APP_WHEEL}.intoto.json")
+        internal = app["predicate"]["buildDefinition"]["internalParameters"]
+        assert internal["source_date_epoch"] == "315532800"
+
+
+def test_build_parallel_and_build_sequence_write_provenance(tmp_path: Path) -> None:
+    """After `bootstrap --sdist-only` (fx-app not built), build-parallel builds fx-app through
+    the wheel assets and build-sequence builds all three in another folder: each wheel they
+    build has provenance naming its run, `verify` passes on both folders, and the wheels are
+    the same bytes."""
+    upstream = make_index(PACKAGES, tmp_path / "up")
+    graph_out, seq_out = tmp_path / "graph", tmp_path / "elsewhere" / "seq"
+    with LocalIndexServer([upstream]) as server:
+        boot = _cli(
+            "bootstrap", "fx-app", "-O", str(graph_out), "--index-url", server.url,
+            "--no-dagster", "--sdist-only",
+        )  # fmt: skip
+        assert boot.returncode == 0, boot.stderr
+        assert not (graph_out / "wheels-repo" / "downloads" / APP_WHEEL).exists()
+        work = graph_out / "work-dir"
+        parallel = _cli("build-parallel", str(work / "graph.json"), "-O", str(graph_out))
+        assert parallel.returncode == 0, parallel.stderr
+        sequence = _cli(
+            "build-sequence", str(work / "build-order.json"), "-O", str(seq_out),
+            "--index-url", server.url,
+        )  # fmt: skip
+        assert sequence.returncode == 0, sequence.stderr
+    for out in (graph_out, seq_out):
+        proc = _verify(out)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "verified 3 wheel(s)" in proc.stderr
+        app = _statement(out / "wheels-repo" / "provenance" / f"{APP_WHEEL}.intoto.json")
+        run = app["predicate"]["runDetails"]["metadata"]
+        assert len(run["invocationId"]) == 36  # the Dagster run that built it
+        deps = app["predicate"]["buildDefinition"]["resolvedDependencies"]
+        assert [d["name"] for d in deps] == ["fx_app-1.0.tar.gz", "fx_cext-1.0-0-py3-none-any.whl"]
+    assert _wheels(graph_out) == _wheels(seq_out)
