@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -11,9 +12,15 @@ from fromager_dagster.core.errors import ConfigError, FromagerDagsterError
 from fromager_dagster.core.graph import DependencyGraph
 from fromager_dagster.core.layout import OutputLayout
 
-from .build_context import fail
+from .build_context import fail, hold_output_folder
+from .options import NETWORK_ISOLATION, load_cli_settings, resolve_cli_sandbox, settings_options
 
 SIGNING_KEY_ENV = "FROMAGER_DAGSTER_SIGNING_KEY"  # core.signing's; not imported at start-up
+
+
+def apply_settings_options(func: Any) -> Any:
+    """The settings options and --sandbox/--network-isolation, for verify --rebuild."""
+    return settings_options(NETWORK_ISOLATION(func))
 
 
 def register(group: click.Group) -> None:
@@ -36,13 +43,33 @@ def register(group: click.Group) -> None:
     help="Ed25519 key (PEM, public or private) the provenance must be signed with "
     f"(default: ${SIGNING_KEY_ENV}, if set).",
 )
+@click.option(
+    "--rebuild",
+    "rebuild",
+    multiple=True,
+    metavar="PACKAGE",
+    help="Also rebuild PACKAGE's wheel (from work-dir/graph.json, in the sandbox, in a scratch "
+    "folder) and compare its bytes; `all` rebuilds every built wheel. Repeatable. Give the "
+    "settings options the build used.",
+)
+@apply_settings_options
 @click.pass_context
-def verify_command(ctx: click.Context, output_dir: Path, public_key: Path | None) -> None:
+def verify_command(
+    ctx: click.Context,
+    /,
+    output_dir: Path,
+    public_key: Path | None,
+    rebuild: tuple[str, ...],
+    **options: Any,
+) -> None:
     """Check every wheel of OUTPUT_DIR against its provenance.
 
     The wheel's sha256, the source archive in sdists-repo/downloads, each patch, each
     build-environment wheel (and that it has provenance itself), and the signature when a key
-    is given. One line per problem, then a summary; exit status 1 on any problem.
+    is given. With --rebuild, the wheels named are rebuilt elsewhere and must be the same
+    bytes; a difference is a problem naming the differing files, also recorded in
+    wheels-repo/provenance/<wheel>.reproducibility.json. One line per problem, then a
+    summary; exit status 1 on any problem.
     """
     import os
 
@@ -59,12 +86,60 @@ def verify_command(ctx: click.Context, output_dir: Path, public_key: Path | None
         key_path = public_key or (Path(k) if (k := os.environ.get(SIGNING_KEY_ENV)) else None)
         key = load_public_key(key_path) if key_path is not None else None
         report = verify_output(layout, public_key=key)
+        lines = [problem.line() for problem in report.problems]
+        if rebuild:  # it writes: scratch folders in work-dir, the comparison records
+            hold_output_folder(ctx, layout.root.resolve())
+            lines += _rebuild(layout, rebuild, options)
     except FromagerDagsterError as exc:
         fail(exc, ctx.obj["verbose"])
-    for problem in report.problems:
-        click.echo(problem.line())
+    for line in lines:
+        click.echo(line)
     click.echo(report.summary(), err=True)
-    sys.exit(0 if report.ok else 1)
+    if differ := len(lines) - len(report.problems):
+        click.echo(
+            f"{differ} wheel(s) not reproducible: the differing files are named above and "
+            "recorded in wheels-repo/provenance/<wheel>.reproducibility.json",
+            err=True,
+        )
+    sys.exit(0 if not lines else 1)
+
+
+def _rebuild(layout: OutputLayout, wanted: tuple[str, ...], options: dict[str, Any]) -> list[str]:
+    """Rebuild the wheels ``wanted`` names and compare: one line per wheel that differs."""
+    from packaging.utils import canonicalize_name
+
+    from fromager_dagster.core.reproducibility import rebuild_and_compare
+
+    graph_file = layout.work_dir / "graph.json"
+    if not graph_file.is_file():
+        raise ConfigError(f"{graph_file} does not exist; --rebuild needs the graph of the build")
+    graph = DependencyGraph.load(graph_file)
+    settings = load_cli_settings(
+        options["variant"], options["settings_file"], options["settings_dir"],
+        options["patches_dir"],
+    )  # fmt: skip
+    isolate = resolve_cli_sandbox(options["network_isolation"])
+    names = {canonicalize_name(n) for n in wanted if n != "all"}
+    keys = [
+        key
+        for key in graph.build_order_keys()
+        if not graph.nodes[key].pre_built
+        and ("all" in wanted or graph.nodes[key].canonicalized_name in names)
+    ]
+    unknown = names - {graph.nodes[k].canonicalized_name for k in keys}
+    if unknown:
+        raise ConfigError(
+            f"--rebuild {', '.join(sorted(unknown))}: not a package built from source in "
+            f"{graph_file}"
+        )
+    lines = []
+    for key in keys:
+        result = rebuild_and_compare(graph, key, layout, isolate=isolate, settings=settings)
+        status = "reproducible" if result.reproducible else "NOT reproducible"
+        click.echo(f"rebuilt {key}: {status}", err=True)
+        if not result.reproducible:
+            lines.append(f"{result.wheel}: not reproducible: {result.reason()}")
+    return lines
 
 
 @click.command("sbom")

@@ -16,6 +16,7 @@ from fromager_dagster.core.collection_sbom import write_collection_sbom
 from fromager_dagster.core.graph import DependencyGraph
 from fromager_dagster.core.layout import OutputLayout
 from fromager_dagster.core.provenance import RunInfo, provenance_of
+from fromager_dagster.core.reproducibility import read_record
 from fromager_dagster.core.signing import SIGNING_KEY_ENV, load_public_key
 from fromager_dagster.core.verify import verify_output
 
@@ -37,11 +38,17 @@ def provenance_metadata(layout: OutputLayout, built: BuiltWheel) -> dict[str, An
     if found is None:
         return {}
     summary = found.summary()
-    return {
+    metadata: dict[str, Any] = {
         "provenance_path": dg.MetadataValue.path(summary["path"]),
         "provenance_signed": dg.MetadataValue.bool(summary["signed"]),
         "provenance": dg.MetadataValue.json(summary),
     }
+    compared = read_record(layout, built.path)  # from verify --rebuild: docs/provenance.md
+    if compared is not None:
+        metadata["reproducible"] = dg.MetadataValue.bool(bool(compared.get("reproducible")))
+        if compared.get("reason"):
+            metadata["not_reproducible_reason"] = dg.MetadataValue.text(str(compared["reason"]))
+    return metadata
 
 
 def sbom_key(collection: Collection) -> dg.AssetKey:

@@ -395,3 +395,50 @@ def test_build_parallel_and_build_sequence_write_provenance(tmp_path: Path) -> N
         deps = app["predicate"]["buildDefinition"]["resolvedDependencies"]
         assert [d["name"] for d in deps] == ["fx_app-1.0.tar.gz", "fx_cext-1.0-0-py3-none-any.whl"]
     assert _wheels(graph_out) == _wheels(seq_out)
+
+
+def test_verify_rebuild_names_the_files_of_a_wheel_that_is_not_reproducible(
+    tmp_path: Path,
+) -> None:
+    """fx-nd writes its build environment's path into the wheel: a rebuild in a scratch
+    folder differs, and `verify --rebuild` says so naming that file, records the reason beside
+    the provenance, and the wheel's asset metadata shows it; fx-tool rebuilds identically."""
+    from fromager_dagster.core.builder import BuiltWheel
+    from fromager_dagster.core.layout import OutputLayout
+    from fromager_dagster.defs.provenance import provenance_metadata
+
+    packages = [
+        FixturePackage("fx-tool"),
+        FixturePackage("fx-nd", build_system_requires=("fx-tool",), record_env=("VIRTUAL_ENV",)),
+    ]
+    out = tmp_path / "out"
+    with LocalIndexServer([make_index(packages, tmp_path / "up")]) as server:
+        boot = _cli("bootstrap", "fx-nd", "-O", str(out), "--index-url", server.url, "--no-dagster")
+        assert boot.returncode == 0, boot.stderr
+    assert _verify(out).returncode == 0
+    proc = _verify(out, "--rebuild", "all")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    wheel = out / "wheels-repo" / "downloads" / "fx_nd-1.0-0-py3-none-any.whl"
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{wheel.name}: not reproducible:")
+    assert "fx_nd/build-env.json" in lines[0]
+    assert "rebuilt fx-tool==1.0: reproducible" in proc.stderr
+    assert "1 wheel(s) not reproducible" in proc.stderr
+    record = json.loads(
+        (out / "wheels-repo" / "provenance" / f"{wheel.name}.reproducibility.json").read_text()
+    )
+    assert record["reproducible"] is False and "fx_nd/build-env.json" in record["differing"]
+    built = BuiltWheel.since(0.0, "fx-nd==1.0", wheel, out / "log", wheel)
+    metadata = provenance_metadata(OutputLayout(out), built)
+    assert metadata["reproducible"].value is False
+    assert "fx_nd/build-env.json" in metadata["not_reproducible_reason"].value
+    assert not list((out / "work-dir").glob("rebuild-*"))  # the scratch folders are gone
+
+
+def test_verify_rebuild_of_the_c_extension_is_identical(built: dict[str, Path]) -> None:
+    proc = _verify(built["first"], "--rebuild", "fx-cext", "-p", str(built["patches"]))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "rebuilt fx-cext==1.0: reproducible" in proc.stderr
+    unknown = _verify(built["first"], "--rebuild", "nope")
+    assert unknown.returncode != 0
+    assert "--rebuild nope: not a package built from source" in unknown.stderr
