@@ -135,6 +135,7 @@ def _take_for_run(root: Path, run_id: str) -> int | None:
     None when an ancestor or another step of ``run_id`` holds it."""
     path = root / LOCK_FILE
     try:
+        root.mkdir(parents=True, exist_ok=True)  # a collection's first run
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
         raise unwritable(root, exc) from exc

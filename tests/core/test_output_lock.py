@@ -122,3 +122,9 @@ def test_step_processes_of_one_run_share_the_hold_another_run_refuses(tmp_path: 
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_collection_s_first_run_creates_the_folder(tmp_path: Path) -> None:
+    root = tmp_path / "new" / "out"
+    with hold_output_for_run(root, "first-run"):
+        assert (root / LOCK_FILE).read_text().endswith(": dagster run first-run\n")
