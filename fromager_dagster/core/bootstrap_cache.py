@@ -219,10 +219,17 @@ def _sorted(build_requires: dict[str, list[str]]) -> dict[str, list[str]]:
     return {t: sorted(reqs) for t, reqs in build_requires.items()}
 
 
+#: How this tool turns a source into a wheel, beyond the inputs a record names: raised when
+#: that changes, so that wheels built the old way are built again. 2: an SBOM in every wheel,
+#: SOURCE_DATE_EPOCH from the source archive (wheels of 1 differ in bytes from today's).
+BUILD_RULES = 2
+
+
 def _identity(
     name: str, version: str, source_sha256: str | None, settings: Settings, plugins: Plugins
 ) -> Iterator[tuple[str, Any]]:
     """What must match for a recorded build to stand for a new one, in the order checked."""
+    yield "build_rules", BUILD_RULES
     yield "source_sha256", source_sha256
     yield "build_tag", settings.build_tag(name, version)
     yield "settings", build_fingerprint(settings, plugins, name, version)
