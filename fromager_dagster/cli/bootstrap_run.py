@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Sequence
@@ -116,7 +117,11 @@ def run_bootstrap(
             printer.note(f"{len(up_to_date)} wheels up to date: no build step for them")
         if plan.keys:
             runs.append(run_wheels(instance, settings, collection, plan.keys, session, printer))
-    write_simple_tree(layout.wheel_roots, layout.wheels_simple)
+    if all(run.success for run in runs):
+        write_simple_tree(layout.wheel_roots, layout.wheels_simple)
+    else:  # the index over what was built; a full disk must not hide why a run failed
+        with contextlib.suppress(OSError):
+            write_simple_tree(layout.wheel_roots, layout.wheels_simple)
     built, reused = tally(runs)
     reused = sorted(set(reused) | set(up_to_date) - set(built))
     graph_path = layout.work_dir / "graph.json"

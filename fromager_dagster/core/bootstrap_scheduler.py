@@ -12,6 +12,7 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion
 
 from . import wheels
 from .bootstrap_cache import CachedBuild, cached_build
@@ -155,6 +156,8 @@ class Scheduler:
             self._run_hooks("post_bootstrap", node)
         except FromagerDagsterError as exc:
             self._fail(node, exc)
+        except InvalidVersion as exc:  # a version string in the package's metadata or files
+            self._fail(node, BuildError(f"invalid version: {exc}", log_path=str(node.log)))
         except Exception as exc:  # a bug or an unexpected OS error: keep the run consistent
             self._fail(
                 node, BuildError(f"unexpected {type(exc).__name__}: {exc}", log_path=str(node.log))
