@@ -23,7 +23,7 @@ from ..core.layout import OutputLayout
 from ..defs.collections import ENV_FILE, Collection, load_collections
 from ..defs.discovery import discover_job_name
 from ..defs.executor import ENV_MAX_CONCURRENT
-from ..defs.run_tags import COLLECTION_TAG
+from ..defs.run_tags import CLI_TAG, COLLECTION_TAG
 from ..defs.run_target import (
     IMPLICIT_ASSET_JOB_NAME,
     execute_location_job,
@@ -173,7 +173,7 @@ def _run(
     reusable = (
         _reusable_steps(instance, collection, graph) if settings.reuse and building else set()
     )
-    tags = {SESSION_TAG: session, COLLECTION_TAG: collection.ident, "fromager/cli": command}
+    tags = {SESSION_TAG: session, COLLECTION_TAG: collection.ident, CLI_TAG: command}
 
     def execute() -> Any:
         with execute_location_job(  # dg.execute_job, with the UI's code-location origin

@@ -25,6 +25,7 @@ from ..core.prebuilt import download_prebuilt_wheel
 from ..core.provenance import RunInfo
 from ..core.requirements import Constraints
 from ..core.settings import Settings
+from ..defs.run_tags import CLI_TAG
 from ..defs.wheels import wheel_key
 from .build_summary import BuildSummary, step_record
 from .instance import dagster_home, open_instance
@@ -197,7 +198,7 @@ def run_sequence(plan: SequenceBuild, printer: ProgressPrinter) -> BuildSummary:
     job = sequence_job(plan)
     session = uuid.uuid4().hex
     requirements = {sequence_op_name(i, e): e.key for i, e in enumerate(plan.entries)}
-    tags = {SESSION_TAG: session, "fromager/cli": plan.job_name}
+    tags = {SESSION_TAG: session, CLI_TAG: plan.job_name}
 
     def execute() -> Any:
         return job.execute_in_process(

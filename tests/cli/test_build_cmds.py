@@ -124,7 +124,9 @@ def test_bootstrap_parallel_then_hermetic_build_parallel(tmp_path: Path) -> None
     assert proc.stdout.split() and all(Path(p).is_file() for p in proc.stdout.split())
     for name in ("app", "dep", "lib", "tool"):
         log = (out / "work-dir" / "logs" / f"fx-{name}-1.0.log").read_text()
-        assert log.startswith("# hermetic build") and "build_wheel" in log
+        first = log.splitlines()[0]
+        assert first.startswith("# ===== build of") and "(hermetic, from the graph)" in first
+        assert "build_wheel" in log
         assert "get_requires_for_build" not in log  # no discovery hook ran again
     assert (out / "work-dir" / "graph.json").read_text() == graph.read_text()
     runs = _runs(out)

@@ -109,11 +109,18 @@ def test_assets_follow_the_graph(written: Collection) -> None:
     assert expected == code_version(graph, "app==1.0+local", Settings())
     # one install check per wheel, all in one op that runs after the run's wheels
     assert not any(a.check_specs for a in defs.assets or [])  # type: ignore[union-attr]
-    checks = [c for c in defs.asset_checks or []]
-    assert len(checks) == 1
-    assert {(k.asset_key, k.name) for k in checks[0].check_keys} == {  # type: ignore[union-attr]
+    checks = {
+        (k.asset_key, k.name)
+        for c in defs.asset_checks or []
+        for k in c.check_keys  # type: ignore[union-attr]
+    }
+    installs = [c for c in defs.asset_checks or [] if "installs_and_imports" in str(c.check_keys)]
+    assert len(installs) == 1  # one op for every wheel's install check
+    assert {k for k in checks if k[1] == "installs_and_imports"} == {
         (k, "installs_and_imports") for k in (app, lib, tool, dep)
     }
+    # and the collection SBOM's check of every wheel's provenance
+    assert {name for _, name in checks} == {"installs_and_imports", "provenance_verified"}
     # lanes: the exclusive build takes every lane, the others exactly one
     ops = {a.op.name: a.op.tags for a in defs.assets or []}  # type: ignore[union-attr]
     assert {k for k in ops["build_my_set_tool_1_3_0"] if k.startswith("lane_")} == {
