@@ -18,6 +18,7 @@ from dagster._core.definitions.assets.definition.assets_definition import (
 )
 from dagster._core.definitions.input import InputDefinition
 from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion
 
 from fromager_dagster.core.bootstrap_cache import WheelRepository, reusable_build, write_record
 from fromager_dagster.core.build_workers import BuildWorkers
@@ -477,9 +478,12 @@ def _recorded_build_requires(graph: DependencyGraph, key: str) -> dict[str, list
 
 def _translate(exc: Exception, context: dg.AssetExecutionContext, *, flaky: bool) -> Exception:
     """Transient -> RetryRequested (per the retry policy); anything else -> final Failure."""
-    text = (
-        exc.one_line() if isinstance(exc, FromagerDagsterError) else f"{type(exc).__name__}: {exc}"
-    )
+    if isinstance(exc, FromagerDagsterError):
+        text = exc.one_line()
+    elif isinstance(exc, InvalidVersion):  # a version string in the package's files
+        text = f"invalid version: {exc}"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
     if is_transient(exc, flaky=flaky) and context.retry_number < RETRY_POLICY.max_retries:
         attempt = context.retry_number + 1
         context.log.warning(f"transient failure (attempt {attempt}), will retry: {text}")
