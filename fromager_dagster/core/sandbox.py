@@ -296,8 +296,22 @@ def _searchable(folder: str) -> bool:
 
 
 def _chown_tree(top: Path, uid: int) -> None:
+    """Give ``top`` and everything below it (symlinks themselves, never their targets) to
+    ``uid``. Before every hook call, over the package's tree and build environment (thousands
+    of files): coreutils' ``chown -R`` walks them several times faster than Python does."""
     if not top.exists():
         return
+    chown = _chown_command()
+    if chown is not None:
+        done = subprocess.run(
+            [chown, "-R", "-P", "-h", f"{uid}:{uid}", "--", str(top)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
+        )
+        if done.returncode == 0:
+            return
     for root, dirs, files in os.walk(top):
         for name in (root, *(os.path.join(root, n) for n in (*dirs, *files))):
             try:
@@ -305,6 +319,16 @@ def _chown_tree(top: Path, uid: int) -> None:
                     os.lchown(name, uid, uid)
             except OSError:
                 pass
+
+
+@functools.cache
+def _chown_command() -> str | None:
+    """coreutils' ``chown`` from the system's folders (not PATH: a build must not choose it)."""
+    for folder in ("/usr/bin", "/bin"):
+        path = os.path.join(folder, "chown")
+        if os.access(path, os.X_OK):
+            return path
+    return None
 
 
 # -- unshare ------------------------------------------------------------------------------------
