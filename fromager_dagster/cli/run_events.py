@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -225,6 +228,25 @@ class RunWatcher:
             )
 
 
+@contextlib.contextmanager
+def steps_stdout_apart() -> Iterator[None]:
+    """While a run executes, the command's stdout (file descriptor 1) is not the steps' stdout:
+    Dagster still captures what a step prints (each build's log) into the run's compute logs,
+    but the terminal gets the command's own lines only (progress on stderr, its results on
+    stdout once the run is over)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
 def watched(
     instance: dg.DagsterInstance,
     outcome: RunOutcome,
@@ -241,7 +263,7 @@ def watched(
     watcher = RunWatcher(
         instance, session, outcome, printer, requirement_of, announce, own_events=own_events
     )
-    with watcher:
+    with watcher, steps_stdout_apart():
         result = execute()
         outcome.run_id = result.run_id
         outcome.success = result.success

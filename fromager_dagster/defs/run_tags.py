@@ -6,8 +6,7 @@ import threading
 from typing import Any
 
 COLLECTION_TAG = "fromager/collection"
-#: The command that launched a run, on runs the command line launches (its terminal is the
-#: steps' stdout: a build log is not written there, see build_log.show_build_log).
+#: The command that launched a run, on runs the command line launches.
 CLI_TAG = "fromager/cli"
 
 _tagged: set[str] = set()

@@ -48,7 +48,7 @@ from .keys import key_part as key_part  # re-exported
 from .keys import wheel_key as wheel_key  # re-exported
 from .provenance import provenance_metadata, wheel_run_info
 from .resources import FromagerResource
-from .run_tags import CLI_TAG, ensure_collection_tag
+from .run_tags import ensure_collection_tag
 
 RETRY_POLICY = dg.RetryPolicy(max_retries=2, delay=1, backoff=dg.Backoff.EXPONENTIAL)
 
@@ -299,12 +299,11 @@ class WheelBuild:
                     write_build_record(graph, key, layout, built, settings)
         except Exception as exc:
             failed_log = getattr(exc, "log_path", None)
-            if failed_log and CLI_TAG not in context.run.tags:  # into the step's stdout
+            if failed_log:  # the failed build's output, in the step's captured stdout
                 show_build_log(f"{node.canonicalized_name}=={node.version}", Path(failed_log))
             raise _translate(exc, context, flaky=self.flaky) from exc
         requirement = f"{node.canonicalized_name}=={node.version}"
-        if CLI_TAG not in context.run.tags:  # a command's terminal gets progress lines only
-            show_build_log(requirement, built.log_path, reused=built.reused)
+        show_build_log(requirement, built.log_path, reused=built.reused)
         metadata: dict[str, dg.RawMetadataValue] = {
             "requirement": requirement,
             "source_sha256": file_sha256(built.source_path),

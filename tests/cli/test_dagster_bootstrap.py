@@ -254,3 +254,18 @@ def test_modes_run_through_dagster_with_the_engines_outputs(flag: str, tmp_path:
     assert config[mode] is True and config["min_release_age"] == 30  # the fixture index has
     # no upload times, so the age only reaches the engine here
     assert meta["constraints_path"] == f"none ({mode})"
+
+
+def test_build_logs_reach_the_compute_logs_not_the_terminal(index: str, tmp_path: Path) -> None:
+    """A command's runs print each build's log into Dagster's captured stdout, as runs the UI
+    launches do; the command's own output stays progress and results."""
+    out = tmp_path / "out"
+    proc = _cli(
+        "bootstrap", "fx-app", "--index-url", index, "--no-network-isolation", "-O", str(out)
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "===== build log of" not in proc.stdout + proc.stderr
+    captured = "".join(
+        p.read_text(errors="replace") for p in (out / "dagster-home").rglob("*.out") if p.is_file()
+    )
+    assert "===== build log of fx-app==1.0" in captured
