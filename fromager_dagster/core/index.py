@@ -295,10 +295,10 @@ class IndexClient:
                 return known
         try:
             if content_type in _JSON_TYPES:
-                found = self._files_from_json(name, response.json(), response.url)
+                links = _links_from_json(response.json(), response.url)
             else:
                 links = _links_from_html(response.text, response.url)
-                found = [f for f in (self._dist_file(name, link) for link in links) if f]
+            found = [f for f in (self._dist_file(name, link) for link in links) if f]
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise IndexAccessError(
                 f"could not parse {url} for package {name}: {exc}", package=name
@@ -357,44 +357,6 @@ class IndexClient:
             for f in found
         )
         return found if ok else None
-
-    def _files_from_json(self, name: NormalizedName, data: Any, page_url: str) -> list[DistFile]:
-        """A PEP 691 page's files in one pass (the checks :meth:`_dist_file` makes of an HTML
-        page's links, without a link object per file: a large project lists ten thousand)."""
-        found = []
-        for item in data["files"]:
-            yanked = item.get("yanked", False)
-            if yanked is True or isinstance(yanked, str):
-                continue
-            url = str(item["url"])
-            if not url.startswith(_ABSOLUTE):
-                url = urljoin(page_url, url)
-            filename = str(item.get("filename") or _filename_from_url(url))
-            parsed = parse_dist_filename(filename)
-            if parsed is None or parsed[0] != name:
-                continue
-            requires_python = item.get("requires-python")
-            requires_python = str(requires_python).strip() if requires_python else None
-            if requires_python and not self._python_ok(requires_python):
-                continue
-            sha256 = (item.get("hashes") or {}).get("sha256")
-            if "#" in url:
-                url, fragment = urldefrag(url)
-                if sha256 is None and fragment.startswith("sha256="):
-                    sha256 = fragment[len("sha256=") :]
-            found.append(
-                DistFile(
-                    name=parsed[0],
-                    version=parsed[1],
-                    filename=filename,
-                    url=url,
-                    kind=parsed[2],
-                    sha256=sha256.lower() if sha256 else None,
-                    requires_python=requires_python,
-                    upload_time=parse_upload_time(item.get("upload-time")),
-                )
-            )
-        return found
 
     def _dist_file(self, name: NormalizedName, link: _Link) -> DistFile | None:
         if link.yanked:
@@ -457,6 +419,28 @@ def _filename_from_url(url: str) -> str:
 
 
 _ABSOLUTE = ("https://", "http://")
+
+
+def _links_from_json(data: Any, page_url: str) -> list[_Link]:
+    links = []
+    for item in data["files"]:
+        url = str(item["url"])
+        if not url.startswith(_ABSOLUTE):  # most indexes give absolute URLs: no join to do
+            url = urljoin(page_url, url)
+        hashes = item.get("hashes") or {}
+        yanked = item.get("yanked", False)
+        requires_python = item.get("requires-python")
+        links.append(
+            _Link(
+                filename=str(item.get("filename") or _filename_from_url(url)),
+                url=url,
+                sha256=hashes.get("sha256"),
+                requires_python=str(requires_python).strip() if requires_python else None,
+                yanked=yanked is True or isinstance(yanked, str),
+                upload_time=item.get("upload-time"),
+            )
+        )
+    return links
 
 
 class _AnchorParser(HTMLParser):
