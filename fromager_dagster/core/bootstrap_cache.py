@@ -239,7 +239,7 @@ def _repack_record_path(layout: OutputLayout, name: str, version: str) -> Path:
     return layout.cache_dir / f"{name}-{version}.sdist.json"
 
 
-def _repack_identity(
+def repack_identity(
     archive: Path, settings: Settings, plugins: Plugins, name: str, version: str, epoch: int
 ) -> dict[str, Any]:
     return {
@@ -268,7 +268,7 @@ def repacked_sdist(
         return None
     if not isinstance(record, dict):
         return None
-    expected = _repack_identity(archive, settings, plugins, name, version, source_date_epoch)
+    expected = repack_identity(archive, settings, plugins, name, version, source_date_epoch)
     sdist = layout.sdists_builds / str(record.get("sdist", ""))
     if (
         any(record.get(k) != v for k, v in expected.items())
@@ -294,7 +294,7 @@ def record_repacked_sdist(
     if sdist.parent != layout.sdists_builds or not sdist.is_file():
         return
     record = {
-        **_repack_identity(archive, settings, plugins, name, version, source_date_epoch),
+        **repack_identity(archive, settings, plugins, name, version, source_date_epoch),
         "sdist": sdist.name,
         "sdist_sha256": sources.sha256_file(sdist),
     }

@@ -14,6 +14,7 @@ from .buildenv import BuildEnv
 from .errors import FromagerDagsterError
 from .hooks import HookCaller
 from .layout import OutputLayout
+from .prepare import PreparedSource
 from .resolver import ResolvedPackage
 
 
@@ -40,6 +41,7 @@ class Node:
     sdist: Path | None = None  # the re-packed sdist, once written
     repacking: Future[None] | None = None
     archive: Path | None = None  # the downloaded source archive, once downloaded
+    prepared: PreparedSource | None = None  # its unpacked, patched tree, once prepared
     started: float = field(default_factory=time.time)  # when its work began (provenance)
 
     @classmethod

@@ -153,6 +153,8 @@ class Scheduler:
                 if exc is node.wheel_error or not self._fall_back(node, exc):
                     raise
             self._link_install(node)
+            if self.options.sdist_only:
+                self.steps.leave_for_build(node)
             self._run_hooks("post_bootstrap", node)
         except FromagerDagsterError as exc:
             self._fail(node, exc)
@@ -170,7 +172,7 @@ class Scheduler:
         cached = cached_build(self.layout, node.pkg, self.settings, self.plugins)
         if cached is not None and self._reuse(node, cached):
             return
-        prepared = self.steps.prepare(node)
+        prepared = node.prepared = self.steps.prepare(node)
         # the re-packed sdist is an output nobody waits for: make it off the critical path
         node.repacking = self._background(self.steps.repack, node, prepared.root)
         requires = prepared.build_system.requires

@@ -13,6 +13,7 @@ from .errors import FromagerDagsterError
 from .layout import OutputLayout
 from .plugins import Plugins
 from .plugins import steps as plugin_steps
+from .prepared_build import forget_discovered
 from .provenance import write_provenance
 from .settings import Settings
 from .source_epoch import source_date_epoch
@@ -73,6 +74,7 @@ class WheelSteps:
     def build(self, node: Node) -> Path:
         """The backend's (or a build_wheel plugin's) wheel, in the environment as it is."""
         assert node.hooks is not None
+        forget_discovered(self.layout, node.pkg.name, str(node.pkg.version))  # tree changes
         return plugin_steps.build_wheel(
             self.plugins,
             node.hooks,

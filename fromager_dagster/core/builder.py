@@ -43,6 +43,7 @@ from .layout import OutputLayout
 from .package_log import start_stage
 from .plugins import Plugins
 from .prepare import PreparedSource, prepare_source
+from .prepared_build import DiscoveredBuild, adopt_discovered
 from .provenance import RunInfo, write_provenance
 from .requirements import Constraints
 from .sandbox import Sandbox
@@ -323,20 +324,27 @@ class _Build:
         source_url: str | None,
         uv_cache: Path | None,
     ) -> BuiltWheel:
-        prepared = prepare_source(
-            archive,
-            self.layout.work_dir,
-            settings=self.wanted.settings,
-            name=self.name,
-            version=self.version,
-            log=self.log,
-            plugins=self.plugins,
-        )
+        adopted = self._adopted(archive, pins)
+        if adopted is not None:
+            prepared = adopted.prepared
+        else:
+            prepared = prepare_source(
+                archive,
+                self.layout.work_dir,
+                settings=self.wanted.settings,
+                name=self.name,
+                version=self.version,
+                log=self.log,
+                plugins=self.plugins,
+            )
         environ = extra_environ(
             prepared.project_dir, self.wanted, self.plugins, self.name, self.version, self.log
         )
         sdist = self._repacked(archive, prepared, environ)
-        env = self._environment(prepared, pins, wheel_server_url, uv_cache)
+        if adopted is not None:
+            env = adopted.env
+        else:
+            env = self._environment(prepared, pins, wheel_server_url, uv_cache)
         wheel = make_wheel(
             self.layout,
             self.name,
@@ -374,6 +382,23 @@ class _Build:
             finished=finished,
         )
         return built
+
+    def _adopted(self, archive: Path, pins: list[list[str]] | None) -> DiscoveredBuild | None:
+        """The tree and environment discovery left for this very build (:mod:`.prepared_build`);
+        only for a build from the graph's pins, where the environment's content is known."""
+        if pins is None:
+            return None
+        return adopt_discovered(
+            self.layout,
+            self.name,
+            self.version,
+            pins=[pin for stage in pins for pin in stage],
+            archive=archive,
+            settings=self.wanted.settings,
+            plugins=self.plugins,
+            source_date_epoch=self.source_date_epoch,
+            log=self.log,
+        )
 
     def _repacked(self, archive: Path, prepared: PreparedSource, environ: dict[str, str]) -> Path:
         """The re-packed sdist: the one discovery (or an earlier build) wrote from the same

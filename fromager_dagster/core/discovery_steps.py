@@ -31,6 +31,7 @@ from .package_log import start_stage
 from .plugins import Plugins
 from .plugins import steps as plugin_steps
 from .prepare import PreparedSource, prepare_source
+from .prepared_build import record_discovered
 from .settings import Settings
 from .source_epoch import source_date_epoch
 from .source_urls import fetch_source
@@ -129,6 +130,27 @@ class DiscoverySteps:
         with self.tally.timed("hooks", self.capacity.work):
             dist_info = node.hooks.prepare_metadata(self._metadata_dir(node))
         return email.message_from_bytes((dist_info / "METADATA").read_bytes())
+
+    def leave_for_build(self, node: Node) -> None:
+        """Record the tree and environment for the wheel's build to adopt
+        (:mod:`.prepared_build`), unless a wheel was built in them meanwhile."""
+        with node.wheel_lock:
+            if node.wheel is not None or node.env is None or node.prepared is None:
+                return
+            if node.archive is None:
+                return
+            record_discovered(
+                self.layout,
+                node.pkg.name,
+                str(node.pkg.version),
+                prepared=node.prepared,
+                env=node.env,
+                installed=node.installed,
+                archive=node.archive,
+                settings=self.settings,
+                plugins=self.plugins,
+                source_date_epoch=self._epoch(node),
+            )
 
     def repack(self, node: Node, source_dir: Path) -> None:
         """The sdist of the prepared tree in sdists-repo/builds (a build_sdist plugin's)."""
