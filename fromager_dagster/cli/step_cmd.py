@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ..core import builder
+from ..core import build_steps, builder
 from ..core.errors import FromagerDagsterError
 from ..core.index import IndexClient
 from ..core.index_url import resolve_index_url
+from ..core.provenance import RunInfo
 from .build_context import BuildContext, fail, output_options, pin
 
 
@@ -38,6 +40,13 @@ def _step(
         click.echo(str(action(context, name, version)))
     except FromagerDagsterError as exc:
         fail(exc, bool((ctx.obj or {}).get("verbose")))
+
+
+def _build_settings(context: BuildContext, name: str, version: str) -> builder.BuildSettings:
+    """The package's build settings, ``SOURCE_DATE_EPOCH`` taken from the downloaded source
+    as a bootstrap takes it."""
+    epoch = build_steps.source_epoch(context.layout, name, version)
+    return builder.BuildSettings.of(context.settings, name, version, source_date_epoch=epoch)
 
 
 @step_group.command("download-source-archive")
@@ -107,7 +116,7 @@ def step_prepare_build(
             version,
             prepared,
             wheel_server_url=wheel_server_url,
-            settings=builder.BuildSettings.of(context.settings, name, version),
+            settings=_build_settings(context, name, version),
             isolate=context.isolate,
         )
         return env.path
@@ -127,7 +136,8 @@ def step_build_sdist(
 
     def action(context: BuildContext, name: str, version: str) -> Path:
         prepared = builder.prepared_source(context.layout, name, version, settings=context.settings)
-        return builder.build_sdist(context.layout, name, version, prepared)
+        epoch = build_steps.source_epoch(context.layout, name, version)
+        return builder.build_sdist(context.layout, name, version, prepared, source_date_epoch=epoch)
 
     _step(ctx, options, dist_name, dist_version, action)
 
@@ -140,7 +150,9 @@ def step_build_sdist(
 def step_build_wheel(
     ctx: click.Context, /, dist_name: str, dist_version: str, **options: Any
 ) -> None:
-    """Build the wheel in the prepared environment into wheels-repo/downloads."""
+    """Build the wheel in the prepared environment into wheels-repo/downloads, with its SBOM
+    inside and its provenance in wheels-repo/provenance (signed when
+    $FROMAGER_DAGSTER_SIGNING_KEY names a key), as a bootstrap writes them."""
 
     def action(context: BuildContext, name: str, version: str) -> Path:
         prepared = builder.prepared_source(context.layout, name, version, settings=context.settings)
@@ -151,8 +163,9 @@ def step_build_wheel(
             version,
             prepared,
             env,
-            settings=builder.BuildSettings.of(context.settings, name, version),
+            settings=_build_settings(context, name, version),
             isolate=context.isolate,
+            run=RunInfo.from_environ(os.environ),
         )
 
     _step(ctx, options, dist_name, dist_version, action)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from packaging.requirements import Requirement
@@ -21,10 +22,12 @@ from .plugins import Plugins
 from .plugins import steps as plugin_steps
 from .plugins.finder import source_policy
 from .prepare import PreparedSource, prepare_source, prepared_build_system
+from .provenance import RunInfo, write_provenance
 from .requirements import Constraints
 from .resolver import ResolvedPackage, Resolver
 from .sandbox import Sandbox
 from .settings import Settings
+from .source_epoch import source_date_epoch as epoch_of_source
 from .source_urls import fetch_source
 from .wheel_build import hook_caller, make_wheel, wheel_server
 
@@ -279,6 +282,13 @@ def build_env(layout: OutputLayout, name: str, version: str) -> BuildEnv:
     return env
 
 
+def source_epoch(layout: OutputLayout, name: str, version: str) -> int:
+    """The ``SOURCE_DATE_EPOCH`` of ``name==version``'s build, as a bootstrap takes it: from
+    the downloaded archive (:mod:`.source_epoch`), 1980-01-01 without one."""
+    archive, _ = _recorded_source(layout, name, version)
+    return epoch_of_source(archive)
+
+
 def build_wheel(
     layout: OutputLayout,
     name: str,
@@ -289,14 +299,18 @@ def build_wheel(
     settings: BuildSettings,
     isolate: bool | Sandbox,
     plugins: Plugins | None = None,
+    run: RunInfo | None = None,
 ) -> Path:
     """``step build-wheel``: build in ``env`` and finalize into ``wheels-repo/downloads``
-    (the SBOM names the source ``step download-source-archive`` recorded, if any)."""
+    (the SBOM names the source ``step download-source-archive`` recorded, if any), then write
+    the wheel's provenance as a bootstrap does: the recorded source archive, the patches and
+    every wheel installed in ``env`` (``run``: the collection, run id and signing key)."""
+    started = time.time()
     log = layout.log_path(name, version)
     plugins = installed(plugins)
     environ = extra_environ(prepared.project_dir, settings, plugins, name, version, log)
     archive, source_url = _recorded_source(layout, name, version)
-    return make_wheel(
+    wheel = make_wheel(
         layout,
         name,
         version,
@@ -311,3 +325,18 @@ def build_wheel(
         archive=archive,
         source_url=source_url,
     )
+    write_provenance(
+        layout,
+        name,
+        version,
+        wheel=wheel,
+        source_archive=archive,
+        source_url=source_url,
+        settings=settings.settings,
+        plugins=plugins,
+        build_env=env.installed(),
+        source_date_epoch=int(settings.environ.get("SOURCE_DATE_EPOCH", DEFAULT_SOURCE_DATE_EPOCH)),
+        run=run if run is not None else RunInfo(),
+        started=started,
+    )
+    return wheel

@@ -57,6 +57,15 @@ class Comparison:
             text += " (the settings differ from the build's: pass the same settings options)"
         return text
 
+    def compared(self, sandbox: str) -> str:
+        """What was compared, in one sentence (for a check's or a command's report)."""
+        return (
+            f"sha256 of {self.wheel} in wheels-repo/downloads against a rebuild of "
+            f"{self.requirement} in a scratch folder under work-dir (the same source archive "
+            f"and build-environment wheels, the same settings, sandbox {sandbox}), then, "
+            "when they differ, the bytes of every member of the two wheels"
+        )
+
 
 def record_path(layout: OutputLayout, wheel_name: str) -> Path:
     return layout.provenance_dir / f"{wheel_name}{SUFFIX}"
@@ -71,6 +80,19 @@ def read_record(layout: OutputLayout, wheel: Path) -> dict[str, Any] | None:
     if not isinstance(data, dict) or data.get("sha256") != sources.file_sha256(wheel):
         return None
     return data
+
+
+def recorded(
+    graph: DependencyGraph, key: str, layout: OutputLayout, settings: Settings
+) -> dict[str, Any] | None:
+    """The comparison recorded for node ``key``'s wheel as it is now (None: none, or the
+    wheel is missing or was built again since)."""
+    node = graph.nodes[key]
+    name, version = node.canonicalized_name, node.version
+    wheel = find_wheel(layout, name, version, build_tag=settings.build_tag(name, version))
+    if wheel is None or wheel.parent != layout.wheels_downloads:
+        return None
+    return read_record(layout, wheel)
 
 
 def differing_members(first: Path, second: Path) -> list[str]:
@@ -151,4 +173,11 @@ def _fingerprint(statement: dict[str, Any]) -> str:
     return str((definition.get("internalParameters") or {}).get("settings_fingerprint", ""))
 
 
-__all__ = ["Comparison", "differing_members", "read_record", "rebuild_and_compare", "record_path"]
+__all__ = [
+    "Comparison",
+    "differing_members",
+    "read_record",
+    "rebuild_and_compare",
+    "record_path",
+    "recorded",
+]

@@ -56,6 +56,7 @@ _FIELDS: dict[str, tuple[str, Any]] = {
     "multiple_versions": _BOOL,
     "skip_constraints": _BOOL,
     "min_release_age": _DAYS,
+    "reproducible_check": _BOOL,
 }
 
 
@@ -83,6 +84,8 @@ class Collection:
     multiple_versions: bool = False
     skip_constraints: bool = False
     min_release_age: float | None = None  # days
+    # the wheels' `reproducible` check rebuilds and compares them (defs/reproducible_check.py)
+    reproducible_check: bool = False
 
     def settings(self, variant: str | None = None) -> Settings:
         """The collection's build settings for ``variant`` (default: its own); local files only."""
@@ -203,6 +206,7 @@ def _collection(name: str, body: Mapping[str, Any], base: Path) -> Collection:
         multiple_versions=body.get("multiple_versions", False),
         skip_constraints=body.get("skip_constraints", False),
         min_release_age=body.get("min_release_age"),
+        reproducible_check=body.get("reproducible_check", False),
         **_overrides(body, base),
     )
 

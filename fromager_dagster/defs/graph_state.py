@@ -27,6 +27,7 @@ from .collections import Collection
 from .install_checks import install_checks
 from .keys import wheels_group
 from .provenance import collection_sbom_defs
+from .reproducible_check import reproducible_checks
 from .wheels import wheel_assets
 
 ENV_WEBSERVER = "FROMAGER_DAGSTER_WEBSERVER_URL"
@@ -88,9 +89,10 @@ class CollectionGraphComponent(dg.StateBackedComponent):
         sbom, verified = collection_sbom_defs(
             graph, self.collection, [k for a in assets for k in a.keys]
         )
+        reproducible = reproducible_checks(graph, self.collection)  # off unless turned on
         return dg.Definitions(
             assets=[*assets, sbom],
-            asset_checks=[verified] if checks is None else [checks, verified],
+            asset_checks=[c for c in (checks, verified, reproducible) if c is not None],
         )
 
 

@@ -31,6 +31,13 @@ class FromagerResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         description="Reuse a wheel built earlier from the same recorded inputs (source, "
         "settings, build environment); false rebuilds every selected wheel.",
     )
+    reproducible_check: bool | None = Field(
+        default=None,
+        description="The wheels' `reproducible` check: true rebuilds each selected wheel in a "
+        "scratch folder, in the sandbox, and fails the check when its sha256 differs (naming "
+        "the differing files); false skips it; empty: the collection's `reproducible_check` "
+        "key in collections.yaml (off unless set).",
+    )
 
     def isolation(self) -> Sandbox:
         chosen = resolve_sandbox(self.sandbox, network_isolation=self.network_isolation)

@@ -9,6 +9,7 @@ import pytest
 from fromager_dagster.defs.graph_state import wheel_keys
 from fromager_dagster.defs.install_checks import install_check_op_name
 from fromager_dagster.defs.location import build_definitions
+from fromager_dagster.defs.reproducible_check import reproducible_check_op_name
 from fromager_dagster.defs.wheels import wheel_op_name
 from tests.defs import mp_target
 from tests.defs.conftest import discover
@@ -74,6 +75,7 @@ def test_reexecution_from_failure_rebuilds_the_failed_package_and_its_dependents
         ) as again:
             assert again.success
         check = install_check_op_name(col)  # skipped in the first run, after a failed wheel
-        assert _started(instance, again.run_id) == {step["lib"], step["app"], check}
+        optional = reproducible_check_op_name(col)  # the same (it does nothing while off)
+        assert _started(instance, again.run_id) == {step["lib"], step["app"], check, optional}
     wheels = sorted(p.name for p in (col.output_dir / "wheels-repo" / "downloads").glob("*.whl"))
     assert [w.split("-")[0] for w in wheels] == ["rx_app", "rx_dep", "rx_lib", "rx_side", "rx_tool"]

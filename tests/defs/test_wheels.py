@@ -119,8 +119,12 @@ def test_assets_follow_the_graph(written: Collection) -> None:
     assert {k for k in checks if k[1] == "installs_and_imports"} == {
         (k, "installs_and_imports") for k in (app, lib, tool, dep)
     }
-    # and the collection SBOM's check of every wheel's provenance
-    assert {name for _, name in checks} == {"installs_and_imports", "provenance_verified"}
+    # the collection SBOM's check of every wheel's provenance, the optional reproducible one
+    assert {name for _, name in checks} == {
+        "installs_and_imports",
+        "provenance_verified",
+        "reproducible",
+    }
     # lanes: the exclusive build takes every lane, the others exactly one
     ops = {a.op.name: a.op.tags for a in defs.assets or []}  # type: ignore[union-attr]
     assert {k for k in ops["build_my_set_tool_1_3_0"] if k.startswith("lane_")} == {
