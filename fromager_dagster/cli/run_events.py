@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import dagster as dg
 
+from ..defs.install_checks import CHECK_NAME as INSTALL_CHECK
 from .progress import ProgressPrinter
 
 SESSION_TAG = "fromager/session"
@@ -192,7 +193,8 @@ class RunWatcher:
         """A failed check is the run's error: the package and the check's own reason."""
         meta = _values(evaluation.metadata)
         who = str(meta.get("requirement") or evaluation.asset_key.to_user_string())
-        self.outcome.checks[who] = bool(evaluation.passed)
+        if evaluation.check_name == INSTALL_CHECK:  # the summary's "install check" count
+            self.outcome.checks[who] = bool(evaluation.passed)
         if evaluation.passed:
             return
         reason = str(evaluation.description or meta.get("detail") or "no reason given")
