@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from fromager_dagster.core.errors import IndexAccessError
 from fromager_dagster.core.index import IndexClient
 from fromager_dagster.core.index_cache import PageCache
 
@@ -46,6 +47,9 @@ class Index:
 
             def do_GET(self) -> None:
                 index.hits += 1
+                if "/missing/" in self.path:
+                    self.send_error(404)
+                    return
                 self.send_response(200)
                 self.send_header("Content-Type", JSON)
                 self.send_header("Content-Length", str(len(index.body)))
@@ -120,3 +124,17 @@ def test_a_damaged_cache_is_ignored(index: Index, tmp_path: Path, damage: str) -
         damage = json.dumps({"digest": digest, "files": json.loads(damage[12:])})
     (tmp_path / "pkg.json").write_text(damage)
     assert _read(index, tmp_path) == expected
+
+
+def test_prefetched_pages_are_read_once_and_failures_wait_for_their_asker(
+    index: Index, tmp_path: Path
+) -> None:
+    client = IndexClient(index.url).with_page_cache(PageCache(tmp_path))
+    with client.prefetching(["pkg", "PKG", "missing"], workers=2):
+        pass  # two names, two workers: both reads start at once, and are waited for
+    assert index.hits == 2  # "PKG" is "pkg": one read each
+    assert [str(f.version) for f in client.files("pkg")] == ["1.0", "1.1"]
+    assert index.hits == 2  # the prefetched page answers
+    with pytest.raises(IndexAccessError, match="package missing not found"):
+        client.files("missing")  # the prefetch's failure is the asker's, not the prefetch's
+    assert index.hits == 2
