@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from typing import Any, Protocol
 import resolvelib
 from packaging.requirements import Requirement
 from packaging.utils import NormalizedName, canonicalize_name
-from packaging.version import Version
+from packaging.version import InvalidVersion, Version
 
 from .errors import ResolutionError
 from .index import DistFile, best_wheel, wheel_tag_rank
@@ -199,6 +200,9 @@ class _Provider(resolvelib.AbstractProvider):  # type: ignore[type-arg]
         # the constraint first: in a pinned tree it turns down all versions but one
         specifiers = [s for s in (constraint.specifier if constraint else None,) if s]
         specifiers += [r.specifier for r in reqs if r.specifier]
+        pinned = _pinned_release(constraint)
+        if pinned is not None:  # only versions of that release can match: check just those
+            newest_first = tuple(v for v in newest_first if _release_key(v) == pinned)
         matches = []
         for version in newest_first:
             if version in bad:
@@ -215,6 +219,30 @@ class _Provider(resolvelib.AbstractProvider):  # type: ignore[type-arg]
 
     def get_dependencies(self, candidate: _Candidate) -> Iterable[Requirement]:
         return ()
+
+
+def _pinned_release(constraint: Constraint | None) -> tuple[int, tuple[int, ...]] | None:
+    """The epoch and release (trailing zeros dropped) that a constraint of one ``==V``
+    (without ``.*``) admits; None for any other constraint. A version of another release
+    cannot match it, whatever its pre, post, dev or local parts: the full check still runs
+    on those that share the release."""
+    if constraint is None or len(constraint.specifier) != 1:
+        return None
+    (spec,) = constraint.specifier
+    if spec.operator != "==" or spec.version.endswith(".*"):
+        return None
+    try:
+        return _release_key(Version(spec.version))
+    except InvalidVersion:
+        return None
+
+
+@functools.lru_cache(maxsize=65536)
+def _release_key(version: Version) -> tuple[int, tuple[int, ...]]:
+    release = list(version.release)
+    while len(release) > 1 and release[-1] == 0:
+        release.pop()
+    return version.epoch, tuple(release)
 
 
 class Resolver:

@@ -278,3 +278,27 @@ def test_settings_that_leave_no_candidate_fail_in_one_line(
     assert "\n" not in message and caught.value.package == "fx-a"
     assert message.startswith("fx-a: no file on the index is a candidate under resolver_dist ")
     assert message.endswith(advice)
+
+
+@pytest.mark.parametrize(
+    ("pin", "expected"),
+    [
+        ("gamma==1.0", ["1.0.0+local.1", "1.0.0"]),  # 1.0 is 1.0.0; no local in the pin
+        ("gamma==1.0.0+local.1", ["1.0.0+local.1"]),
+        ("gamma==1.0rc1", ["1.0rc1"]),
+        ("gamma==1.0.post1", ["1.0.post1"]),
+        ("gamma==1!1.0", ["1!1.0"]),
+        ("gamma==1.*", ["1.1", "1.0.post1", "1.0.0+local.1", "1.0.0", "1.0rc1"]),  # no pin
+    ],
+)
+def test_an_exact_pin_admits_what_the_specifier_does(pin: str, expected: list[str]) -> None:
+    files = [
+        sdist("gamma", v)
+        for v in ("1.0rc1", "1.0.0", "1.0.0+local.1", "1.0.post1", "1.1", "10.0", "1!1.0")
+    ]
+    found = Resolver(
+        FakeFinder(files),
+        Constraints.from_lines([("test", pin)]),
+        SourcePolicy(now=NOW),
+    ).resolve_all(Requirement("gamma>=0.1.dev0"))
+    assert [str(p.version) for p in found] == expected
