@@ -96,3 +96,14 @@ def test_each_step_has_its_own_compute_log(
         for other in set(step) - {name}:
             assert f"build log of {other}==" not in text and f" {other} 1.0" not in text
     assert "===== end of log" in logs[step["cl-bad"]][0]  # the failed build's whole log
+    # the failed build's last lines: in the failure (run page) and on the asset (its events)
+    [failure] = [e for e in events if e.event_type_value == "STEP_FAILURE"]
+    user_failure = failure.step_failure_data.user_failure_data
+    assert user_failure is not None
+    tail = user_failure.metadata["log_tail"].value
+    assert "RuntimeError: fixture build failure" in tail and "cl-bad-1.0.log" in tail
+    [seen] = [e for e in events if e.event_type_value == "ASSET_OBSERVATION"]
+    observation = seen.asset_observation_data.asset_observation
+    assert observation.asset_key.path[-2:] == ["cl-bad", "cl-bad-1.0"]
+    assert observation.metadata["log_tail"].value == tail
+    assert "build_wheel failed" in (observation.description or "")
