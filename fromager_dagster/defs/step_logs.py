@@ -9,6 +9,9 @@ as Dagster's own executors do for a step process. What a step's thread writes to
 or ``sys.stderr`` (a build's log, :func:`.build_log.show_build_log`; a ``print``) goes there:
 while a run's steps execute, both are stand-ins that send each write to the stream of the step
 the writing thread runs, and everything else to the stream they replaced.
+
+Like the thread executor, this uses ``dagster._core`` internals of the pinned minor version;
+tests/defs/test_thread_executor.py runs parallel steps through it on a real instance.
 """
 
 from __future__ import annotations
