@@ -11,7 +11,7 @@ import dagster as dg
 
 LOG_TAIL_LINES = 40
 _TAIL_BYTES = 64 * 1024
-_STDOUT = threading.Lock()  # steps may run in threads of one process: one log at a time
+_STDOUT = threading.Lock()  # where steps share a stdout (in-process runs): one log at a time
 
 
 def read_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str | None:
@@ -39,8 +39,9 @@ def log_tail_markdown(path: Path, lines: int = LOG_TAIL_LINES) -> dg.MetadataVal
 
 
 def show_build_log(requirement: str, path: Path, *, reused: bool = False) -> None:
-    """Write the build log to stdout, which Dagster captures as the step's compute log; a
-    reused wheel's step says where the earlier build's log is instead."""
+    """Write the build log to stdout, which Dagster captures as the step's compute log (the
+    thread executor gives each step thread its own, :mod:`.step_logs`); a reused wheel's step
+    says where the earlier build's log is instead."""
     if reused:
         text = f"{requirement}: wheel reused from an earlier build; its log: {path}\n"
     else:

@@ -25,6 +25,8 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 def valid_collection_name(name: str) -> bool:
     """A collection's name: letters, digits, '_', '.', '-', starting with a letter or digit."""
     return bool(_NAME.match(name))
+
+
 # key -> (expected type description, checker)
 _STR_LIST = (
     "a list of strings",

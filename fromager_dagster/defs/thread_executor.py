@@ -42,6 +42,8 @@ from dagster._core.executor.base import Executor
 from dagster._utils.error import serializable_error_info_from_exc_info
 from dagster_shared.error import SerializableErrorInfo
 
+from .step_logs import routed_output, step_log
+
 _DONE = object()
 _IDLE_SECONDS = 1.0  # longest wait for step events: how soon a termination request is seen
 
@@ -120,7 +122,8 @@ class ThreadExecutor(Executor):
                     step_dependency_config=job_context.step_dependency_config,
                 )
             )
-            yield from self._capture_logs(job_context, execution_plan, stack)
+            yield from self._capture_logs(job_context, stack)
+            stack.enter_context(routed_output())  # each step's own writes: its own log
             while (not stopping and not active.is_complete) or running:
                 if not stopping and active.check_for_interrupts():
                     stopping = True
@@ -188,7 +191,7 @@ class ThreadExecutor(Executor):
                 )
                 thread = threading.Thread(
                     target=_run_step,
-                    args=(step.key, step_context, events),
+                    args=(step.key, job_context, step_context, events),
                     name=f"dagster-step-{step.key}",
                     daemon=True,
                 )
@@ -199,18 +202,19 @@ class ThreadExecutor(Executor):
 
     @staticmethod
     def _capture_logs(
-        job_context: PlanExecutionContext, execution_plan: ExecutionPlan, stack: ExitStack
+        job_context: PlanExecutionContext, stack: ExitStack
     ) -> Iterator[DagsterEvent]:
-        """One run-level compute log capture, as the in-process executor does."""
+        """The run's capture of the process's file descriptors (what bypasses ``sys.stdout``:
+        subprocesses that inherit them). It names no step: each step has its own log
+        (:mod:`.step_logs`), which the UI would not pick if this one named the step too."""
         manager = job_context.instance.compute_log_manager
-        step_keys = [s.key for s in execution_plan.get_steps_to_execute_in_topo_order()]
         log_key = manager.build_log_key_for_run(
             job_context.run_id,
             create_compute_log_file_key(),  # type: ignore[no-untyped-call]
         )
         try:
             log_context = stack.enter_context(manager.capture_logs(log_key))
-            yield DagsterEvent.capture_logs(job_context, step_keys, log_key, log_context)
+            yield DagsterEvent.capture_logs(job_context, [], log_key, log_context)
         except Exception:
             yield DagsterEvent.engine_event(
                 job_context,
@@ -219,27 +223,41 @@ class ThreadExecutor(Executor):
             )
 
 
-def _run_step(key: str, step_context: Any, events: queue.SimpleQueue) -> None:  # type: ignore[type-arg]
-    """Dagster's step body in this thread; every event, then a done marker, goes to ``events``."""
+def _run_step(
+    key: str,
+    job_context: PlanExecutionContext,
+    step_context: Any,
+    events: queue.SimpleQueue,  # type: ignore[type-arg]
+) -> None:
+    """Dagster's step body in this thread, its output in its own compute log; every event,
+    then a done marker, goes to ``events``."""
     try:
-        events.put(
-            (
-                key,
-                DagsterEvent.step_worker_started(
-                    step_context.log,
-                    step_context.job_name,
-                    message=f'Executing step "{key}" in thread {threading.current_thread().name}.',
-                    metadata={"pid": str(os.getpid())},
-                    step_key=key,
-                ),
-            )
-        )
-        for event in dagster_event_sequence_for_step(step_context):
-            events.put((key, event))
+        with step_log(job_context, key) as captured:
+            if captured is not None:
+                events.put((key, captured))
+            _step_events(key, step_context, events)
     except BaseException:  # noqa: BLE001 - reported to the orchestrating thread
         events.put((key, serializable_error_info_from_exc_info(sys.exc_info())))
         return
     events.put((key, _DONE))
+
+
+def _step_events(key: str, step_context: Any, events: queue.SimpleQueue) -> None:  # type: ignore[type-arg]
+    """The step's events, as Dagster's step execution logs them, into ``events``."""
+    events.put(
+        (
+            key,
+            DagsterEvent.step_worker_started(
+                step_context.log,
+                step_context.job_name,
+                message=f'Executing step "{key}" in thread {threading.current_thread().name}.',
+                metadata={"pid": str(os.getpid())},
+                step_key=key,
+            ),
+        )
+    )
+    for event in dagster_event_sequence_for_step(step_context):
+        events.put((key, event))
 
 
 def _wait_seconds(active: ActiveExecution) -> float:

@@ -497,6 +497,8 @@ def _translate(exc: Exception, context: dg.AssetExecutionContext, *, flaky: bool
         tail = log_tail_markdown(Path(log_path))
         if tail is not None:
             metadata["log_tail"] = tail
+    # the run page shows the failure's metadata; the asset page, its events: this observation
+    context.log_event(dg.AssetObservation(context.asset_key, description=text, metadata=metadata))
     return dg.Failure(description=text, metadata=metadata, allow_retries=False)
 
 
