@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import click
 
 from ..core import builder
-from ..core.errors import FromagerDagsterError
 from ..core.index import IndexClient
 from ..core.index_url import resolve_index_url
-from .build_context import BuildContext, fail, output_options, pin
+from .build_context import BuildContext, pin
+from .options import OutputOptions, output_options
 
 
 @click.group("step")
@@ -27,17 +26,14 @@ def step_group() -> None:
 def _step(
     ctx: click.Context,
     /,
-    options: dict[str, Any],
+    output: OutputOptions,
     dist_name: str,
     dist_version: str,
     action: Callable[[BuildContext, str, str], Path],
 ) -> None:
-    try:
-        context = BuildContext(ctx, options)
-        name, version = pin(dist_name, dist_version)
-        click.echo(str(action(context, name, version)))
-    except FromagerDagsterError as exc:
-        fail(exc, bool((ctx.obj or {}).get("verbose")))
+    context = BuildContext(ctx, output)
+    name, version = pin(dist_name, dist_version)
+    click.echo(str(action(context, name, version)))
 
 
 @step_group.command("download-source-archive")
@@ -47,7 +43,7 @@ def _step(
 @output_options
 @click.pass_context
 def step_download(
-    ctx: click.Context, /, dist_name: str, dist_version: str, index_url: str, **options: Any
+    ctx: click.Context, /, dist_name: str, dist_version: str, index_url: str, output: OutputOptions
 ) -> None:
     """Download DIST_NAME==DIST_VERSION's sdist from INDEX_URL into sdists-repo/downloads."""
 
@@ -62,7 +58,7 @@ def step_download(
             settings=context.settings,
         )
 
-    _step(ctx, options, dist_name, dist_version, action)
+    _step(ctx, output, dist_name, dist_version, action)
 
 
 @step_group.command("prepare-source")
@@ -71,7 +67,7 @@ def step_download(
 @output_options
 @click.pass_context
 def step_prepare_source(
-    ctx: click.Context, /, dist_name: str, dist_version: str, **options: Any
+    ctx: click.Context, /, dist_name: str, dist_version: str, output: OutputOptions
 ) -> None:
     """Unpack the downloaded sdist and apply the package's patches; print the source tree."""
 
@@ -80,7 +76,7 @@ def step_prepare_source(
             context.layout, name, version, settings=context.settings
         ).root
 
-    _step(ctx, options, dist_name, dist_version, action)
+    _step(ctx, output, dist_name, dist_version, action)
 
 
 @step_group.command("prepare-build")
@@ -94,10 +90,14 @@ def step_prepare_source(
 )
 @click.pass_context
 def step_prepare_build(
-    ctx: click.Context, /, dist_name: str, dist_version: str, **options: Any
+    ctx: click.Context,
+    /,
+    dist_name: str,
+    dist_version: str,
+    output: OutputOptions,
+    wheel_server_url: str | None,
 ) -> None:
     """Create the build environment: build-system requirements, then the backend's."""
-    wheel_server_url = options.pop("wheel_server_url")
 
     def action(context: BuildContext, name: str, version: str) -> Path:
         prepared = builder.prepared_source(context.layout, name, version, settings=context.settings)
@@ -112,7 +112,7 @@ def step_prepare_build(
         )
         return env.path
 
-    _step(ctx, options, dist_name, dist_version, action)
+    _step(ctx, output, dist_name, dist_version, action)
 
 
 @step_group.command("build-sdist")
@@ -121,7 +121,7 @@ def step_prepare_build(
 @output_options
 @click.pass_context
 def step_build_sdist(
-    ctx: click.Context, /, dist_name: str, dist_version: str, **options: Any
+    ctx: click.Context, /, dist_name: str, dist_version: str, output: OutputOptions
 ) -> None:
     """Re-pack the prepared source as a reproducible sdist in sdists-repo/builds."""
 
@@ -129,7 +129,7 @@ def step_build_sdist(
         prepared = builder.prepared_source(context.layout, name, version, settings=context.settings)
         return builder.build_sdist(context.layout, name, version, prepared)
 
-    _step(ctx, options, dist_name, dist_version, action)
+    _step(ctx, output, dist_name, dist_version, action)
 
 
 @step_group.command("build-wheel")
@@ -138,7 +138,7 @@ def step_build_sdist(
 @output_options
 @click.pass_context
 def step_build_wheel(
-    ctx: click.Context, /, dist_name: str, dist_version: str, **options: Any
+    ctx: click.Context, /, dist_name: str, dist_version: str, output: OutputOptions
 ) -> None:
     """Build the wheel in the prepared environment into wheels-repo/downloads."""
 
@@ -155,4 +155,4 @@ def step_build_wheel(
             isolate=context.isolate,
         )
 
-    _step(ctx, options, dist_name, dist_version, action)
+    _step(ctx, output, dist_name, dist_version, action)
