@@ -18,8 +18,7 @@ from typing import Any
 import dagster as dg
 import requests
 from dagster._core.storage.defs_state.base import DefsStateStorage
-from dagster.components.utils.defs_state import DefsStateConfig
-from dagster_shared.serdes.objects.models.defs_state_info import DefsStateManagementType
+from dagster.components import DefsStateConfig, DefsStateConfigArgs
 
 from fromager_dagster.core.graph import DependencyGraph
 
@@ -61,11 +60,8 @@ class CollectionGraphComponent(dg.StateBackedComponent):
 
     @property
     def defs_state_config(self) -> DefsStateConfig:
-        return DefsStateConfig(
-            key=state_key(self.collection),
-            management_type=DefsStateManagementType.VERSIONED_STATE_STORAGE,
-            refresh_if_dev=False,
-        )
+        args = DefsStateConfigArgs(management_type="VERSIONED_STATE_STORAGE", refresh_if_dev=False)
+        return DefsStateConfig.from_args(args, default_key=state_key(self.collection))
 
     def write_state_to_path(self, state_path: Path) -> None:
         """The state is the graph.json that discovery last wrote."""
