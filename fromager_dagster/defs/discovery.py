@@ -121,8 +121,11 @@ def discovery_run_config(collection: Collection, **config: object) -> dict[str, 
     return {"ops": {discovery_op_name(collection): {"config": body}}}
 
 
-def discovery_asset(collection: Collection) -> dg.AssetsDefinition:
-    """The ``discovery/<collection>/graph`` asset: graph.json, build-order.json, constraints.txt."""
+def discovery_asset(collection: Collection, *, jobs: int | None = None) -> dg.AssetsDefinition:
+    """The ``discovery/<collection>/graph`` asset: graph.json, build-order.json, constraints.txt;
+    ``jobs`` downloads, environments, hooks and builds at once (default:
+    :func:`.executor.max_concurrent`)."""
+    workers = jobs or max_concurrent()
 
     @dg.multi_asset(
         name=discovery_op_name(collection),
@@ -169,7 +172,7 @@ def discovery_asset(collection: Collection) -> dg.AssetsDefinition:
                     constraints=constraints,
                     layout=layout,
                     options=BootstrapOptions(
-                        jobs=max_concurrent(),
+                        jobs=workers,
                         sdist_only=config.sdist_only,
                         isolate=fromager.isolation(),
                         min_release_age=config.min_release_age,
