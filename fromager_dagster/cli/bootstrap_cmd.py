@@ -12,7 +12,6 @@ import click
 
 from ..core.bootstrap import BootstrapOptions, BootstrapResult, bootstrap
 from ..core.errors import ConfigError
-from ..core.failures import FailureRecord
 from ..core.graph import DependencyGraph
 from ..core.index import IndexClient
 from ..core.index_url import resolve_index_url
@@ -23,6 +22,7 @@ from ..defs.collections import valid_collection_name
 from .bootstrap_run import DagsterResult, RunModes, run_bootstrap
 from .build_context import hold_output_folder
 from .collection_file import collection_name, share_index_credentials, write_collection
+from .errors import echo_run_errors, failure_line
 from .errors import verbose as verbose_flag
 from .location_run import DagsterBootstrap
 from .options import (
@@ -203,11 +203,7 @@ def _dagster_summary(result: DagsterResult, layout: OutputLayout, verbose: bool)
     """Print the outcome of the Dagster runs; exit 1 when a run or (test mode) a package
     failed."""
     if result.errors and not result.failures:
-        if verbose:
-            for text in result.tracebacks:
-                click.echo(text, err=True)
-        for line in result.errors:
-            click.echo(f"error: {line}", err=True)
+        echo_run_errors(result.errors, result.tracebacks, verbose)
         for line in describe_runs(result):
             click.echo(line, err=True)
         sys.exit(1)
@@ -220,16 +216,9 @@ def _dagster_summary(result: DagsterResult, layout: OutputLayout, verbose: bool)
     click.echo(f"see them in the UI: fromager-dagster ui -O {layout.root}", err=True)
     if result.failures:
         for record in result.failures:
-            click.echo(f"error: {_one_line(record)}", err=True)
+            click.echo(f"error: {failure_line(record)}", err=True)
         click.echo(f"failure report: {result.failure_report}", err=True)
         sys.exit(1)
-
-
-def _one_line(record: FailureRecord) -> str:
-    who = f"{record.package}=={record.version}" if record.version else record.package
-    return (
-        f"{who}: {record.failure_type} failure: {record.exception_type}: {record.exception_message}"
-    )
 
 
 def _done(

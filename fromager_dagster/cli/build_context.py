@@ -21,7 +21,7 @@ from ..core.output_lock import hold_output
 from ..core.requirements import Constraints
 from ..core.settings import Settings
 from .build_summary import BuildSummary
-from .errors import verbose
+from .errors import echo_run_errors, failure_line, verbose
 from .options import OutputOptions, resolve_cli_sandbox
 from .progress import ProgressPrinter
 from .run_events import describe_runs
@@ -96,20 +96,11 @@ def finish(summary: BuildSummary, context: BuildContext, *, test_mode: bool, pac
     if test_mode and summary.failures:
         report = write_failure_report(context.layout.work_dir, summary.failures)
         for record in summary.failures:
-            who = f"{record.package}=={record.version}" if record.version else record.package
-            click.echo(
-                f"error: {who}: {record.failure_type} failure: {record.exception_type}: "
-                f"{record.exception_message}",
-                err=True,
-            )
+            click.echo(f"error: {failure_line(record)}", err=True)
         click.echo(f"failure report: {report}", err=True)
         sys.exit(1)
     if not test_mode and summary.errors:
-        if context.verbose:
-            for text in summary.tracebacks:
-                click.echo(text, err=True)
-        for line in summary.errors:
-            click.echo(f"error: {line}", err=True)
+        echo_run_errors(summary.errors, summary.tracebacks, context.verbose)
         sys.exit(1)
 
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 import errno
 import sys
 import traceback
+from collections.abc import Sequence
 from typing import Any, NoReturn
 
 import click
 
 from ..core.bootstrap import BootstrapFailed
 from ..core.errors import FromagerDagsterError
+from ..core.failures import FailureRecord
 
 #: A disk that is full, read-only or refuses us: a fact about the machine, not a bug.
 _DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EIO})
@@ -37,6 +39,23 @@ def fail(exc: BaseException, *, show_traceback: bool, lines: list[str]) -> NoRet
     for line in lines:
         click.echo(f"error: {line}", err=True)
     sys.exit(1)
+
+
+def echo_run_errors(errors: Sequence[str], tracebacks: Sequence[str], show_traceback: bool) -> None:
+    """What failed Dagster runs reported: their tracebacks (when asked), then ``error:`` lines."""
+    if show_traceback:
+        for text in tracebacks:
+            click.echo(text, err=True)
+    for line in errors:
+        click.echo(f"error: {line}", err=True)
+
+
+def failure_line(record: FailureRecord) -> str:
+    """One package a test-mode run let fail: ``name==version: TYPE failure: EXC: message``."""
+    who = f"{record.package}=={record.version}" if record.version else record.package
+    return (
+        f"{who}: {record.failure_type} failure: {record.exception_type}: {record.exception_message}"
+    )
 
 
 def error_lines(exc: BaseException) -> list[str] | None:

@@ -26,6 +26,7 @@ from .collection_file import (
     toplevel_of,
     write_collection,
 )
+from .errors import echo_run_errors
 from .graph_build import GraphBuild, run_graph_build
 from .location_run import DagsterBootstrap, tally
 from .options import INDEX_URL, REQUIREMENT_FILES, TEST_MODE, OutputOptions, output_options
@@ -206,11 +207,7 @@ def bootstrap_parallel_command(
     printer = context.printer()
     discovered = run_bootstrap(run, printer)
     if discovered.errors:
-        if context.verbose:
-            for text in discovered.tracebacks:
-                click.echo(text, err=True)
-        for line in discovered.errors:
-            click.echo(f"error: {line}", err=True)
+        echo_run_errors(discovered.errors, discovered.tracebacks, context.verbose)
         sys.exit(1)
     graph = DependencyGraph.load(context.layout.work_dir / "graph.json")
     plan = GraphBuild(

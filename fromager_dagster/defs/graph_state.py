@@ -60,8 +60,12 @@ class CollectionGraphComponent(dg.StateBackedComponent):
 
     @property
     def defs_state_config(self) -> DefsStateConfig:
-        args = DefsStateConfigArgs(management_type="VERSIONED_STATE_STORAGE", refresh_if_dev=False)
-        return DefsStateConfig.from_args(args, default_key=state_key(self.collection))
+        versioned = DefsStateConfigArgs.versioned_state_storage()  # in the instance's storage
+        return DefsStateConfig(
+            key=state_key(self.collection),
+            management_type=versioned.management_type,
+            refresh_if_dev=False,
+        )
 
     def write_state_to_path(self, state_path: Path) -> None:
         """The state is the graph.json that discovery last wrote."""
