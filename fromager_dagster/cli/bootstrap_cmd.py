@@ -4,27 +4,26 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from ..core.bootstrap import BootstrapFailed, BootstrapOptions, BootstrapResult, bootstrap
-from ..core.errors import ConfigError, FromagerDagsterError
-from ..core.failures import FailureRecord
+from ..core.bootstrap import BootstrapOptions, BootstrapResult, bootstrap
+from ..core.errors import ConfigError
 from ..core.graph import DependencyGraph
 from ..core.index import IndexClient
 from ..core.index_url import resolve_index_url
 from ..core.layout import OutputLayout
 from ..core.provenance import RunInfo
 from ..core.requirements import Constraints, toplevel_requirements
-from ..core.settings import default_paths
 from ..defs.collections import valid_collection_name
 from .bootstrap_run import DagsterResult, RunModes, run_bootstrap
 from .build_context import hold_output_folder
 from .collection_file import collection_name, share_index_credentials, write_collection
+from .errors import echo_run_errors, failure_line
+from .errors import verbose as verbose_flag
 from .location_run import DagsterBootstrap
 from .options import (
     CONSTRAINTS,
@@ -32,8 +31,8 @@ from .options import (
     NETWORK_ISOLATION,
     OUTPUT_DIR,
     REQUIREMENT_FILES,
+    OverrideOptions,
     apply_options,
-    load_cli_settings,
     mode_options,
     resolve_cli_sandbox,
     settings_options,
@@ -42,15 +41,6 @@ from .progress import ProgressPrinter
 from .run_events import describe_runs
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _fail(exc: FromagerDagsterError, verbose: bool) -> None:
-    if verbose:
-        traceback.print_exception(exc)
-    failures = exc.failures if isinstance(exc, BootstrapFailed) else [exc]
-    for failure in failures:
-        click.echo(f"error: {failure.one_line()}", err=True)
-    sys.exit(1)
 
 
 def _sandboxed(isolate: object) -> str:
@@ -107,10 +97,7 @@ def bootstrap_command(
     jobs: int,
     index_url: str | None,
     network_isolation: bool | None,
-    variant: str,
-    settings_file: Path | None,
-    settings_dir: Path | None,
-    patches_dir: Path | None,
+    overrides: OverrideOptions,
     test_mode: bool,
     skip_constraints: bool,
     multiple_versions: bool,
@@ -123,91 +110,78 @@ def bootstrap_command(
     runs on the local instance ($DAGSTER_HOME, else OUTPUT_DIR/dagster-home), so
     `fromager-dagster ui -O OUTPUT_DIR` shows them; --no-dagster runs the engine directly.
     """
-    verbose = ctx.obj["verbose"]
-    try:
-        if collection is not None and not valid_collection_name(collection):
-            raise ConfigError(
-                f"--collection {collection!r} is not a valid name: use letters, digits, "
-                "'_', '.' and '-', starting with a letter or digit"
-            )
-        reqs = toplevel_requirements(requirements, requirement_files)
-        parsed_constraints = Constraints.from_files(constraints)
-        index = IndexClient(resolve_index_url(index_url))
-        settings = load_cli_settings(variant, settings_file, settings_dir, patches_dir)
-        options = BootstrapOptions(
-            jobs=jobs,
-            sdist_only=sdist_only,
-            isolate=resolve_cli_sandbox(network_isolation),
-            test_mode=test_mode,
-            skip_constraints=skip_constraints,
-            multiple_versions=multiple_versions,
-            min_release_age=min_release_age,
-            run=RunInfo.from_environ(os.environ, collection=collection or collection_name(reqs)),
+    verbose = verbose_flag(ctx)
+    variant = overrides.variant
+    if collection is not None and not valid_collection_name(collection):
+        raise ConfigError(
+            f"--collection {collection!r} is not a valid name: use letters, digits, "
+            "'_', '.' and '-', starting with a letter or digit"
         )
-        layout = OutputLayout(output_dir.resolve())
-        hold_output_folder(ctx, layout.root)
-        click.echo(
-            f"bootstrapping {len(reqs)} requirement(s) from {index.display_url} with {jobs} job(s)"
-            f"{_sandboxed(options.isolate)}"
-            f"{'' if no_dagster else ', through Dagster'}",
-            err=True,
-        )
-        if not no_dagster:
-            share_index_credentials(resolve_index_url(index_url))
-            name = collection or collection_name(reqs)
-            found = [
-                p.resolve() if p is not None else None
-                for p in default_paths(settings_file, settings_dir, patches_dir)
-            ]
-            run_settings = DagsterBootstrap(
-                output_dir=layout.root,
-                name=name,
-                collections_file=write_collection(
-                    layout.root,
-                    name,
-                    requirements=requirements,
-                    requirement_files=requirement_files,
-                    constraints=constraints,
-                    index_url=index_url,
-                    variant=variant,
-                    settings_file=found[0],
-                    settings_dir=found[1],
-                    patches_dir=found[2],
-                ),
-                jobs=jobs,
-                isolate=options.isolate,
-                build_wheels=not sdist_only,
-            )
-            modes = RunModes(
-                test_mode=test_mode,
-                multiple_versions=multiple_versions,
-                skip_constraints=skip_constraints,
-                min_release_age=min_release_age,
-            )
-            outcome = run_bootstrap(
-                run_settings, ProgressPrinter(verbose=verbose), modes, index=index
-            )
-    except FromagerDagsterError as exc:
-        _fail(exc, verbose)
-        return
+    reqs = toplevel_requirements(requirements, requirement_files)
+    parsed_constraints = Constraints.from_files(constraints)
+    index = IndexClient(resolve_index_url(index_url))
+    settings = overrides.load()
+    options = BootstrapOptions(
+        jobs=jobs,
+        sdist_only=sdist_only,
+        isolate=resolve_cli_sandbox(network_isolation),
+        test_mode=test_mode,
+        skip_constraints=skip_constraints,
+        multiple_versions=multiple_versions,
+        min_release_age=min_release_age,
+        run=RunInfo.from_environ(os.environ, collection=collection or collection_name(reqs)),
+    )
+    layout = OutputLayout(output_dir.resolve())
+    hold_output_folder(ctx, layout.root)
+    click.echo(
+        f"bootstrapping {len(reqs)} requirement(s) from {index.display_url} with {jobs} job(s)"
+        f"{_sandboxed(options.isolate)}"
+        f"{'' if no_dagster else ', through Dagster'}",
+        err=True,
+    )
     if not no_dagster:
+        share_index_credentials(resolve_index_url(index_url))
+        name = collection or collection_name(reqs)
+        found = overrides.paths()
+        run_settings = DagsterBootstrap(
+            output_dir=layout.root,
+            name=name,
+            collections_file=write_collection(
+                layout.root,
+                name,
+                requirements=requirements,
+                requirement_files=requirement_files,
+                constraints=constraints,
+                index_url=index_url,
+                variant=variant,
+                settings_file=found[0],
+                settings_dir=found[1],
+                patches_dir=found[2],
+            ),
+            jobs=jobs,
+            isolate=options.isolate,
+            build_wheels=not sdist_only,
+        )
+        modes = RunModes(
+            test_mode=test_mode,
+            multiple_versions=multiple_versions,
+            skip_constraints=skip_constraints,
+            min_release_age=min_release_age,
+        )
+        outcome = run_bootstrap(run_settings, ProgressPrinter(verbose=verbose), modes, index=index)
         if outcome.built and (layout.work_dir / "graph.json").is_file():
             _write_sbom(layout, DependencyGraph.load(layout.work_dir / "graph.json"), name, variant)
         _dagster_summary(outcome, layout, verbose)
         return
-    try:
-        result = bootstrap(
-            reqs,
-            index=index,
-            constraints=parsed_constraints,
-            layout=layout,
-            options=options,
-            progress=ProgressPrinter(verbose=verbose),
-            settings=settings,
-        )
-    except FromagerDagsterError as exc:
-        _fail(exc, verbose)
-        return
+    result = bootstrap(
+        reqs,
+        index=index,
+        constraints=parsed_constraints,
+        layout=layout,
+        options=options,
+        progress=ProgressPrinter(verbose=verbose),
+        settings=settings,
+    )
     _summary(result, layout)
     if result.built:
         _write_sbom(layout, result.graph, options.run.collection or "", settings.variant)
@@ -229,11 +203,7 @@ def _dagster_summary(result: DagsterResult, layout: OutputLayout, verbose: bool)
     """Print the outcome of the Dagster runs; exit 1 when a run or (test mode) a package
     failed."""
     if result.errors and not result.failures:
-        if verbose:
-            for text in result.tracebacks:
-                click.echo(text, err=True)
-        for line in result.errors:
-            click.echo(f"error: {line}", err=True)
+        echo_run_errors(result.errors, result.tracebacks, verbose)
         for line in describe_runs(result):
             click.echo(line, err=True)
         sys.exit(1)
@@ -246,16 +216,9 @@ def _dagster_summary(result: DagsterResult, layout: OutputLayout, verbose: bool)
     click.echo(f"see them in the UI: fromager-dagster ui -O {layout.root}", err=True)
     if result.failures:
         for record in result.failures:
-            click.echo(f"error: {_one_line(record)}", err=True)
+            click.echo(f"error: {failure_line(record)}", err=True)
         click.echo(f"failure report: {result.failure_report}", err=True)
         sys.exit(1)
-
-
-def _one_line(record: FailureRecord) -> str:
-    who = f"{record.package}=={record.version}" if record.version else record.package
-    return (
-        f"{who}: {record.failure_type} failure: {record.exception_type}: {record.exception_message}"
-    )
 
 
 def _done(

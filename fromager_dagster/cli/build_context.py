@@ -5,41 +5,28 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import click
 from packaging.utils import InvalidName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from ..core.credentials import redact_text
-from ..core.errors import ConfigError, FromagerDagsterError
+from ..core.errors import ConfigError
 from ..core.failures import write_failure_report
 from ..core.layout import OutputLayout
 from ..core.output_lock import hold_output
 from ..core.requirements import Constraints
 from ..core.settings import Settings
 from .build_summary import BuildSummary
-from .options import (
-    CONSTRAINTS,
-    NETWORK_ISOLATION,
-    OUTPUT_DIR,
-    apply_options,
-    load_cli_settings,
-    resolve_cli_sandbox,
-    settings_options,
-)
+from .errors import echo_run_errors, failure_line, verbose
+from .options import OutputOptions, resolve_cli_sandbox
 from .progress import ProgressPrinter
 from .run_events import describe_runs
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def output_options(func: F) -> F:
-    """-O, -c, --network-isolation and the settings options, shared by every build command."""
-    return apply_options(func, [OUTPUT_DIR, CONSTRAINTS, NETWORK_ISOLATION, settings_options])
 
 
 def workers_option(func: F) -> F:
@@ -55,17 +42,15 @@ def workers_option(func: F) -> F:
 class BuildContext:
     """What every command needs once its options are checked (nothing is written yet)."""
 
-    def __init__(self, ctx: click.Context, options: dict[str, Any]) -> None:
-        self.verbose = bool((ctx.obj or {}).get("verbose"))
-        self.layout = OutputLayout(Path(options["output_dir"]).resolve())
-        self.constraint_files: tuple[str, ...] = tuple(options["constraints"])
-        self.paths = settings_paths(
-            options["settings_file"], options["settings_dir"], options["patches_dir"]
-        )
-        self.variant: str = options["variant"]
-        self.settings: Settings = load_cli_settings(self.variant, *self.paths)
+    def __init__(self, ctx: click.Context, output: OutputOptions) -> None:
+        self.verbose = verbose(ctx)
+        self.layout = OutputLayout(output.output_dir.resolve())
+        self.constraint_files: tuple[str, ...] = output.constraints
+        self.paths = output.overrides.paths()
+        self.variant: str = output.overrides.variant
+        self.settings: Settings = output.overrides.load()
         self.constraints = Constraints.from_files(self.constraint_files)
-        self.isolate = resolve_cli_sandbox(options["network_isolation"])
+        self.isolate = resolve_cli_sandbox(output.network_isolation)
         hold_output_folder(ctx, self.layout.root)
 
     def printer(self) -> ProgressPrinter:
@@ -77,31 +62,6 @@ def hold_output_folder(ctx: click.Context, root: Path) -> None:
     command into it fails at once naming the first (:func:`~..core.output_lock.hold_output`)."""
     command = redact_text(" ".join(["fromager-dagster", *sys.argv[1:]]))
     ctx.with_resource(hold_output(root, command))
-
-
-def settings_paths(
-    settings_file: Path | None, settings_dir: Path | None, patches_dir: Path | None
-) -> tuple[Path | None, Path | None, Path | None]:
-    """The three settings paths, defaulting like ``load_cli_settings`` to ``./overrides``."""
-
-    def default(given: Path | None, relative: str) -> Path | None:
-        if given is not None:
-            return given.resolve()
-        candidate = Path("overrides") / relative
-        return candidate.resolve() if candidate.exists() else None
-
-    return (
-        default(settings_file, "settings.yaml"),
-        default(settings_dir, "settings"),
-        default(patches_dir, "patches"),
-    )
-
-
-def fail(exc: FromagerDagsterError, verbose: bool) -> NoReturn:
-    if verbose:
-        traceback.print_exception(exc)
-    click.echo(f"error: {exc.one_line()}", err=True)
-    sys.exit(1)
 
 
 def pin(name: str, version: str) -> tuple[str, str]:
@@ -136,20 +96,11 @@ def finish(summary: BuildSummary, context: BuildContext, *, test_mode: bool, pac
     if test_mode and summary.failures:
         report = write_failure_report(context.layout.work_dir, summary.failures)
         for record in summary.failures:
-            who = f"{record.package}=={record.version}" if record.version else record.package
-            click.echo(
-                f"error: {who}: {record.failure_type} failure: {record.exception_type}: "
-                f"{record.exception_message}",
-                err=True,
-            )
+            click.echo(f"error: {failure_line(record)}", err=True)
         click.echo(f"failure report: {report}", err=True)
         sys.exit(1)
     if not test_mode and summary.errors:
-        if context.verbose:
-            for text in summary.tracebacks:
-                click.echo(text, err=True)
-        for line in summary.errors:
-            click.echo(f"error: {line}", err=True)
+        echo_run_errors(summary.errors, summary.tracebacks, context.verbose)
         sys.exit(1)
 
 

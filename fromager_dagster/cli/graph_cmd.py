@@ -6,8 +6,6 @@ import json
 import signal
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import cast
@@ -16,20 +14,11 @@ import click
 from packaging.utils import InvalidName, canonicalize_name
 
 from ..core import graph_tools
-from ..core.errors import ConfigError, FromagerDagsterError
+from ..core.errors import ConfigError
 from ..core.graph import ROOT, DependencyGraph, ReqType, write_atomic
 from ..core.index_server import LocalIndexServer
 from ..core.layout import OutputLayout
-
-
-@contextmanager
-def _one_line_errors() -> Iterator[None]:
-    """Turn the engine's errors into one ``error:`` line on stderr and exit status 1."""
-    try:
-        yield
-    except FromagerDagsterError as exc:
-        click.echo(f"error: {exc.one_line()}", err=True)
-        sys.exit(1)
+from .options import output_dir_option
 
 
 def _emit(text: str, output: Path | None) -> None:
@@ -56,6 +45,9 @@ _output = click.option(
     default=None,
     help="Write to this file instead of standard output.",
 )
+_versions = click.option(
+    "--version", "versions", multiple=True, help="Only this version; repeatable."
+)
 
 
 @click.group("graph")
@@ -81,14 +73,13 @@ def to_dot_command(graph_file: Path, output: Path | None, install_only: bool) ->
     parallelograms. Edges: toplevel bold, install solid, build-system dashed blue,
     build-backend dashed green, build-sdist dotted grey; the tooltip gives the requirement.
     """
-    with _one_line_errors():
-        _emit(graph_tools.to_dot(_load(graph_file), install_only=install_only), output)
+    _emit(graph_tools.to_dot(_load(graph_file), install_only=install_only), output)
 
 
 @graph_group.command("why")
 @_graph_file
 @click.argument("package")
-@click.option("--version", "versions", multiple=True, help="Only this version; repeatable.")
+@_versions
 @click.option(
     "--depth",
     type=click.IntRange(min=-1),
@@ -116,17 +107,16 @@ def why_command(
     Each step names the requirement type and the requirement string as written by the parent.
     A parent whose chains were shown earlier is not repeated.
     """
-    with _one_line_errors():
-        graph = _load(graph_file)
-        nodes = graph_tools.select_nodes(graph, package, versions, source=str(graph_file))
-        types = cast(tuple[ReqType, ...], req_types)
-        blocks = []
-        for node in nodes:
-            report = graph_tools.why(
-                graph, node.key, depth=depth if depth > 0 else None, req_types=types
-            )
-            blocks.append("\n".join(render_why(report)))
-        click.echo("\n\n".join(blocks))
+    graph = _load(graph_file)
+    nodes = graph_tools.select_nodes(graph, package, versions, source=str(graph_file))
+    types = cast(tuple[ReqType, ...], req_types)
+    blocks = []
+    for node in nodes:
+        report = graph_tools.why(
+            graph, node.key, depth=depth if depth > 0 else None, req_types=types
+        )
+        blocks.append("\n".join(render_why(report)))
+    click.echo("\n\n".join(blocks))
 
 
 def _with_constraint(key: str, constraint: str | None) -> str:
@@ -173,9 +163,8 @@ def to_constraints_command(graph_file: Path, output: Path | None) -> None:
     a package has several versions, the newest every install requirement admits. When none
     does, nothing is written and the conflict is reported.
     """
-    with _one_line_errors():
-        lines = _load(graph_file).constraints()
-        _emit("".join(f"{line}\n" for line in lines), output)
+    lines = _load(graph_file).constraints()
+    _emit("".join(f"{line}\n" for line in lines), output)
 
 
 @graph_group.command("explain-duplicates")
@@ -183,8 +172,7 @@ def to_constraints_command(graph_file: Path, output: Path | None) -> None:
 def explain_duplicates_command(graph_file: Path) -> None:
     """For each package present in several versions: who requires each version, with which
     specifier, and which version (if any) satisfies every requirement."""
-    with _one_line_errors():
-        found = graph_tools.duplicates(_load(graph_file))
+    found = graph_tools.duplicates(_load(graph_file))
     if not found:
         click.echo(f"no package has more than one version in {graph_file}")
         return
@@ -209,7 +197,7 @@ def render_duplicate(dup: graph_tools.Duplicate) -> list[str]:
 @graph_group.command("subset")
 @_graph_file
 @click.argument("package")
-@click.option("--version", "versions", multiple=True, help="Only this version; repeatable.")
+@_versions
 @click.option(
     "--with-dependents",
     is_flag=True,
@@ -229,11 +217,10 @@ def subset_command(
     Keeps PACKAGE and everything reachable from it (install and build edges), with a root
     whose toplevel edge points at PACKAGE, so the result can be built or queried on its own.
     """
-    with _one_line_errors():
-        graph = _load(graph_file)
-        nodes = graph_tools.select_nodes(graph, package, versions, source=str(graph_file))
-        sub = graph_tools.subset(graph, [n.key for n in nodes], with_dependents=with_dependents)
-        _emit(json.dumps(sub.to_json(), indent=2) + "\n", output)
+    graph = _load(graph_file)
+    nodes = graph_tools.select_nodes(graph, package, versions, source=str(graph_file))
+    sub = graph_tools.subset(graph, [n.key for n in nodes], with_dependents=with_dependents)
+    _emit(json.dumps(sub.to_json(), indent=2) + "\n", output)
 
 
 @click.command("stats")
@@ -252,14 +239,13 @@ def stats_command(graph_file: Path, build_order: Path | None, as_json: bool) -> 
     GRAPH.json may be an output folder or its work-dir/; then build-order.json beside the graph
     is read too.
     """
-    with _one_line_errors():
-        path = graph_tools.find_graph_file(graph_file)
-        graph = graph_tools.load_graph(path)
-        if build_order is None and graph_file.is_dir():
-            beside = path.with_name("build-order.json")
-            build_order = beside if beside.is_file() else None
-        order = graph_tools.load_build_order(build_order) if build_order else None
-        stats = graph_tools.graph_stats(graph, build_order=order, build_order_path=str(build_order))
+    path = graph_tools.find_graph_file(graph_file)
+    graph = graph_tools.load_graph(path)
+    if build_order is None and graph_file.is_dir():
+        beside = path.with_name("build-order.json")
+        build_order = beside if beside.is_file() else None
+    order = graph_tools.load_build_order(build_order) if build_order else None
+    stats = graph_tools.graph_stats(graph, build_order=order, build_order_path=str(build_order))
     if as_json:
         click.echo(json.dumps({"graph": str(path), **stats.to_json()}, indent=2))
         return
@@ -309,14 +295,7 @@ def canonicalize_command(names: tuple[str, ...]) -> None:
 
 
 @click.command("wheel-server")
-@click.option(
-    "-O",
-    "--output-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("."),
-    show_default=True,
-    help="The output folder whose wheels-repo/ is served.",
-)
+@output_dir_option("The output folder whose wheels-repo/ is served.")
 @click.option(
     "-i",
     "--ip",
@@ -341,17 +320,16 @@ def wheel_server_command(output_dir: Path, address: str, port: int) -> None:
     standard output and runs until Ctrl-C or SIGTERM.
     """
     layout = OutputLayout(output_dir.resolve())
-    with _one_line_errors():
-        if not any(root.is_dir() for root in layout.wheel_roots):
-            raise ConfigError(
-                f"{layout.root / 'wheels-repo'}: no wheels-repo/downloads or wheels-repo/prebuilt "
-                "here; run bootstrap first or pass -O OUTPUT_DIR"
-            )
-        server = LocalIndexServer(layout.wheel_roots, host=address, port=port)
-        try:
-            server.start()
-        except OSError as exc:
-            raise ConfigError(f"cannot listen on {address}:{port}: {exc.strerror or exc}") from exc
+    if not any(root.is_dir() for root in layout.wheel_roots):
+        raise ConfigError(
+            f"{layout.root / 'wheels-repo'}: no wheels-repo/downloads or wheels-repo/prebuilt "
+            "here; run bootstrap first or pass -O OUTPUT_DIR"
+        )
+    server = LocalIndexServer(layout.wheel_roots, host=address, port=port)
+    try:
+        server.start()
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {address}:{port}: {exc.strerror or exc}") from exc
     stop = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:

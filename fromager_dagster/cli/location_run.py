@@ -1,14 +1,15 @@
 """Runs of the code location's jobs from the CLI: discovery, and the wheels' materialization.
 
-The command writes its collection to ``<OUTPUT_DIR>/collections.yaml``, points the code
-location (``fromager_dagster.definitions``) at it and runs its jobs with ``execute_job``:
+The command writes its collection to ``<OUTPUT_DIR>/collections.yaml`` and runs the jobs of
+the code location (``fromager_dagster.definitions``) over that file with ``execute_job``:
 ``discover_<c>_job``, and Dagster's implicit asset job selecting the collection's wheel
-assets, as the UI does. Step processes rebuild the location from the same variables.
+assets, as the UI does. The file and the concurrency are the location's arguments
+(:func:`~fromager_dagster.defs.run_target.configured_location_job`), which step processes
+rebuild it from.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,14 +21,13 @@ from ..core.bootstrap_cache import WheelRepository
 from ..core.errors import ConfigError
 from ..core.graph import DependencyGraph
 from ..core.layout import OutputLayout
-from ..defs.collections import ENV_FILE, Collection, load_collections
+from ..defs.collections import Collection, load_collections
 from ..defs.discovery import discover_job_name
-from ..defs.executor import ENV_MAX_CONCURRENT
 from ..defs.run_tags import CLI_TAG, COLLECTION_TAG
 from ..defs.run_target import (
     IMPLICIT_ASSET_JOB_NAME,
+    configured_location_job,
     execute_location_job,
-    location_job,
     resource_config,
 )
 from ..defs.up_to_date import wheels_needing_steps
@@ -61,16 +61,6 @@ def collection_of(settings: DagsterBootstrap) -> Collection:
     if collection is None:
         raise ConfigError(f"{settings.collections_file}: no collection {settings.name!r}")
     return collection
-
-
-def use_location(settings: DagsterBootstrap) -> None:
-    """Point the code location at the command's collections file and concurrency.
-
-    The runs are runs of the real code location (``fromager_dagster.definitions``), rebuilt
-    from these variables in this process and in any step process, which inherits them.
-    """
-    os.environ[ENV_FILE] = str(settings.collections_file)
-    os.environ[ENV_MAX_CONCURRENT] = str(settings.jobs)
 
 
 def run_config(settings: DagsterBootstrap) -> dict[str, Any]:
@@ -166,7 +156,6 @@ def _run(
 ) -> RunOutcome:
     """Run ``job_name`` of the code location on ``instance`` and follow it (``extra_config``:
     run config beside the logging and ``fromager`` resource sections)."""
-    use_location(settings)
     graph = _graph(collection)
     requirements = _requirements_by_step(collection, graph)
     building = asset_selection is not None
@@ -177,7 +166,9 @@ def _run(
 
     def execute() -> Any:
         with execute_location_job(  # dg.execute_job, with the UI's code-location origin
-            location_job(job_name),
+            configured_location_job(
+                job_name, collections_file=settings.collections_file, concurrency=settings.jobs
+            ),
             instance,
             run_config={**run_config(settings), **(extra_config or {})},
             tags=tags,

@@ -1,10 +1,16 @@
-"""Command-line options shared by the commands that resolve or build: settings and run modes."""
+"""Command-line options shared by the commands: each declared once, here.
+
+Groups of options reach a command as one typed value (:class:`OverrideOptions`,
+:class:`OutputOptions`), not as loose keyword arguments read by name.
+"""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 
@@ -16,13 +22,26 @@ F = TypeVar("F", bound=Callable[..., Any])
 _PATH = click.Path(path_type=Path)
 
 
-OUTPUT_DIR = click.option(
-    "-O",
-    "--output-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("."),
+def output_dir_option(
+    help: str = "Where sdists-repo/, wheels-repo/ and work-dir/ are.",
+) -> Callable[[F], F]:
+    """``-O/--output-dir`` (default: the current folder), with the command's own help."""
+    return click.option(
+        "-O",
+        "--output-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=Path("."),
+        show_default=True,
+        help=help,
+    )
+
+
+OUTPUT_DIR = output_dir_option()
+VARIANT = click.option(
+    "--variant",
+    default=DEFAULT_VARIANT,
     show_default=True,
-    help="Where sdists-repo/, wheels-repo/ and work-dir/ are.",
+    help="Build variant: selects each package's variant env, pre_built, patches and changelog.",
 )
 CONSTRAINTS = click.option(
     "-c",
@@ -92,18 +111,58 @@ def apply_options(func: F, options: list[Callable[[F], F]]) -> F:
     return func
 
 
+@dataclass(frozen=True)
+class OverrideOptions:
+    """--variant, --settings-file, --settings-dir and -p/--patches-dir as given."""
+
+    variant: str
+    settings_file: Path | None
+    settings_dir: Path | None
+    patches_dir: Path | None
+
+    def found(self) -> tuple[Path | None, Path | None, Path | None]:
+        """The three settings paths as given; unnamed ones default to ``overrides/`` in the
+        current folder where it holds them."""
+        return default_paths(self.settings_file, self.settings_dir, self.patches_dir)
+
+    def paths(self) -> tuple[Path | None, Path | None, Path | None]:
+        """:meth:`found`, absolute."""
+        found = self.found()
+        return (
+            found[0].resolve() if found[0] is not None else None,
+            found[1].resolve() if found[1] is not None else None,
+            found[2].resolve() if found[2] is not None else None,
+        )
+
+    def load(self) -> Settings:
+        """The settings the options name (an explicit path that is missing is an error)."""
+        found = self.found()
+        return load_settings(
+            settings_file=found[0], settings_dir=found[1], patches_dir=found[2],
+            variant=self.variant,
+        )  # fmt: skip
+
+
 def settings_options(func: F) -> F:
-    """--variant, --settings-file, --settings-dir and -p/--patches-dir (fromager's names)."""
+    """--variant, --settings-file, --settings-dir and -p/--patches-dir (fromager's names),
+    passed to the command as ``overrides`` (:class:`OverrideOptions`)."""
+
+    @functools.wraps(func)
+    def command(
+        *args: Any,
+        variant: str,
+        settings_file: Path | None,
+        settings_dir: Path | None,
+        patches_dir: Path | None,
+        **kwargs: Any,
+    ) -> Any:
+        overrides = OverrideOptions(variant, settings_file, settings_dir, patches_dir)
+        return func(*args, overrides=overrides, **kwargs)
+
     return apply_options(
-        func,
+        cast(F, command),
         [
-            click.option(
-                "--variant",
-                default=DEFAULT_VARIANT,
-                show_default=True,
-                help="Build variant: selects each package's variant env, pre_built, patches "
-                "and changelog.",
-            ),
+            VARIANT,
             click.option(
                 "--settings-file",
                 type=_PATH,
@@ -127,17 +186,34 @@ def settings_options(func: F) -> F:
     )
 
 
-def load_cli_settings(
-    variant: str,
-    settings_file: Path | None,
-    settings_dir: Path | None,
-    patches_dir: Path | None,
-) -> Settings:
-    """The settings the options name; unnamed ones default to ``overrides/`` in the current
-    folder when it holds them (an explicit path that is missing is an error)."""
-    found = default_paths(settings_file, settings_dir, patches_dir)
-    return load_settings(
-        settings_file=found[0], settings_dir=found[1], patches_dir=found[2], variant=variant
+@dataclass(frozen=True)
+class OutputOptions:
+    """What every build command is given: -O, -c, the sandbox and the settings options."""
+
+    output_dir: Path
+    constraints: tuple[str, ...]
+    network_isolation: bool | None
+    overrides: OverrideOptions
+
+
+def output_options(func: F) -> F:
+    """-O, -c, --sandbox/--network-isolation and the settings options, passed to the command
+    as ``output`` (:class:`OutputOptions`)."""
+
+    @functools.wraps(func)
+    def command(
+        *args: Any,
+        output_dir: Path,
+        constraints: tuple[str, ...],
+        network_isolation: bool | None,
+        overrides: OverrideOptions,
+        **kwargs: Any,
+    ) -> Any:
+        output = OutputOptions(output_dir, tuple(constraints), network_isolation, overrides)
+        return func(*args, output=output, **kwargs)
+
+    return apply_options(
+        cast(F, command), [OUTPUT_DIR, CONSTRAINTS, NETWORK_ISOLATION, settings_options]
     )
 
 

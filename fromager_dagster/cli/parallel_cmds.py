@@ -6,7 +6,6 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 from packaging.requirements import Requirement
@@ -20,23 +19,17 @@ from ..core.index_url import resolve_index_url
 from ..core.layout import OutputLayout
 from ..core.requirements import toplevel_requirements
 from .bootstrap_run import run_bootstrap
-from .build_context import (
-    BuildContext,
-    default_workers,
-    fail,
-    finish,
-    output_options,
-    workers_option,
-)
+from .build_context import BuildContext, default_workers, finish, workers_option
 from .collection_file import (
     collection_name,
     share_index_credentials,
     toplevel_of,
     write_collection,
 )
+from .errors import echo_run_errors
 from .graph_build import GraphBuild, run_graph_build
 from .location_run import DagsterBootstrap, tally
-from .options import INDEX_URL, REQUIREMENT_FILES, TEST_MODE
+from .options import INDEX_URL, REQUIREMENT_FILES, TEST_MODE, OutputOptions, output_options
 
 
 def check_sources(graph: DependencyGraph, layout: OutputLayout, source: Path) -> None:
@@ -110,7 +103,16 @@ def graph_plan(
 @click.option("--force", is_flag=True, help="Rebuild wheels an earlier build made.")
 @TEST_MODE
 @click.pass_context
-def build_parallel_command(ctx: click.Context, /, graph_file: Path, **options: Any) -> None:
+def build_parallel_command(
+    ctx: click.Context,
+    /,
+    graph_file: Path,
+    output: OutputOptions,
+    index_url: str | None,
+    max_workers: int | None,
+    force: bool,
+    test_mode: bool,
+) -> None:
     """Build every wheel of GRAPH_FILE (graph.json), in parallel, hermetically.
 
     Only the graph and the sources already in OUTPUT_DIR/sdists-repo/downloads are used: no
@@ -120,35 +122,30 @@ def build_parallel_command(ctx: click.Context, /, graph_file: Path, **options: A
     The index is asked only for pre-built packages' wheels and, with --test-mode, for the
     wheel of a package that failed.
     """
-    test_mode, force = options.pop("test_mode"), options.pop("force")
-    index_url, workers = options.pop("index_url"), options.pop("max_workers")
-    try:
-        context = BuildContext(ctx, options)
-        graph = DependencyGraph.load(graph_file)
-        graph.check_buildable(str(graph_file))
-        check_sources(graph, context.layout, graph_file)
-        text = json.dumps(graph.to_json(), indent=2)
-        target = context.layout.work_dir / "graph.json"
-        plan = graph_plan(
-            context,
-            graph,
-            jobs=workers or default_workers(),
-            force=force,
-            test_mode=test_mode,
-            index_url=index_url,
-        )
-        if not target.is_file() or target.read_text(encoding="utf-8") != text:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(target, text)
-        nodes = len(graph.nodes) - 1
-        click.echo(
-            f"building {nodes} package(s) from {graph_file} with {plan.run.jobs} worker(s), "
-            "hermetically, through Dagster",
-            err=True,
-        )
-        summary = run_graph_build(plan, context.printer())
-    except FromagerDagsterError as exc:
-        fail(exc, bool((ctx.obj or {}).get("verbose")))
+    context = BuildContext(ctx, output)
+    graph = DependencyGraph.load(graph_file)
+    graph.check_buildable(str(graph_file))
+    check_sources(graph, context.layout, graph_file)
+    text = json.dumps(graph.to_json(), indent=2)
+    target = context.layout.work_dir / "graph.json"
+    plan = graph_plan(
+        context,
+        graph,
+        jobs=max_workers or default_workers(),
+        force=force,
+        test_mode=test_mode,
+        index_url=index_url,
+    )
+    if not target.is_file() or target.read_text(encoding="utf-8") != text:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(target, text)
+    nodes = len(graph.nodes) - 1
+    click.echo(
+        f"building {nodes} package(s) from {graph_file} with {plan.run.jobs} worker(s), "
+        "hermetically, through Dagster",
+        err=True,
+    )
+    summary = run_graph_build(plan, context.printer())
     finish(summary, context, test_mode=test_mode, packages=nodes)
 
 
@@ -165,7 +162,10 @@ def bootstrap_parallel_command(
     /,
     requirements: tuple[str, ...],
     requirement_files: tuple[str, ...],
-    **options: Any,
+    output: OutputOptions,
+    index_url: str | None,
+    max_workers: int | None,
+    test_mode: bool,
 ) -> None:
     """bootstrap --sdist-only, then build-parallel on the graph it wrote.
 
@@ -173,60 +173,51 @@ def bootstrap_parallel_command(
     builds need; then every wheel is built from the graph, MAX_WORKERS at a time. Both stages
     are Dagster runs on the local instance. --test-mode applies to the build stage.
     """
-    test_mode, index_url = options.pop("test_mode"), options.pop("index_url")
-    workers = options.pop("max_workers") or default_workers()
-    verbose = bool((ctx.obj or {}).get("verbose"))
-    try:
-        context = BuildContext(ctx, options)
-        reqs = toplevel_requirements(requirements, requirement_files)
-        url = resolve_index_url(index_url)
-        share_index_credentials(url)
-        name = collection_name(reqs)
-        collections_file = write_collection(
-            context.layout.root,
-            name,
-            requirements=requirements,
-            requirement_files=requirement_files,
-            constraints=context.constraint_files,
-            index_url=url,
-            variant=context.variant,
-            settings_file=context.paths[0],
-            settings_dir=context.paths[1],
-            patches_dir=context.paths[2],
-        )
-        run = DagsterBootstrap(
-            output_dir=context.layout.root,
-            name=name,
-            collections_file=collections_file,
-            jobs=workers,
-            isolate=context.isolate,
-            build_wheels=False,
-        )
-        click.echo(
-            f"bootstrapping {len(reqs)} requirement(s) from {redact_url(url)} (sdist only), "
-            f"then building with {workers} worker(s), through Dagster",
-            err=True,
-        )
-        printer = context.printer()
-        discovered = run_bootstrap(run, printer)
-        if discovered.errors:
-            if verbose:
-                for text in discovered.tracebacks:
-                    click.echo(text, err=True)
-            for line in discovered.errors:
-                click.echo(f"error: {line}", err=True)
-            sys.exit(1)
-        graph = DependencyGraph.load(context.layout.work_dir / "graph.json")
-        plan = GraphBuild(
-            run=dataclasses.replace(run, build_wheels=True),
-            test_mode=test_mode,
-            index=IndexClient(url),
-        )
-        summary = run_graph_build(plan, printer)
-        summary.runs[:0] = discovered.runs
-        summary.seconds += discovered.seconds
-        # a wheel discovery built is built by this command, not reused from an earlier one
-        summary.built, summary.reused = tally(summary.runs)
-    except FromagerDagsterError as exc:
-        fail(exc, verbose)
+    workers = max_workers or default_workers()
+    context = BuildContext(ctx, output)
+    reqs = toplevel_requirements(requirements, requirement_files)
+    url = resolve_index_url(index_url)
+    share_index_credentials(url)
+    name = collection_name(reqs)
+    collections_file = write_collection(
+        context.layout.root,
+        name,
+        requirements=requirements,
+        requirement_files=requirement_files,
+        constraints=context.constraint_files,
+        index_url=url,
+        variant=context.variant,
+        settings_file=context.paths[0],
+        settings_dir=context.paths[1],
+        patches_dir=context.paths[2],
+    )
+    run = DagsterBootstrap(
+        output_dir=context.layout.root,
+        name=name,
+        collections_file=collections_file,
+        jobs=workers,
+        isolate=context.isolate,
+        build_wheels=False,
+    )
+    click.echo(
+        f"bootstrapping {len(reqs)} requirement(s) from {redact_url(url)} (sdist only), "
+        f"then building with {workers} worker(s), through Dagster",
+        err=True,
+    )
+    printer = context.printer()
+    discovered = run_bootstrap(run, printer)
+    if discovered.errors:
+        echo_run_errors(discovered.errors, discovered.tracebacks, context.verbose)
+        sys.exit(1)
+    graph = DependencyGraph.load(context.layout.work_dir / "graph.json")
+    plan = GraphBuild(
+        run=dataclasses.replace(run, build_wheels=True),
+        test_mode=test_mode,
+        index=IndexClient(url),
+    )
+    summary = run_graph_build(plan, printer)
+    summary.runs[:0] = discovered.runs
+    summary.seconds += discovered.seconds
+    # a wheel discovery built is built by this command, not reused from an earlier one
+    summary.built, summary.reused = tally(summary.runs)
     finish(summary, context, test_mode=test_mode, packages=len(graph.nodes) - 1)

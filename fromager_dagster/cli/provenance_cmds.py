@@ -3,22 +3,31 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
-from fromager_dagster.core.errors import ConfigError, FromagerDagsterError
+from fromager_dagster.core.errors import ConfigError
 from fromager_dagster.core.graph import DependencyGraph
 from fromager_dagster.core.layout import OutputLayout
 
-from .build_context import fail, hold_output_folder
-from .options import NETWORK_ISOLATION, load_cli_settings, resolve_cli_sandbox, settings_options
+from .build_context import hold_output_folder
+from .options import (
+    NETWORK_ISOLATION,
+    VARIANT,
+    OverrideOptions,
+    resolve_cli_sandbox,
+    settings_options,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 SIGNING_KEY_ENV = "FROMAGER_DAGSTER_SIGNING_KEY"  # core.signing's; not imported at start-up
 
 
-def apply_settings_options(func: Any) -> Any:
+def apply_settings_options(func: F) -> F:
     """The settings options and --sandbox/--network-isolation, for verify --rebuild."""
     return settings_options(NETWORK_ISOLATION(func))
 
@@ -60,7 +69,8 @@ def verify_command(
     output_dir: Path,
     public_key: Path | None,
     rebuild: tuple[str, ...],
-    **options: Any,
+    network_isolation: bool | None,
+    overrides: OverrideOptions,
 ) -> None:
     """Check every wheel of OUTPUT_DIR against its provenance.
 
@@ -76,22 +86,19 @@ def verify_command(
     from fromager_dagster.core.signing import load_public_key
     from fromager_dagster.core.verify import verify_output
 
-    try:
-        layout = OutputLayout(output_dir)
-        if not layout.wheels_downloads.is_dir():
-            raise ConfigError(
-                f"{layout.wheels_downloads} does not exist; pass the output folder of a "
-                "bootstrap (-O) as OUTPUT_DIR"
-            )
-        key_path = public_key or (Path(k) if (k := os.environ.get(SIGNING_KEY_ENV)) else None)
-        key = load_public_key(key_path) if key_path is not None else None
-        report = verify_output(layout, public_key=key)
-        lines = [problem.line() for problem in report.problems]
-        if rebuild:  # it writes: scratch folders in work-dir, the comparison records
-            hold_output_folder(ctx, layout.root.resolve())
-            lines += _rebuild(layout, rebuild, options)
-    except FromagerDagsterError as exc:
-        fail(exc, ctx.obj["verbose"])
+    layout = OutputLayout(output_dir)
+    if not layout.wheels_downloads.is_dir():
+        raise ConfigError(
+            f"{layout.wheels_downloads} does not exist; pass the output folder of a "
+            "bootstrap (-O) as OUTPUT_DIR"
+        )
+    key_path = public_key or (Path(k) if (k := os.environ.get(SIGNING_KEY_ENV)) else None)
+    key = load_public_key(key_path) if key_path is not None else None
+    report = verify_output(layout, public_key=key)
+    lines = [problem.line() for problem in report.problems]
+    if rebuild:  # it writes: scratch folders in work-dir, the comparison records
+        hold_output_folder(ctx, layout.root.resolve())
+        lines += _rebuild(layout, rebuild, overrides, network_isolation)
     for line in lines:
         click.echo(line)
     click.echo(report.summary(), err=True)
@@ -104,7 +111,12 @@ def verify_command(
     sys.exit(0 if not lines else 1)
 
 
-def _rebuild(layout: OutputLayout, wanted: tuple[str, ...], options: dict[str, Any]) -> list[str]:
+def _rebuild(
+    layout: OutputLayout,
+    wanted: tuple[str, ...],
+    overrides: OverrideOptions,
+    network_isolation: bool | None,
+) -> list[str]:
     """Rebuild the wheels ``wanted`` names and compare: one line per wheel that differs."""
     from packaging.utils import canonicalize_name
 
@@ -114,11 +126,8 @@ def _rebuild(layout: OutputLayout, wanted: tuple[str, ...], options: dict[str, A
     if not graph_file.is_file():
         raise ConfigError(f"{graph_file} does not exist; --rebuild needs the graph of the build")
     graph = DependencyGraph.load(graph_file)
-    settings = load_cli_settings(
-        options["variant"], options["settings_file"], options["settings_dir"],
-        options["patches_dir"],
-    )  # fmt: skip
-    isolate = resolve_cli_sandbox(options["network_isolation"])
+    settings = overrides.load()
+    isolate = resolve_cli_sandbox(network_isolation)
     names = {canonicalize_name(n) for n in wanted if n != "all"}
     keys = [
         key
@@ -150,23 +159,17 @@ def _rebuild(layout: OutputLayout, wanted: tuple[str, ...], options: dict[str, A
     required=False,
 )
 @click.option("--collection", default=None, help="Its name (default: the output folder's).")
-@click.option("--variant", default="cpu", show_default=True)
-@click.pass_context
-def sbom_command(
-    ctx: click.Context, output_dir: Path, collection: str | None, variant: str
-) -> None:
+@VARIANT
+def sbom_command(output_dir: Path, collection: str | None, variant: str) -> None:
     """Write the CycloneDX 1.6 SBOM of OUTPUT_DIR's collection (work-dir/graph.json) to
     wheels-repo/sboms/<collection>.cdx.json and print its path."""
     from fromager_dagster.core.collection_sbom import write_collection_sbom
 
-    try:
-        layout = OutputLayout(output_dir)
-        graph_file = layout.work_dir / "graph.json"
-        if not graph_file.is_file():
-            raise ConfigError(f"{graph_file} does not exist; run bootstrap -O {output_dir} first")
-        graph = DependencyGraph.load(graph_file)
-        name = collection or output_dir.resolve().name
-        path = write_collection_sbom(layout, graph, collection=name, variant=variant)
-    except FromagerDagsterError as exc:
-        fail(exc, ctx.obj["verbose"])
+    layout = OutputLayout(output_dir)
+    graph_file = layout.work_dir / "graph.json"
+    if not graph_file.is_file():
+        raise ConfigError(f"{graph_file} does not exist; run bootstrap -O {output_dir} first")
+    graph = DependencyGraph.load(graph_file)
+    name = collection or output_dir.resolve().name
+    path = write_collection_sbom(layout, graph, collection=name, variant=variant)
     click.echo(str(path))

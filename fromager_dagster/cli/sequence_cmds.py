@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import click
 
 from ..core.credentials import redact_url
-from ..core.errors import ConfigError, FromagerDagsterError
+from ..core.errors import ConfigError
 from ..core.index import IndexClient
 from ..core.index_url import resolve_index_url
-from .build_context import BuildContext, fail, finish, output_options, pin
-from .options import INDEX_URL, TEST_MODE
+from .build_context import BuildContext, finish, pin
+from .options import INDEX_URL, TEST_MODE, OutputOptions, output_options
 from .sequence_run import SequenceBuild, SequenceEntry, run_sequence
 
 
@@ -25,7 +24,13 @@ from .sequence_run import SequenceBuild, SequenceEntry, run_sequence
 @TEST_MODE
 @click.pass_context
 def build_command(
-    ctx: click.Context, /, dist_name: str, dist_version: str, index_url: str, **options: Any
+    ctx: click.Context,
+    /,
+    dist_name: str,
+    dist_version: str,
+    index_url: str,
+    output: OutputOptions,
+    test_mode: bool,
 ) -> None:
     """Build DIST_NAME==DIST_VERSION's wheel from its sdist on INDEX_URL.
 
@@ -34,28 +39,24 @@ def build_command(
     wheels). The wheel goes to OUTPUT_DIR/wheels-repo/downloads and its path is printed. Runs
     as a Dagster run (build_wheel_job) on the local instance.
     """
-    test_mode = options.pop("test_mode")
-    try:
-        context = BuildContext(ctx, options)
-        name, version = pin(dist_name, dist_version)
-        url = resolve_index_url(index_url)
-        entry = SequenceEntry(name, version, context.settings.pre_built(name))
-        plan = SequenceBuild(
-            output_dir=context.layout.root,
-            job_name="build_wheel_job",
-            entries=(entry,),
-            index=IndexClient(url),
-            wheel_server_url=url,
-            constraints=context.constraints,
-            settings=context.settings,
-            isolate=context.isolate,
-            force=True,
-            test_mode=test_mode,
-        )
-        click.echo(f"building {name}=={version} from {redact_url(url)}, through Dagster", err=True)
-        summary = run_sequence(plan, context.printer())
-    except FromagerDagsterError as exc:
-        fail(exc, bool((ctx.obj or {}).get("verbose")))
+    context = BuildContext(ctx, output)
+    name, version = pin(dist_name, dist_version)
+    url = resolve_index_url(index_url)
+    entry = SequenceEntry(name, version, context.settings.pre_built(name))
+    plan = SequenceBuild(
+        output_dir=context.layout.root,
+        job_name="build_wheel_job",
+        entries=(entry,),
+        index=IndexClient(url),
+        wheel_server_url=url,
+        constraints=context.constraints,
+        settings=context.settings,
+        isolate=context.isolate,
+        force=True,
+        test_mode=test_mode,
+    )
+    click.echo(f"building {name}=={version} from {redact_url(url)}, through Dagster", err=True)
+    summary = run_sequence(plan, context.printer())
     finish(summary, context, test_mode=test_mode, packages=1)
 
 
@@ -98,7 +99,15 @@ def read_build_order(path: Path) -> list[tuple[str, str, bool]]:
 @click.option("--force", is_flag=True, help="Rebuild wheels already in the repository.")
 @TEST_MODE
 @click.pass_context
-def build_sequence_command(ctx: click.Context, /, build_order_file: Path, **options: Any) -> None:
+def build_sequence_command(
+    ctx: click.Context,
+    /,
+    build_order_file: Path,
+    output: OutputOptions,
+    index_url: str | None,
+    force: bool,
+    test_mode: bool,
+) -> None:
     """Build every entry of BUILD_ORDER_FILE (build-order.json) in order, one at a time.
 
     Each sdist comes from the index; its build requirements are installed only from the local
@@ -106,38 +115,29 @@ def build_sequence_command(ctx: click.Context, /, build_order_file: Path, **opti
     repository with the expected build tag is reused unless --force. Pre-built entries take
     the index's wheel. Runs as a Dagster run (build_sequence_job) on the local instance.
     """
-    test_mode, force, index_url = (
-        options.pop("test_mode"),
-        options.pop("force"),
-        options.pop("index_url"),
+    context = BuildContext(ctx, output)
+    entries = tuple(
+        SequenceEntry(n, v, p or context.settings.pre_built(n))
+        for n, v, p in read_build_order(build_order_file)
     )
-    try:
-        context = BuildContext(ctx, options)
-        entries = tuple(
-            SequenceEntry(n, v, p or context.settings.pre_built(n))
-            for n, v, p in read_build_order(build_order_file)
-        )
-        if not entries:
-            raise ConfigError(f"{build_order_file}: the build order is empty")
-        index = IndexClient(resolve_index_url(index_url))
-        plan = SequenceBuild(
-            output_dir=context.layout.root,
-            job_name="build_sequence_job",
-            entries=entries,
-            index=index,
-            wheel_server_url=None,
-            constraints=context.constraints,
-            settings=context.settings,
-            isolate=context.isolate,
-            force=force,
-            test_mode=test_mode,
-        )
-        click.echo(
-            f"building {len(entries)} package(s) in order from {index.display_url}, "
-            "through Dagster",
-            err=True,
-        )
-        summary = run_sequence(plan, context.printer())
-    except FromagerDagsterError as exc:
-        fail(exc, bool((ctx.obj or {}).get("verbose")))
+    if not entries:
+        raise ConfigError(f"{build_order_file}: the build order is empty")
+    index = IndexClient(resolve_index_url(index_url))
+    plan = SequenceBuild(
+        output_dir=context.layout.root,
+        job_name="build_sequence_job",
+        entries=entries,
+        index=index,
+        wheel_server_url=None,
+        constraints=context.constraints,
+        settings=context.settings,
+        isolate=context.isolate,
+        force=force,
+        test_mode=test_mode,
+    )
+    click.echo(
+        f"building {len(entries)} package(s) in order from {index.display_url}, through Dagster",
+        err=True,
+    )
+    summary = run_sequence(plan, context.printer())
     finish(summary, context, test_mode=test_mode, packages=len(entries))

@@ -5,16 +5,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import click
 
 from ..core import build_steps, builder
-from ..core.errors import FromagerDagsterError
 from ..core.index import IndexClient
 from ..core.index_url import resolve_index_url
 from ..core.provenance import RunInfo
-from .build_context import BuildContext, fail, output_options, pin
+from .build_context import BuildContext, pin
+from .options import OutputOptions, output_options
 
 
 @click.group("step")
@@ -29,17 +28,14 @@ def step_group() -> None:
 def _step(
     ctx: click.Context,
     /,
-    options: dict[str, Any],
+    output: OutputOptions,
     dist_name: str,
     dist_version: str,
     action: Callable[[BuildContext, str, str], Path],
 ) -> None:
-    try:
-        context = BuildContext(ctx, options)
-        name, version = pin(dist_name, dist_version)
-        click.echo(str(action(context, name, version)))
-    except FromagerDagsterError as exc:
-        fail(exc, bool((ctx.obj or {}).get("verbose")))
+    context = BuildContext(ctx, output)
+    name, version = pin(dist_name, dist_version)
+    click.echo(str(action(context, name, version)))
 
 
 def _build_settings(context: BuildContext, name: str, version: str) -> builder.BuildSettings:
@@ -56,7 +52,7 @@ def _build_settings(context: BuildContext, name: str, version: str) -> builder.B
 @output_options
 @click.pass_context
 def step_download(
-    ctx: click.Context, /, dist_name: str, dist_version: str, index_url: str, **options: Any
+    ctx: click.Context, /, dist_name: str, dist_version: str, index_url: str, output: OutputOptions
 ) -> None:
     """Download DIST_NAME==DIST_VERSION's sdist from INDEX_URL into sdists-repo/downloads."""
 
@@ -71,7 +67,7 @@ def step_download(
             settings=context.settings,
         )
 
-    _step(ctx, options, dist_name, dist_version, action)
+    _step(ctx, output, dist_name, dist_version, action)
 
 
 @step_group.command("prepare-source")
@@ -80,7 +76,7 @@ def step_download(
 @output_options
 @click.pass_context
 def step_prepare_source(
-    ctx: click.Context, /, dist_name: str, dist_version: str, **options: Any
+    ctx: click.Context, /, dist_name: str, dist_version: str, output: OutputOptions
 ) -> None:
     """Unpack the downloaded sdist and apply the package's patches; print the source tree."""
 
@@ -89,7 +85,7 @@ def step_prepare_source(
             context.layout, name, version, settings=context.settings
         ).root
 
-    _step(ctx, options, dist_name, dist_version, action)
+    _step(ctx, output, dist_name, dist_version, action)
 
 
 @step_group.command("prepare-build")
@@ -103,10 +99,14 @@ def step_prepare_source(
 )
 @click.pass_context
 def step_prepare_build(
-    ctx: click.Context, /, dist_name: str, dist_version: str, **options: Any
+    ctx: click.Context,
+    /,
+    dist_name: str,
+    dist_version: str,
+    output: OutputOptions,
+    wheel_server_url: str | None,
 ) -> None:
     """Create the build environment: build-system requirements, then the backend's."""
-    wheel_server_url = options.pop("wheel_server_url")
 
     def action(context: BuildContext, name: str, version: str) -> Path:
         prepared = builder.prepared_source(context.layout, name, version, settings=context.settings)
@@ -121,7 +121,7 @@ def step_prepare_build(
         )
         return env.path
 
-    _step(ctx, options, dist_name, dist_version, action)
+    _step(ctx, output, dist_name, dist_version, action)
 
 
 @step_group.command("build-sdist")
@@ -130,7 +130,7 @@ def step_prepare_build(
 @output_options
 @click.pass_context
 def step_build_sdist(
-    ctx: click.Context, /, dist_name: str, dist_version: str, **options: Any
+    ctx: click.Context, /, dist_name: str, dist_version: str, output: OutputOptions
 ) -> None:
     """Re-pack the prepared source as a reproducible sdist in sdists-repo/builds."""
 
@@ -139,7 +139,7 @@ def step_build_sdist(
         epoch = build_steps.source_epoch(context.layout, name, version)
         return builder.build_sdist(context.layout, name, version, prepared, source_date_epoch=epoch)
 
-    _step(ctx, options, dist_name, dist_version, action)
+    _step(ctx, output, dist_name, dist_version, action)
 
 
 @step_group.command("build-wheel")
@@ -148,7 +148,7 @@ def step_build_sdist(
 @output_options
 @click.pass_context
 def step_build_wheel(
-    ctx: click.Context, /, dist_name: str, dist_version: str, **options: Any
+    ctx: click.Context, /, dist_name: str, dist_version: str, output: OutputOptions
 ) -> None:
     """Build the wheel in the prepared environment into wheels-repo/downloads, with its SBOM
     inside and its provenance in wheels-repo/provenance (signed when
@@ -168,4 +168,4 @@ def step_build_wheel(
             run=RunInfo.from_environ(os.environ),
         )
 
-    _step(ctx, options, dist_name, dist_version, action)
+    _step(ctx, output, dist_name, dist_version, action)

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
@@ -14,6 +14,9 @@ from packaging.version import InvalidVersion, Version
 
 from .errors import ConfigError
 from .graph import ROOT, DependencyGraph, Edge, Node, ReqType
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 REQ_TYPES: tuple[ReqType, ...] = get_args(ReqType)
 
@@ -264,16 +267,12 @@ def subset(
     ``with_dependents`` adds, as fromager's ``graph subset`` does, every node from which
     ``keys`` can be reached (up to the root), keeping the original edges between kept nodes.
     """
-    kept = set(_reachable(graph, keys))
+    import networkx as nx  # imported when asked: 0.3 s the commands need not pay
+
+    edges = digraph(graph)
+    kept = set(keys).union(*(nx.descendants(edges, key) for key in keys))
     if with_dependents:
-        parents = parents_index(graph)
-        stack = list(keys)
-        while stack:
-            key = stack.pop()
-            for parent, _edge in parents[key]:
-                if parent not in kept:
-                    kept.add(parent)
-                    stack.append(parent)
+        kept |= set().union(*(nx.ancestors(edges, key) for key in keys))
     result = DependencyGraph()
     for key, node in graph.nodes.items():
         if key not in kept or key == ROOT:
@@ -299,15 +298,14 @@ def subset(
     return result
 
 
-def _reachable(graph: DependencyGraph, keys: Iterable[str]) -> list[str]:
-    seen: dict[str, None] = {}
-    stack = list(keys)
-    while stack:
-        key = stack.pop()
-        if key not in seen:
-            seen[key] = None
-            stack.extend(e.key for e in graph.nodes[key].edges)
-    return list(seen)
+def digraph(graph: DependencyGraph) -> nx.DiGraph[str]:
+    """``graph`` as a networkx graph: every node, one arc per parent and child (any type)."""
+    import networkx as nx
+
+    arcs: nx.DiGraph[str] = nx.DiGraph()
+    arcs.add_nodes_from(graph.nodes)
+    arcs.add_edges_from((key, e.key) for key, node in graph.nodes.items() for e in node.edges)
+    return arcs
 
 
 # --- DOT -------------------------------------------------------------------------------------
@@ -420,34 +418,24 @@ def longest_build_chain(graph: DependencyGraph) -> list[str]:
     level-by-level build needs. Where build requirements loop, the closing step is ignored.
     """
 
-    def needs(key: str) -> list[str]:
-        if graph.nodes[key].pre_built:
-            return []
-        return [k for k in graph.build_requirements(key) if k != key]
+    import networkx as nx
 
+    needs: nx.DiGraph[str] = nx.DiGraph()
+    for key in graph.walk():
+        if key != ROOT:
+            needs.add_node(key)
+            if not graph.nodes[key].pre_built:
+                needs.add_edges_from((key, k) for k in graph.build_requirements(key) if k != key)
     best: dict[str, tuple[int, str | None]] = {}
-    on_path: set[str] = set()
-    for start in graph.walk():
-        if start == ROOT or start in best:
-            continue
-        stack = [(start, iter(needs(start)))]
-        on_path.add(start)
-        while stack:
-            key, todo = stack[-1]
-            for dep in todo:
-                if dep not in best and dep not in on_path:
-                    on_path.add(dep)
-                    stack.append((dep, iter(needs(dep))))
-                    break
-            else:
-                stack.pop()
-                on_path.discard(key)
-                length, below = max(
-                    ((best[d][0], d) for d in needs(key) if d in best),
-                    default=(0, None),
-                    key=lambda item: item[0],
-                )
-                best[key] = (0, None) if graph.nodes[key].pre_built else (length + 1, below)
+    # depth-first, each node once: an arc back to a node on the current path (a loop of
+    # build requirements) is not followed, so that closing step is ignored
+    for key in nx.dfs_postorder_nodes(needs):
+        length, below = max(
+            ((best[d][0], d) for d in needs.successors(key) if d in best),
+            default=(0, None),
+            key=lambda item: item[0],
+        )
+        best[key] = (0, None) if graph.nodes[key].pre_built else (length + 1, below)
     if not best:
         return []
     top = max(best, key=lambda k: best[k][0])
@@ -530,6 +518,7 @@ __all__ = [
     "Requirer",
     "WhyLink",
     "WhyReport",
+    "digraph",
     "duplicates",
     "find_graph_file",
     "graph_stats",

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import tempfile
-import threading
 import tomllib
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -31,29 +30,6 @@ from .sandbox import (
     run_confined,
 )
 from .wheel_check import WheelRejectedError, check_wheel, tree_names
-
-_current_log = threading.local()
-_original_showwarning = warnings.showwarning
-
-
-def _showwarning(
-    message: Warning | str,
-    category: type[Warning],
-    filename: str,
-    lineno: int,
-    file: object = None,
-    line: str | None = None,
-) -> None:
-    """Backend warnings that pyproject-hooks re-raises go to the calling thread's build log."""
-    log: Path | None = getattr(_current_log, "path", None)
-    if log is None or not issubclass(category, pyproject_hooks.BuildBackendWarning):
-        _original_showwarning(message, category, filename, lineno, file, line)  # type: ignore[arg-type]
-        return
-    with log.open("a", encoding="utf-8") as out:
-        out.write(warnings.formatwarning(message, category, filename, lineno, line))
-
-
-warnings.showwarning = _showwarning
 
 DEFAULT_REQUIRES = ("setuptools>=40.8.0",)
 DEFAULT_BACKEND = "setuptools.build_meta:__legacy__"
@@ -263,7 +239,9 @@ class HookCaller:
         """Keep a prefetched hook's result, or its error; not a missing metadata hook (its
         call then falls back to a build, as pyproject-hooks does)."""
         try:
-            self._kept[hook] = self._translated(hook, functools.partial(_hook_output, data, hook))
+            self._kept[hook] = self._translated(
+                hook, functools.partial(_hook_output, data, hook, self.log)
+            )
         except BuildError as exc:
             if not (hook == "prepare_metadata_for_build_wheel" and data.get("hook_missing")):
                 self._kept[hook] = exc
@@ -292,11 +270,10 @@ class HookCaller:
         status, (data,), exceeded = self._invoke([(hook, kwargs)], outputs)
         if data is None:
             raise self._failure(hook, status, exceeded, 1)
-        return self._translated(hook, functools.partial(_hook_output, data, hook))
+        return self._translated(hook, functools.partial(_hook_output, data, hook, self.log))
 
     def _translated(self, hook: str, call: Callable[[], object]) -> object:
         """``call()``; translate pyproject_hooks' errors to BuildError here."""
-        _current_log.path = self.log
         try:
             return call()
         except pyproject_hooks.BackendUnavailable as exc:
@@ -309,8 +286,6 @@ class HookCaller:
             raise self._error(hook, f"build backend has no hook {exc.hook_name}") from exc
         except pyproject_hooks.UnsupportedOperation as exc:
             raise self._error(hook, f"build backend does not support {hook}") from exc
-        finally:
-            _current_log.path = None
 
     def _error(
         self,
@@ -405,8 +380,11 @@ def _in_process_script() -> contextlib.AbstractContextManager[Path]:
     return _in_proc_script_path()  # type: ignore[no-any-return,no-untyped-call]
 
 
-def _hook_output(data: Mapping[str, object], hook: str) -> object:
-    """A hook's output.json as pyproject-hooks reads it: its return value, or its error."""
+def _hook_output(data: Mapping[str, object], hook: str, log: Path) -> object:
+    """A hook's output.json as pyproject-hooks reads it: its return value, or its error.
+
+    The warnings the backend raised go to the build's ``log``, formatted as Python shows them
+    (written here: no process-wide warning hook, and each build's go to its own log)."""
     if data.get("unsupported"):
         raise pyproject_hooks.UnsupportedOperation(str(data.get("traceback", "")))
     if data.get("no_backend"):
@@ -416,10 +394,13 @@ def _hook_output(data: Mapping[str, object], hook: str) -> object:
     if data.get("hook_missing"):
         raise pyproject_hooks.HookMissing(str(data.get("missing_hook_name") or hook))
     for item in data.get("warnings") or []:  # type: ignore[attr-defined]
-        warnings.warn_explicit(
-            message=item["message"],
-            category=pyproject_hooks.BuildBackendWarning,
-            filename=item["filename"],
-            lineno=item["lineno"],
-        )
+        with log.open("a", encoding="utf-8") as out:
+            out.write(
+                warnings.formatwarning(
+                    item["message"],
+                    pyproject_hooks.BuildBackendWarning,
+                    item["filename"],
+                    item["lineno"],
+                )
+            )
     return data.get("return_val")

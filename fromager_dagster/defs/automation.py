@@ -10,7 +10,6 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 import dagster as dg
-from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 from packaging.version import InvalidVersion, Version
 
 from fromager_dagster.core.errors import FromagerDagsterError
@@ -20,7 +19,7 @@ from fromager_dagster.core.index_url import resolve_index_url
 from fromager_dagster.core.requirements import Constraints
 
 from .collections import Collection
-from .discovery import discover_job_name, discovery_run_config
+from .discovery import AssetJob, discover_job_name, discovery_run_config
 from .graph_state import wheels_selection
 from .run_tags import COLLECTION_TAG
 from .up_to_date import wheels_needing_steps
@@ -141,7 +140,7 @@ def sensor_interval() -> int:
 
 def new_release_sensor(
     collections: Sequence[Collection],
-    discover_jobs: Sequence[UnresolvedAssetJobDefinition],
+    discover_jobs: Sequence[AssetJob],
     *,
     minimum_interval_seconds: int | None = None,
 ) -> dg.SensorDefinition:
@@ -258,7 +257,7 @@ def _valid_version(text: str) -> bool:
 
 def all_automation(
     collections: Mapping[str, Collection],
-    discover_jobs: Sequence[UnresolvedAssetJobDefinition],
+    discover_jobs: Sequence[AssetJob],
 ) -> tuple[list[dg.ScheduleDefinition], list[dg.SensorDefinition]]:
     cols = list(collections.values())
     schedules = [nightly_schedule(c) for c in cols]

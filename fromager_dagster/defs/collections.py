@@ -12,11 +12,10 @@ from typing import Any
 import yaml
 
 from fromager_dagster.core.errors import ConfigError
-from fromager_dagster.core.settings import Settings, default_paths, load_settings
+from fromager_dagster.core.settings import DEFAULT_VARIANT, Settings, default_paths, load_settings
 
 ENV_FILE = "FROMAGER_DAGSTER_COLLECTIONS"
 ENV_HOME = "FROMAGER_DAGSTER_HOME"
-REPO_FILE = Path(__file__).resolve().parents[2] / "collections.yaml"
 DEFAULT_SCHEDULE = "0 2 * * *"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -70,7 +69,7 @@ class Collection:
     requirements: tuple[str, ...] = ()
     requirement_files: tuple[Path, ...] = ()
     constraints: tuple[Path | str, ...] = ()  # paths, or http(s) URLs kept as written
-    variant: str = "cpu"
+    variant: str = DEFAULT_VARIANT
     index_url: str | None = None
     output_dir: Path = Path("output")
     sdist_only: bool = True
@@ -109,14 +108,13 @@ class Collection:
 
 
 def collections_file() -> Path | None:
-    """``$FROMAGER_DAGSTER_COLLECTIONS``, else ``./collections.yaml``, else the repository's."""
+    """``$FROMAGER_DAGSTER_COLLECTIONS``, else ``collections.yaml`` in the current folder (the
+    project ``dagster dev`` is started in); ``None`` when neither names a file."""
     explicit = os.environ.get(ENV_FILE)
     if explicit:
         return Path(explicit)
-    for candidate in (Path.cwd() / "collections.yaml", REPO_FILE):
-        if candidate.is_file():
-            return candidate
-    return None
+    candidate = Path.cwd() / "collections.yaml"
+    return candidate if candidate.is_file() else None
 
 
 def load_collections(path: Path | None = None) -> dict[str, Collection]:
@@ -197,7 +195,7 @@ def _collection(name: str, body: Mapping[str, Any], base: Path) -> Collection:
         requirements=tuple(body.get("requirements", [])),
         requirement_files=paths("requirement_files"),
         constraints=locations("constraints"),
-        variant=body.get("variant", "cpu"),
+        variant=body.get("variant", DEFAULT_VARIANT),
         index_url=body.get("index_url"),
         output_dir=output,
         sdist_only=body.get("sdist_only", True),

@@ -4,10 +4,9 @@ import hashlib
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import dagster as dg
-from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 from pydantic import Field
 
 from fromager_dagster.core.bootstrap import (
@@ -35,6 +34,10 @@ from .keys import discovery_key as discovery_key  # re-exported
 from .progress_log import GatheredLog
 from .resources import FromagerResource
 from .run_tags import COLLECTION_TAG, ensure_collection_tag
+
+#: What :func:`dagster.define_asset_job` returns (a job over assets, resolved with the
+#: definitions). Its class is not in Dagster's public API, so it is not named here.
+AssetJob: TypeAlias = Any
 
 #: The run modes of fromager's bootstrap, as launchpad settings of a discovery run.
 MODES = ("test_mode", "multiple_versions", "skip_constraints", "min_release_age")
@@ -118,8 +121,11 @@ def discovery_run_config(collection: Collection, **config: object) -> dict[str, 
     return {"ops": {discovery_op_name(collection): {"config": body}}}
 
 
-def discovery_asset(collection: Collection) -> dg.AssetsDefinition:
-    """The ``discovery/<collection>/graph`` asset: graph.json, build-order.json, constraints.txt."""
+def discovery_asset(collection: Collection, *, jobs: int | None = None) -> dg.AssetsDefinition:
+    """The ``discovery/<collection>/graph`` asset: graph.json, build-order.json, constraints.txt;
+    ``jobs`` downloads, environments, hooks and builds at once (default:
+    :func:`.executor.max_concurrent`)."""
+    workers = jobs or max_concurrent()
 
     @dg.multi_asset(
         name=discovery_op_name(collection),
@@ -166,7 +172,7 @@ def discovery_asset(collection: Collection) -> dg.AssetsDefinition:
                     constraints=constraints,
                     layout=layout,
                     options=BootstrapOptions(
-                        jobs=max_concurrent(),
+                        jobs=workers,
                         sdist_only=config.sdist_only,
                         isolate=fromager.isolation(),
                         min_release_age=config.min_release_age,
@@ -313,7 +319,7 @@ def _location_name(context: dg.AssetExecutionContext) -> str:
     return os.environ.get("FROMAGER_DAGSTER_LOCATION", "fromager_dagster.definitions")
 
 
-def discover_job(collection: Collection) -> UnresolvedAssetJobDefinition:
+def discover_job(collection: Collection) -> AssetJob:
     return dg.define_asset_job(
         discover_job_name(collection),
         selection=dg.AssetSelection.assets(discovery_key(collection)),

@@ -18,8 +18,7 @@ from typing import Any
 import dagster as dg
 import requests
 from dagster._core.storage.defs_state.base import DefsStateStorage
-from dagster.components.utils.defs_state import DefsStateConfig
-from dagster_shared.serdes.objects.models.defs_state_info import DefsStateManagementType
+from dagster.components import DefsStateConfig, DefsStateConfigArgs
 
 from fromager_dagster.core.graph import DependencyGraph
 
@@ -62,9 +61,10 @@ class CollectionGraphComponent(dg.StateBackedComponent):
 
     @property
     def defs_state_config(self) -> DefsStateConfig:
+        versioned = DefsStateConfigArgs.versioned_state_storage()  # in the instance's storage
         return DefsStateConfig(
             key=state_key(self.collection),
-            management_type=DefsStateManagementType.VERSIONED_STATE_STORAGE,
+            management_type=versioned.management_type,
             refresh_if_dev=False,
         )
 

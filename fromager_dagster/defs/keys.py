@@ -19,9 +19,9 @@ import re
 
 import dagster as dg
 
-from .collections import Collection
+from fromager_dagster.core.settings import DEFAULT_VARIANT as DEFAULT_VARIANT  # re-exported
 
-DEFAULT_VARIANT = "cpu"
+from .collections import Collection
 
 
 def key_part(text: str) -> str:

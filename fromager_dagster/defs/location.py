@@ -7,15 +7,12 @@ from pathlib import Path
 
 import dagster as dg
 
-from .. import runtime
 from .automation import all_automation
 from .collections import Collection, load_collections
 from .discovery import discover_job, discovery_asset
 from .executor import build_executor, max_concurrent
 from .graph_state import collection_defs
 from .resources import FromagerResource, build_workers_resource
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def build_definitions(
@@ -24,21 +21,23 @@ def build_definitions(
     concurrency: int | None = None,
     fromager: FromagerResource | None = None,
 ) -> dg.Definitions:
-    """Definitions for ``collections`` (default: from collections.yaml); local files only.
+    """Definitions for ``collections`` (default: from collections.yaml) with ``concurrency``
+    lanes (default: :func:`.executor.max_concurrent`); local files only.
 
     Jobs: one discovery job per collection. The wheel assets are built by runs of Dagster's
     implicit asset job selecting a collection's group (:func:`.graph_state.wheels_selection`).
     """
-    runtime.started()  # a large graph's definitions: see fromager_dagster.runtime
     collections = load_collections() if collections is None else collections
     lanes = concurrency or max_concurrent()
     assets: list[dg.AssetsDefinition] = []
     checks: list[dg.AssetChecksDefinition] = []
     discover_jobs = []
     for collection in collections.values():
-        assets.append(discovery_asset(collection))
+        assets.append(discovery_asset(collection, jobs=lanes))
         discover_jobs.append(discover_job(collection))
-        grown = collection_defs(collection, lanes=lanes, project_root=PROJECT_ROOT)
+        # the project root would hold LOCAL_FILESYSTEM state; the graph state is in the
+        # instance's storage, so the current folder (the project dagster dev serves) will do
+        grown = collection_defs(collection, lanes=lanes, project_root=Path.cwd())
         assets.extend(a for a in (grown.assets or []) if isinstance(a, dg.AssetsDefinition))
         checks.extend(grown.asset_checks or [])  # type: ignore[arg-type]
     schedules, sensors = all_automation(collections, discover_jobs)

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from dagster._core.code_pointer import CustomPointer, ModuleCodePointer
 from dagster._core.definitions.assets.job.asset_job import IMPLICIT_ASSET_JOB_NAME
 from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
 from dagster._core.execution.api import execute_run
@@ -32,6 +34,7 @@ __all__ = [
     "ReconstructableJob",
     "assets_job",
     "execute_location_job",
+    "configured_location_job",
     "location_job",
     "resource_config",
 ]
@@ -39,6 +42,8 @@ __all__ = [
 #: The code location: ``dagster dev -m fromager_dagster.definitions`` loads ``defs`` from it.
 LOCATION_MODULE = "fromager_dagster.definitions"
 LOCATION_ATTRIBUTE = "defs"
+#: The same location given its collections file and concurrency as arguments.
+CONFIGURED_ATTRIBUTE = "configured_defs"
 #: The repository name Dagster gives a module's ``Definitions``.
 REPOSITORY_NAME = "__repository__"
 
@@ -91,6 +96,20 @@ def location_job(
     else:
         repository = ReconstructableRepository.for_module(module, attribute, os.getcwd())
     return repository.get_reconstructable_job(job_name)
+
+
+def configured_location_job(
+    job_name: str, *, collections_file: Path, concurrency: int
+) -> ReconstructableJob:
+    """Job ``job_name`` of the code location over ``collections_file`` with ``concurrency``
+    lanes (``fromager_dagster.definitions.configured_defs``): the configuration travels in the
+    job's code pointer, which step processes load too, not in environment variables."""
+    pointer = CustomPointer(
+        ModuleCodePointer(LOCATION_MODULE, CONFIGURED_ATTRIBUTE, os.getcwd()),
+        [str(collections_file), concurrency],
+        [],
+    )
+    return ReconstructableRepository(pointer).get_reconstructable_job(job_name)
 
 
 def assets_job(

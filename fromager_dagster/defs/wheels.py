@@ -13,10 +13,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import dagster as dg
-from dagster._core.definitions.assets.definition.assets_definition import (
-    stringify_asset_key_to_input_name,
-)
-from dagster._core.definitions.input import InputDefinition
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion
 
@@ -368,9 +364,15 @@ def _canonical_set(names: tuple[str, ...]) -> frozenset[str]:
 
 
 @functools.cache
-def _nothing_input(input_name: str) -> InputDefinition:
-    """One ordering-only (``Nothing``) input definition per name, shared by every op."""
+def _nothing_input(input_name: str) -> Any:
+    """One ordering-only (``Nothing``) input definition per name, shared by every op (an
+    ``InputDefinition``, a class Dagster does not export)."""
     return dg.In(dg.Nothing).to_definition(input_name)
+
+
+def _input_name(key: dg.AssetKey) -> str:
+    """The input name ``@multi_asset`` gives a dependency on ``key`` (Dagster's rule)."""
+    return "_".join(key.path).replace("-", "_").replace(".", "_")
 
 
 def _assets_definition(
@@ -383,14 +385,12 @@ def _assets_definition(
     """What ``@multi_asset(name=op_name, specs=[spec], ...)`` builds: one op whose inputs are
     the spec's deps (type ``Nothing``) and whose output is the asset, with the same names and
     attributes."""
-    keys_by_input_name = {
-        stringify_asset_key_to_input_name(d.asset_key): d.asset_key for d in spec.deps
-    }
+    keys_by_input_name = {_input_name(d.asset_key): d.asset_key for d in spec.deps}
     output_name = spec.key.to_python_identifier()
     op = dg.OpDefinition(
         compute_fn=compute_fn,
         name=op_name,
-        ins={name: _nothing_input(name) for name in keys_by_input_name},  # type: ignore[misc]
+        ins={name: _nothing_input(name) for name in keys_by_input_name},
         outs={
             # Out() resolves its Dagster type on every call; _replace copies the resolved one
             output_name: _ASSET_OUT._replace(

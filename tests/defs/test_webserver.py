@@ -23,7 +23,7 @@ import dagster as dg
 import pytest
 import requests
 
-from fromager_dagster.defs.collections import REPO_FILE, load_collections
+from fromager_dagster.defs.collections import load_collections
 from fromager_dagster.defs.discovery import default_config, discovery_op_name
 from tests.defs.conftest import CHAIN
 from tests.fixtures.packages import make_index
@@ -55,6 +55,9 @@ query Jobs {
   }
 }
 """
+
+#: The repository's own collections.yaml (the library no longer looks for it there).
+REPO_FILE = Path(__file__).resolve().parents[2] / "collections.yaml"
 
 
 def _free_port() -> int:
