@@ -51,7 +51,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from fromager_dagster.core.index_url import resolve_index_url  # noqa: E402
+from fromager_dagster.core.index import resolve_index_url  # noqa: E402
 
 FROMAGER_VERSION = "0.101.0"
 DEFAULT_VENV = REPO.parent / "bench-venvs" / "fromager-0.101"

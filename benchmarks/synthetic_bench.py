@@ -124,8 +124,7 @@ def prepare(n: int, root: Path) -> Path:
 def _trivial_build() -> None:
     """Replace the build and the install check with instant bodies (benchmark only)."""
 
-    from fromager_dagster.core import builder
-    from fromager_dagster.core.builder import BuiltWheel
+    from fromager_dagster.core.build import BuiltWheel, builder
     from fromager_dagster.defs import wheels
 
     dummy = Path(os.environ[ENV_DUMMY])

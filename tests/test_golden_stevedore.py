@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fromager_dagster.core.buildenv import uv_binary
+from fromager_dagster.core.build.environment import uv_binary
 
 GOLDEN = Path(__file__).resolve().parents[1].parent / "shared" / "golden" / "stevedore"
 

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from fromager_dagster.core.bootstrap import BootstrapOptions, bootstrap
-from fromager_dagster.core.index import IndexClient
-from fromager_dagster.core.index_url import resolve_index_url
-from fromager_dagster.core.isolation import resolve_isolation
+from fromager_dagster.core.bootstrap.run import BootstrapOptions, bootstrap
+from fromager_dagster.core.build.isolation import resolve_isolation
+from fromager_dagster.core.index.client import IndexClient
+from fromager_dagster.core.index.url import resolve_index_url
 from fromager_dagster.core.layout import OutputLayout
-from fromager_dagster.core.requirements import Constraints, parse_requirement
-from fromager_dagster.core.settings import default_paths, load_settings
-from fromager_dagster.core.sources import sha256_file
+from fromager_dagster.core.resolve.requirements import Constraints, parse_requirement
+from fromager_dagster.core.settings.overrides import default_paths, load_settings
+from fromager_dagster.core.sources.archives import sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
 PATCH = "0001-remove-setup-cfg.patch"

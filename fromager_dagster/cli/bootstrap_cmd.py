@@ -13,11 +13,10 @@ import click
 from ..core.bootstrap import BootstrapOptions, BootstrapResult, bootstrap
 from ..core.errors import ConfigError
 from ..core.graph import DependencyGraph
-from ..core.index import IndexClient
-from ..core.index_url import resolve_index_url
+from ..core.index import IndexClient, resolve_index_url
 from ..core.layout import OutputLayout
 from ..core.provenance import RunInfo
-from ..core.requirements import Constraints, toplevel_requirements
+from ..core.resolve import Constraints, toplevel_requirements
 from ..defs.collections import valid_collection_name
 from .bootstrap_run import DagsterResult, RunModes, run_bootstrap
 from .build_context import hold_output_folder
@@ -194,7 +193,7 @@ def bootstrap_command(
 
 def _write_sbom(layout: OutputLayout, graph: DependencyGraph, name: str, variant: str) -> None:
     """The collection's SBOM, as its Dagster asset writes it, once something was built."""
-    from ..core.collection_sbom import write_collection_sbom
+    from ..core.provenance import write_collection_sbom
 
     write_collection_sbom(layout, graph, collection=name or layout.root.name, variant=variant)
 

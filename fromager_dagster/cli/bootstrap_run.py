@@ -10,10 +10,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..core.failures import FailureRecord, write_failure_report
+from ..core.bootstrap import FailureRecord, write_failure_report
 from ..core.graph import DependencyGraph
-from ..core.index import IndexClient
-from ..core.index_server import write_simple_tree
+from ..core.index import IndexClient, write_simple_tree
 from ..core.layout import OutputLayout
 from ..defs.discovery import discovery_run_config
 from .graph_build import GraphBuild, run_graph_build

@@ -13,12 +13,12 @@ import click
 from packaging.utils import InvalidName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from ..core.bootstrap import write_failure_report
 from ..core.credentials import redact_text
 from ..core.errors import ConfigError
-from ..core.failures import write_failure_report
 from ..core.layout import OutputLayout
 from ..core.output_lock import hold_output
-from ..core.requirements import Constraints
+from ..core.resolve import Constraints
 from ..core.settings import Settings
 from .build_summary import BuildSummary
 from .errors import echo_run_errors, failure_line, verbose

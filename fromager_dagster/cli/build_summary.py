@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..core.failures import FailureRecord, classify
+from ..core.bootstrap import FailureRecord, classify
 from .run_events import RunErrors, RunOutcome, StepFailure
 
 

@@ -13,7 +13,7 @@ from packaging.utils import canonicalize_name
 
 from ..core.credentials import split_credentials, strip_credentials
 from ..core.graph import ROOT, DependencyGraph
-from ..core.index_url import ENV_VAR as INDEX_URL_VAR
+from ..core.index import ENV_VAR as INDEX_URL_VAR
 
 COLLECTIONS_FILE = "collections.yaml"
 

@@ -15,9 +15,8 @@ from typing import Any, NoReturn
 
 import click
 
-from ..core.bootstrap import BootstrapFailed
+from ..core.bootstrap import BootstrapFailed, FailureRecord
 from ..core.errors import FromagerDagsterError
-from ..core.failures import FailureRecord
 
 #: A disk that is full, read-only or refuses us: a fact about the machine, not a bug.
 _DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EIO})

@@ -8,15 +8,14 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from ..core.builder import take_prebuilt
+from ..core.bootstrap import FailureRecord
+from ..core.build import take_prebuilt
 from ..core.errors import FromagerDagsterError
-from ..core.failures import FailureRecord
 from ..core.graph import DependencyGraph
-from ..core.index import IndexClient
-from ..core.index_server import write_simple_tree
+from ..core.index import IndexClient, write_simple_tree
 from ..core.layout import OutputLayout
 from ..core.plugins import Plugins
-from ..core.prebuilt import download_prebuilt_wheel
+from ..core.repository import download_prebuilt_wheel
 from ..core.settings import Settings
 from ..defs.collections import Collection
 from ..defs.graph_state import publish_graph

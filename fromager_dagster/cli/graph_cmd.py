@@ -13,10 +13,28 @@ from typing import cast
 import click
 from packaging.utils import InvalidName, canonicalize_name
 
-from ..core import graph_tools
 from ..core.errors import ConfigError
-from ..core.graph import ROOT, DependencyGraph, ReqType, write_atomic
-from ..core.index_server import LocalIndexServer
+from ..core.graph import (
+    REQ_TYPES,
+    ROOT,
+    DependencyGraph,
+    Duplicate,
+    GraphStats,
+    ReqType,
+    WhyLink,
+    WhyReport,
+    duplicates,
+    find_graph_file,
+    graph_stats,
+    load_build_order,
+    load_graph,
+    select_nodes,
+    subset,
+    to_dot,
+    why,
+    write_atomic,
+)
+from ..core.index import LocalIndexServer
 from ..core.layout import OutputLayout
 from .options import output_dir_option
 
@@ -34,7 +52,7 @@ def _emit(text: str, output: Path | None) -> None:
 
 
 def _load(path: Path) -> DependencyGraph:
-    return graph_tools.load_graph(graph_tools.find_graph_file(path))
+    return load_graph(find_graph_file(path))
 
 
 _graph_file = click.argument("graph_file", metavar="GRAPH.json", type=click.Path(path_type=Path))
@@ -73,7 +91,7 @@ def to_dot_command(graph_file: Path, output: Path | None, install_only: bool) ->
     parallelograms. Edges: toplevel bold, install solid, build-system dashed blue,
     build-backend dashed green, build-sdist dotted grey; the tooltip gives the requirement.
     """
-    _emit(graph_tools.to_dot(_load(graph_file), install_only=install_only), output)
+    _emit(to_dot(_load(graph_file), install_only=install_only), output)
 
 
 @graph_group.command("why")
@@ -91,7 +109,7 @@ def to_dot_command(graph_file: Path, output: Path | None, install_only: bool) ->
     "--req-type",
     "--requirement-type",
     "req_types",
-    type=click.Choice(graph_tools.REQ_TYPES),
+    type=click.Choice(REQ_TYPES),
     multiple=True,
     help="Only edges of this type into PACKAGE (toplevel edges always show); repeatable.",
 )
@@ -108,13 +126,11 @@ def why_command(
     A parent whose chains were shown earlier is not repeated.
     """
     graph = _load(graph_file)
-    nodes = graph_tools.select_nodes(graph, package, versions, source=str(graph_file))
+    nodes = select_nodes(graph, package, versions, source=str(graph_file))
     types = cast(tuple[ReqType, ...], req_types)
     blocks = []
     for node in nodes:
-        report = graph_tools.why(
-            graph, node.key, depth=depth if depth > 0 else None, req_types=types
-        )
+        report = why(graph, node.key, depth=depth if depth > 0 else None, req_types=types)
         blocks.append("\n".join(render_why(report)))
     click.echo("\n\n".join(blocks))
 
@@ -123,11 +139,11 @@ def _with_constraint(key: str, constraint: str | None) -> str:
     return f"{key} (constraint: {constraint})" if constraint else key
 
 
-def render_why(report: graph_tools.WhyReport) -> list[str]:
+def render_why(report: WhyReport) -> list[str]:
     """fromager's wording: `* CHILD is a TYPE dependency of PARENT with req REQ`, indented."""
     lines = [_with_constraint(report.key, report.constraint)]
 
-    def walk(child: str, links: tuple[graph_tools.WhyLink, ...], indent: int) -> None:
+    def walk(child: str, links: tuple[WhyLink, ...], indent: int) -> None:
         pad = "  " * indent
         for link in links:
             for req_type, req in link.edges:
@@ -172,14 +188,14 @@ def to_constraints_command(graph_file: Path, output: Path | None) -> None:
 def explain_duplicates_command(graph_file: Path) -> None:
     """For each package present in several versions: who requires each version, with which
     specifier, and which version (if any) satisfies every requirement."""
-    found = graph_tools.duplicates(_load(graph_file))
+    found = duplicates(_load(graph_file))
     if not found:
         click.echo(f"no package has more than one version in {graph_file}")
         return
     click.echo("\n\n".join("\n".join(render_duplicate(d)) for d in found))
 
 
-def render_duplicate(dup: graph_tools.Duplicate) -> list[str]:
+def render_duplicate(dup: Duplicate) -> list[str]:
     lines = [dup.name]
     for entry in dup.versions:
         lines.append(f"  {_with_constraint(entry.version, entry.constraint)}")
@@ -218,8 +234,8 @@ def subset_command(
     whose toplevel edge points at PACKAGE, so the result can be built or queried on its own.
     """
     graph = _load(graph_file)
-    nodes = graph_tools.select_nodes(graph, package, versions, source=str(graph_file))
-    sub = graph_tools.subset(graph, [n.key for n in nodes], with_dependents=with_dependents)
+    nodes = select_nodes(graph, package, versions, source=str(graph_file))
+    sub = subset(graph, [n.key for n in nodes], with_dependents=with_dependents)
     _emit(json.dumps(sub.to_json(), indent=2) + "\n", output)
 
 
@@ -239,13 +255,13 @@ def stats_command(graph_file: Path, build_order: Path | None, as_json: bool) -> 
     GRAPH.json may be an output folder or its work-dir/; then build-order.json beside the graph
     is read too.
     """
-    path = graph_tools.find_graph_file(graph_file)
-    graph = graph_tools.load_graph(path)
+    path = find_graph_file(graph_file)
+    graph = load_graph(path)
     if build_order is None and graph_file.is_dir():
         beside = path.with_name("build-order.json")
         build_order = beside if beside.is_file() else None
-    order = graph_tools.load_build_order(build_order) if build_order else None
-    stats = graph_tools.graph_stats(graph, build_order=order, build_order_path=str(build_order))
+    order = load_build_order(build_order) if build_order else None
+    stats = graph_stats(graph, build_order=order, build_order_path=str(build_order))
     if as_json:
         click.echo(json.dumps({"graph": str(path), **stats.to_json()}, indent=2))
         return
@@ -253,7 +269,7 @@ def stats_command(graph_file: Path, build_order: Path | None, as_json: bool) -> 
         click.echo(f"{label + ':':<21}{value}")
 
 
-def render_stats(stats: graph_tools.GraphStats, path: Path) -> list[tuple[str, str]]:
+def render_stats(stats: GraphStats, path: Path) -> list[tuple[str, str]]:
     chain = stats.longest_build_chain
     rows = [
         ("graph", str(path)),

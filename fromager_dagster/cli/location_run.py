@@ -17,10 +17,10 @@ from typing import Any
 
 import dagster as dg
 
-from ..core.bootstrap_cache import WheelRepository
 from ..core.errors import ConfigError
 from ..core.graph import DependencyGraph
 from ..core.layout import OutputLayout
+from ..core.repository import WheelRepository
 from ..defs.collections import Collection, load_collections
 from ..defs.discovery import discover_job_name
 from ..defs.run_tags import CLI_TAG, COLLECTION_TAG

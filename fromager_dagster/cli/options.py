@@ -14,7 +14,7 @@ from typing import Any, TypeVar, cast
 
 import click
 
-from ..core.sandbox import SANDBOX_KINDS, Sandbox, resolve_sandbox
+from ..core.build import SANDBOX_KINDS, Sandbox, resolve_sandbox
 from ..core.settings import DEFAULT_VARIANT, Settings, default_paths, load_settings
 
 F = TypeVar("F", bound=Callable[..., Any])

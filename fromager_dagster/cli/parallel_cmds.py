@@ -10,14 +10,13 @@ from pathlib import Path
 import click
 from packaging.requirements import Requirement
 
-from ..core import builder
 from ..core.credentials import redact_url
 from ..core.errors import ConfigError, FromagerDagsterError
 from ..core.graph import DependencyGraph, write_atomic
-from ..core.index import IndexClient
-from ..core.index_url import resolve_index_url
+from ..core.index import IndexClient, resolve_index_url
 from ..core.layout import OutputLayout
-from ..core.requirements import toplevel_requirements
+from ..core.repository import find_source
+from ..core.resolve import toplevel_requirements
 from .bootstrap_run import run_bootstrap
 from .build_context import BuildContext, default_workers, finish, workers_option
 from .collection_file import (
@@ -39,7 +38,7 @@ def check_sources(graph: DependencyGraph, layout: OutputLayout, source: Path) ->
         if not key or node.pre_built:
             continue
         try:
-            builder.find_source(layout, node.canonicalized_name, node.version, node.download_url)
+            find_source(layout, node.canonicalized_name, node.version, node.download_url)
         except FromagerDagsterError:
             missing.append(key)
     if missing:

@@ -83,8 +83,7 @@ def verify_command(
     """
     import os
 
-    from fromager_dagster.core.signing import load_public_key
-    from fromager_dagster.core.verify import verify_output
+    from fromager_dagster.core.provenance import load_public_key, verify_output
 
     layout = OutputLayout(output_dir)
     if not layout.wheels_downloads.is_dir():
@@ -120,7 +119,7 @@ def _rebuild(
     """Rebuild the wheels ``wanted`` names and compare: one line per wheel that differs."""
     from packaging.utils import canonicalize_name
 
-    from fromager_dagster.core.reproducibility import rebuild_and_compare
+    from fromager_dagster.core.provenance import rebuild_and_compare
 
     graph_file = layout.work_dir / "graph.json"
     if not graph_file.is_file():
@@ -163,7 +162,7 @@ def _rebuild(
 def sbom_command(output_dir: Path, collection: str | None, variant: str) -> None:
     """Write the CycloneDX 1.6 SBOM of OUTPUT_DIR's collection (work-dir/graph.json) to
     wheels-repo/sboms/<collection>.cdx.json and print its path."""
-    from fromager_dagster.core.collection_sbom import write_collection_sbom
+    from fromager_dagster.core.provenance import write_collection_sbom
 
     layout = OutputLayout(output_dir)
     graph_file = layout.work_dir / "graph.json"

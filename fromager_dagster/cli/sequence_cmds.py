@@ -9,8 +9,7 @@ import click
 
 from ..core.credentials import redact_url
 from ..core.errors import ConfigError
-from ..core.index import IndexClient
-from ..core.index_url import resolve_index_url
+from ..core.index import IndexClient, resolve_index_url
 from .build_context import BuildContext, finish, pin
 from .options import INDEX_URL, TEST_MODE, OutputOptions, output_options
 from .sequence_run import SequenceBuild, SequenceEntry, run_sequence

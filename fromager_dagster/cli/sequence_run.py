@@ -14,16 +14,14 @@ from typing import Any
 
 import dagster as dg
 
-from ..core.builder import build_package, take_prebuilt
-from ..core.built import record_built_wheel, trusted_wheel
+from ..core.bootstrap import FailureRecord
+from ..core.build import build_package, take_prebuilt
 from ..core.errors import FromagerDagsterError
-from ..core.failures import FailureRecord
-from ..core.index import IndexClient
-from ..core.index_server import write_simple_tree
+from ..core.index import IndexClient, write_simple_tree
 from ..core.layout import OutputLayout
-from ..core.prebuilt import download_prebuilt_wheel
 from ..core.provenance import RunInfo
-from ..core.requirements import Constraints
+from ..core.repository import download_prebuilt_wheel, record_built_wheel, trusted_wheel
+from ..core.resolve import Constraints
 from ..core.settings import Settings
 from ..defs.run_tags import CLI_TAG
 from ..defs.wheels import wheel_key

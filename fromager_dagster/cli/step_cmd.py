@@ -8,9 +8,18 @@ from pathlib import Path
 
 import click
 
-from ..core import build_steps, builder
-from ..core.index import IndexClient
-from ..core.index_url import resolve_index_url
+from ..core.build import (
+    BuildSettings,
+    build_env,
+    build_sdist,
+    build_wheel,
+    download_source,
+    prepare_build,
+    prepare_downloaded,
+    prepared_source,
+    source_epoch,
+)
+from ..core.index import IndexClient, resolve_index_url
 from ..core.provenance import RunInfo
 from .build_context import BuildContext, pin
 from .options import OutputOptions, output_options
@@ -38,11 +47,11 @@ def _step(
     click.echo(str(action(context, name, version)))
 
 
-def _build_settings(context: BuildContext, name: str, version: str) -> builder.BuildSettings:
+def _build_settings(context: BuildContext, name: str, version: str) -> BuildSettings:
     """The package's build settings, ``SOURCE_DATE_EPOCH`` taken from the downloaded source
     as a bootstrap takes it."""
-    epoch = build_steps.source_epoch(context.layout, name, version)
-    return builder.BuildSettings.of(context.settings, name, version, source_date_epoch=epoch)
+    epoch = source_epoch(context.layout, name, version)
+    return BuildSettings.of(context.settings, name, version, source_date_epoch=epoch)
 
 
 @step_group.command("download-source-archive")
@@ -58,7 +67,7 @@ def step_download(
 
     def action(context: BuildContext, name: str, version: str) -> Path:
         index = IndexClient(resolve_index_url(index_url))
-        return builder.download_source(
+        return download_source(
             index,
             name,
             version,
@@ -81,9 +90,7 @@ def step_prepare_source(
     """Unpack the downloaded sdist and apply the package's patches; print the source tree."""
 
     def action(context: BuildContext, name: str, version: str) -> Path:
-        return builder.prepare_downloaded(
-            context.layout, name, version, settings=context.settings
-        ).root
+        return prepare_downloaded(context.layout, name, version, settings=context.settings).root
 
     _step(ctx, output, dist_name, dist_version, action)
 
@@ -109,8 +116,8 @@ def step_prepare_build(
     """Create the build environment: build-system requirements, then the backend's."""
 
     def action(context: BuildContext, name: str, version: str) -> Path:
-        prepared = builder.prepared_source(context.layout, name, version, settings=context.settings)
-        env = builder.prepare_build(
+        prepared = prepared_source(context.layout, name, version, settings=context.settings)
+        env = prepare_build(
             context.layout,
             name,
             version,
@@ -135,9 +142,9 @@ def step_build_sdist(
     """Re-pack the prepared source as a reproducible sdist in sdists-repo/builds."""
 
     def action(context: BuildContext, name: str, version: str) -> Path:
-        prepared = builder.prepared_source(context.layout, name, version, settings=context.settings)
-        epoch = build_steps.source_epoch(context.layout, name, version)
-        return builder.build_sdist(context.layout, name, version, prepared, source_date_epoch=epoch)
+        prepared = prepared_source(context.layout, name, version, settings=context.settings)
+        epoch = source_epoch(context.layout, name, version)
+        return build_sdist(context.layout, name, version, prepared, source_date_epoch=epoch)
 
     _step(ctx, output, dist_name, dist_version, action)
 
@@ -155,9 +162,9 @@ def step_build_wheel(
     $FROMAGER_DAGSTER_SIGNING_KEY names a key), as a bootstrap writes them."""
 
     def action(context: BuildContext, name: str, version: str) -> Path:
-        prepared = builder.prepared_source(context.layout, name, version, settings=context.settings)
-        env = builder.build_env(context.layout, name, version)
-        return builder.build_wheel(
+        prepared = prepared_source(context.layout, name, version, settings=context.settings)
+        env = build_env(context.layout, name, version)
+        return build_wheel(
             context.layout,
             name,
             version,

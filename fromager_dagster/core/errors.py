@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .credentials import redact_text
+from fromager_dagster.core.credentials import redact_text
 
 
 class FromagerDagsterError(Exception):

@@ -19,7 +19,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from .credentials import HostCredentials, split_credentials
+from fromager_dagster.core.credentials import HostCredentials, split_credentials
 
 __all__ = [
     "ENV_RETRIES",

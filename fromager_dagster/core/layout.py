@@ -34,7 +34,7 @@ class OutputLayout:
 
     @property
     def provenance_dir(self) -> Path:
-        """One in-toto provenance file per built wheel (core/provenance.py)."""
+        """One in-toto provenance file per built wheel (core/provenance/statement.py)."""
         return self.root / "wheels-repo" / "provenance"
 
     @property

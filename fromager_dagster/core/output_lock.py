@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import ConfigError
+from fromager_dagster.core.errors import ConfigError
 
 __all__ = [
     "LOCK_FILE",

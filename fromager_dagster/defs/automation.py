@@ -14,9 +14,8 @@ from packaging.version import InvalidVersion, Version
 
 from fromager_dagster.core.errors import FromagerDagsterError
 from fromager_dagster.core.graph import DependencyGraph
-from fromager_dagster.core.index import IndexClient
-from fromager_dagster.core.index_url import resolve_index_url
-from fromager_dagster.core.requirements import Constraints
+from fromager_dagster.core.index import IndexClient, resolve_index_url
+from fromager_dagster.core.resolve import Constraints
 
 from .collections import Collection
 from .discovery import AssetJob, discover_job_name, discovery_run_config

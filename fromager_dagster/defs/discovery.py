@@ -13,17 +13,16 @@ from fromager_dagster.core.bootstrap import (
     BootstrapFailed,
     BootstrapOptions,
     BootstrapResult,
+    FailureRecord,
     bootstrap,
 )
 from fromager_dagster.core.errors import FromagerDagsterError
-from fromager_dagster.core.failures import FailureRecord
 from fromager_dagster.core.graph import DependencyGraph
-from fromager_dagster.core.index import IndexClient
-from fromager_dagster.core.index_url import resolve_index_url
+from fromager_dagster.core.index import IndexClient, resolve_index_url
 from fromager_dagster.core.layout import OutputLayout
 from fromager_dagster.core.output_lock import hold_output_for_run
 from fromager_dagster.core.provenance import RunInfo
-from fromager_dagster.core.requirements import Constraints, toplevel_requirements
+from fromager_dagster.core.resolve import Constraints, toplevel_requirements
 
 from .collections import Collection
 from .executor import max_concurrent

@@ -11,8 +11,7 @@ from typing import Any
 
 import dagster as dg
 
-from fromager_dagster.core.graph import ROOT, DependencyGraph
-from fromager_dagster.core.graph_tools import graph_changes
+from fromager_dagster.core.graph import ROOT, DependencyGraph, graph_changes
 
 from .keys import wheel_key
 

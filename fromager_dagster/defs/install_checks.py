@@ -4,7 +4,7 @@ Each wheel asset has a check ``installs_and_imports``; all of a collection's che
 multi-asset check (one op), so they run once every wheel of the run is in the repository
 (a wheel's install dependencies are not prerequisites of its build, so its own step is too
 early) and share one environment. The engine does the work
-(:func:`fromager_dagster.core.install_check.check_installs`).
+(:func:`fromager_dagster.core.repository.install_check.check_installs`).
 """
 
 import re
@@ -14,8 +14,8 @@ from typing import Any
 import dagster as dg
 
 from fromager_dagster.core.graph import DependencyGraph
-from fromager_dagster.core.install_check import check_installs
 from fromager_dagster.core.layout import OutputLayout
+from fromager_dagster.core.repository import check_installs
 
 from .build_log import log_tail_markdown
 from .collections import Collection

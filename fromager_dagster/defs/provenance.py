@@ -1,7 +1,6 @@
 """Provenance in the Dagster layer: each built wheel's statement, the collection's SBOM asset
 and its ``provenance_verified`` check. The engine does the work
-(:mod:`fromager_dagster.core.provenance`, :mod:`~fromager_dagster.core.collection_sbom`,
-:mod:`~fromager_dagster.core.verify`)."""
+(:mod:`fromager_dagster.core.provenance`: its statement, collection SBOM and verify modules)."""
 
 from __future__ import annotations
 
@@ -11,14 +10,18 @@ from typing import Any
 
 import dagster as dg
 
-from fromager_dagster.core.built import BuiltWheel
-from fromager_dagster.core.collection_sbom import write_collection_sbom
 from fromager_dagster.core.graph import DependencyGraph
 from fromager_dagster.core.layout import OutputLayout
-from fromager_dagster.core.provenance import RunInfo, provenance_of
-from fromager_dagster.core.reproducibility import read_record
-from fromager_dagster.core.signing import SIGNING_KEY_ENV, load_public_key
-from fromager_dagster.core.verify import verify_output
+from fromager_dagster.core.provenance import (
+    SIGNING_KEY_ENV,
+    RunInfo,
+    load_public_key,
+    provenance_of,
+    read_record,
+    verify_output,
+    write_collection_sbom,
+)
+from fromager_dagster.core.repository import BuiltWheel
 
 from .collections import Collection
 from .keys import wheels_group

@@ -9,7 +9,7 @@ members that differ. When off, the check yields no result: Dagster shows it skip
 
 All of a collection's checks are one multi-asset check (one op, after the run's wheels), as
 the install check is; the rebuilds run one after another in it. The engine does the work
-(:func:`fromager_dagster.core.reproducibility.rebuild_and_compare`), and records each result
+(:func:`~fromager_dagster.core.provenance.rebuild_and_compare`), and records each result
 beside the wheel's provenance, where the wheel's asset and ``verify --rebuild`` find it.
 """
 
@@ -23,7 +23,7 @@ import dagster as dg
 from fromager_dagster.core.errors import FromagerDagsterError
 from fromager_dagster.core.graph import DependencyGraph
 from fromager_dagster.core.layout import OutputLayout
-from fromager_dagster.core.reproducibility import rebuild_and_compare, record_path, recorded
+from fromager_dagster.core.provenance import rebuild_and_compare, record_path, recorded
 
 from .collections import Collection
 from .resources import FromagerResource

@@ -5,8 +5,7 @@ from __future__ import annotations
 import dagster as dg
 from pydantic import Field
 
-from fromager_dagster.core.build_workers import BuildWorkers
-from fromager_dagster.core.sandbox import Sandbox, resolve_sandbox
+from fromager_dagster.core.build import BuildWorkers, Sandbox, resolve_sandbox
 
 
 class FromagerResource(dg.ConfigurableResource):  # type: ignore[type-arg]

@@ -27,7 +27,7 @@ from dagster._core.execution.api import execute_run
 from dagster._core.remote_origin import RemoteJobOrigin, RemoteRepositoryOrigin
 from dagster._core.workspace.load import location_origin_from_module_name
 
-from fromager_dagster.core.sandbox import Sandbox
+from fromager_dagster.core.build import Sandbox
 
 __all__ = [
     "IMPLICIT_ASSET_JOB_NAME",

@@ -1,7 +1,7 @@
 """Which wheel assets need a step: "materialize changed and missing" for the collection.
 
 A wheel asset is up to date when the engine would reuse its wheel (the build record's
-inputs all still hold: :func:`fromager_dagster.core.bootstrap_cache.reusable_build`) and the
+inputs all still hold: :func:`fromager_dagster.core.repository.records.reusable_build`) and the
 instance's latest materialization of it has the same code version and the same wheel
 (sha256). Everything else, missing, changed or never recorded in this instance, needs a step.
 The command line, the rebuild sensor and the schedule's rebuild all select with this.
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import dagster as dg
 
-from fromager_dagster.core.bootstrap_cache import WheelRepository
 from fromager_dagster.core.graph import DependencyGraph
 from fromager_dagster.core.layout import OutputLayout
+from fromager_dagster.core.repository import WheelRepository
 
 from .collections import Collection
 from .wheels import built_nodes, code_version, node_asset_key, reusable_wheel

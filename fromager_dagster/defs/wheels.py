@@ -16,10 +16,7 @@ import dagster as dg
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion
 
-from fromager_dagster.core.bootstrap_cache import WheelRepository, reusable_build, write_record
-from fromager_dagster.core.build_workers import BuildWorkers
-from fromager_dagster.core.buildenv import session_cache
-from fromager_dagster.core.builder import BuiltWheel, find_source
+from fromager_dagster.core.build import BuildWorkers, BuiltWheel, find_source, session_cache
 from fromager_dagster.core.errors import (
     BuildError,
     FromagerDagsterError,
@@ -32,10 +29,10 @@ from fromager_dagster.core.graph import BUILD_TYPES, ROOT, DependencyGraph
 from fromager_dagster.core.layout import OutputLayout
 from fromager_dagster.core.output_lock import hold_output_for_run
 from fromager_dagster.core.plugins import Plugins
-from fromager_dagster.core.prepare import build_fingerprint
 from fromager_dagster.core.provenance import RunInfo
+from fromager_dagster.core.repository import WheelRepository, reusable_build, write_record
 from fromager_dagster.core.settings import Settings
-from fromager_dagster.core.sources import file_sha256
+from fromager_dagster.core.sources import build_fingerprint, file_sha256
 
 from .build_log import log_tail_markdown, show_build_log
 from .collections import Collection
@@ -420,7 +417,7 @@ def reusable_wheel(
     repository: WheelRepository | None = None,
 ) -> BuiltWheel | None:
     """The wheel an earlier build (discovery's, or this asset's) made from the same inputs:
-    the engine's rule (:func:`~fromager_dagster.core.bootstrap_cache.reusable_build`) with
+    the engine's rule (:func:`~fromager_dagster.core.repository.records.reusable_build`) with
     the graph's build requirements."""
     node = graph.nodes[key]
     name, version = node.canonicalized_name, node.version

@@ -13,7 +13,7 @@ import dagster as dg
 from click.testing import CliRunner
 
 from fromager_dagster.cli.main import cli
-from fromager_dagster.core.index_server import LocalIndexServer
+from fromager_dagster.core.index.server import LocalIndexServer
 from tests.fixtures.packages import FixturePackage, make_index, make_wheel
 
 # fx-app builds with fx-lib (whose install closure brings fx-dep); fx-lib builds with fx-tool.

@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from fromager_dagster.core.index_server import LocalIndexServer
+from fromager_dagster.core.index.server import LocalIndexServer
 from tests.fixtures.packages import FixturePackage, make_index, make_wheel
 
 # fx-app builds with fx-lib (whose install closure brings fx-dep); fx-lib builds with fx-tool.

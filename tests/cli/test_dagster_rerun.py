@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from fromager_dagster.core.index_server import LocalIndexServer
+from fromager_dagster.core.index.server import LocalIndexServer
 from tests.cli.test_dagster_bootstrap import _cli
 from tests.fixtures.packages import FixturePackage, make_index
 

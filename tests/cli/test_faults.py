@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from fromager_dagster.core.index_server import LocalIndexServer
+from fromager_dagster.core.index.server import LocalIndexServer
 from tests.fixtures.faults import FaultyProxy, first_n, flaky
 from tests.fixtures.packages import FixturePackage, make_index
 

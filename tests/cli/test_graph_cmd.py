@@ -15,7 +15,7 @@ import requests
 from click.testing import CliRunner, Result
 
 from fromager_dagster.cli.main import cli
-from fromager_dagster.core.graph import ROOT, DependencyGraph
+from fromager_dagster.core.graph.model import ROOT, DependencyGraph
 
 GOLDEN = Path(__file__).resolve().parents[2].parent / "shared" / "golden"
 STEVEDORE = GOLDEN / "stevedore" / "graph.json"

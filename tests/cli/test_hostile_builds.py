@@ -33,8 +33,8 @@ from typing import Any
 
 import pytest
 
-from fromager_dagster.core.index_server import LocalIndexServer
-from fromager_dagster.core.sandbox import bwrap_problem
+from fromager_dagster.core.build.sandbox import bwrap_problem
+from fromager_dagster.core.index.server import LocalIndexServer
 from tests.fixtures.hostile import hostile_package, make_hostile_sdist
 from tests.fixtures.packages import FixturePackage, make_sdist
 
@@ -365,9 +365,7 @@ def test_attempt_fails(campaigns: dict[str, Any], mode: str, attempt: str) -> No
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_run_reports_each_refusal_and_builds_the_rest(
-    campaigns: dict[str, Any], mode: str
-) -> None:
+def test_run_reports_each_refusal_and_builds_the_rest(campaigns: dict[str, Any], mode: str) -> None:
     run = json.loads(campaigns[mode]["_run"]["evidence"])
     assert run["returncode"] == 1, run
     assert "hooks sandboxed (bwrap)" in run["header"], run["header"]

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from fromager_dagster.cli.main import cli
-from fromager_dagster.core.index_server import LocalIndexServer
+from fromager_dagster.core.index.server import LocalIndexServer
 from tests.fixtures.packages import FixturePackage, make_index
 
 

@@ -22,7 +22,7 @@ from in_toto_attestation.predicates.provenance.v1 import provenance_pb2
 from in_toto_attestation.v1 import statement_pb2
 from in_toto_attestation.v1.statement import Statement
 
-from fromager_dagster.core.index_server import LocalIndexServer
+from fromager_dagster.core.index.server import LocalIndexServer
 from tests.fixtures.packages import FixturePackage, make_index
 
 C_SOURCE = r"""#include <Python.h>
@@ -403,7 +403,7 @@ def test_verify_rebuild_names_the_files_of_a_wheel_that_is_not_reproducible(
     """fx-nd writes its build environment's path into the wheel: a rebuild in a scratch
     folder differs, and `verify --rebuild` says so naming that file, records the reason beside
     the provenance, and the wheel's asset metadata shows it; fx-tool rebuilds identically."""
-    from fromager_dagster.core.builder import BuiltWheel
+    from fromager_dagster.core.build.builder import BuiltWheel
     from fromager_dagster.core.layout import OutputLayout
     from fromager_dagster.defs.provenance import provenance_metadata
 

@@ -20,7 +20,7 @@ from in_toto_attestation.predicates.provenance.v1 import provenance_pb2
 from in_toto_attestation.v1 import statement_pb2
 from in_toto_attestation.v1.statement import Statement
 
-from fromager_dagster.core.index_server import LocalIndexServer
+from fromager_dagster.core.index.server import LocalIndexServer
 from tests.fixtures.packages import FixturePackage, make_index
 
 MTIME = 1700000000  # fx-lib's sdist members; its PKG-INFO one second later

@@ -12,17 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from fromager_dagster.core.bootstrap import BootstrapFailed, BootstrapOptions, bootstrap
+from fromager_dagster.core.bootstrap.run import BootstrapFailed, BootstrapOptions, bootstrap
+from fromager_dagster.core.build.isolation import isolation_problem
 from fromager_dagster.core.errors import (
     BuildCycleError,
     HashMismatchError,
     ResolutionError,
     UnsafeArchiveError,
 )
-from fromager_dagster.core.index import IndexClient
-from fromager_dagster.core.isolation import isolation_problem
+from fromager_dagster.core.index.client import IndexClient
 from fromager_dagster.core.layout import OutputLayout
-from fromager_dagster.core.requirements import Constraints, parse_requirement
+from fromager_dagster.core.resolve.requirements import Constraints, parse_requirement
 from tests.fixtures.packages import FixturePackage, Upstream
 
 

@@ -6,8 +6,8 @@ import os
 import time
 from pathlib import Path
 
-from fromager_dagster.core.bootstrap_cache import WheelRepository
 from fromager_dagster.core.layout import OutputLayout
+from fromager_dagster.core.repository.records import WheelRepository
 
 
 def _old(path: Path) -> None:

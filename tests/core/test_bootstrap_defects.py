@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fromager_dagster.core.bootstrap import BootstrapFailed
+from fromager_dagster.core.bootstrap.run import BootstrapFailed
 from fromager_dagster.core.errors import IndexAccessError, ResolutionError
 from tests.core.test_bootstrap import run
 from tests.fixtures.packages import FixturePackage, Upstream, make_sdist_with_metadata_hook

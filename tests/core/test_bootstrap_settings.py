@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from fromager_dagster.core.bootstrap import BootstrapFailed, BootstrapOptions, bootstrap
-from fromager_dagster.core.builder import take_prebuilt
+from fromager_dagster.core.bootstrap.run import BootstrapFailed, BootstrapOptions, bootstrap
+from fromager_dagster.core.build.builder import take_prebuilt
 from fromager_dagster.core.errors import PatchError, ResolutionError
-from fromager_dagster.core.index import IndexClient
-from fromager_dagster.core.index_server import LocalIndexServer
+from fromager_dagster.core.index.client import IndexClient
+from fromager_dagster.core.index.server import LocalIndexServer
 from fromager_dagster.core.layout import OutputLayout
-from fromager_dagster.core.requirements import Constraints, parse_requirement
-from fromager_dagster.core.settings import default_paths, load_settings
+from fromager_dagster.core.resolve.requirements import Constraints, parse_requirement
+from fromager_dagster.core.settings.overrides import default_paths, load_settings
 from tests.fixtures.packages import FixturePackage, Upstream, make_wheel
 
 ADD_FILE_PATCH = """\

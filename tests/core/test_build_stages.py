@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fromager_dagster.core import builder
-from fromager_dagster.core.bootstrap import BootstrapOptions, bootstrap
-from fromager_dagster.core.graph import DependencyGraph
-from fromager_dagster.core.index import IndexClient
-from fromager_dagster.core.index_server import LocalIndexServer
+from fromager_dagster.core.bootstrap.run import BootstrapOptions, bootstrap
+from fromager_dagster.core.build import builder
+from fromager_dagster.core.graph.model import DependencyGraph
+from fromager_dagster.core.index.client import IndexClient
+from fromager_dagster.core.index.server import LocalIndexServer
 from fromager_dagster.core.layout import OutputLayout
-from fromager_dagster.core.requirements import Constraints, toplevel_requirements
+from fromager_dagster.core.resolve.requirements import Constraints, toplevel_requirements
 from tests.fixtures.packages import FixturePackage, make_index
 
 PACKAGES = [

@@ -10,16 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from fromager_dagster.core import builder
-from fromager_dagster.core.bootstrap import BootstrapOptions, bootstrap
+from fromager_dagster.core.bootstrap.run import BootstrapOptions, bootstrap
+from fromager_dagster.core.build import builder
 from fromager_dagster.core.errors import BuildError, ResolutionError, SourceError
-from fromager_dagster.core.graph import DependencyGraph
-from fromager_dagster.core.index import IndexClient
-from fromager_dagster.core.index_server import LocalIndexServer
+from fromager_dagster.core.graph.model import DependencyGraph
+from fromager_dagster.core.index.client import IndexClient
+from fromager_dagster.core.index.server import LocalIndexServer
 from fromager_dagster.core.layout import OutputLayout
-from fromager_dagster.core.requirements import Constraints, toplevel_requirements
-from fromager_dagster.core.settings import load_settings
-from fromager_dagster.core.sources import sha256_file
+from fromager_dagster.core.resolve.requirements import Constraints, toplevel_requirements
+from fromager_dagster.core.settings.overrides import load_settings
+from fromager_dagster.core.sources.archives import sha256_file
 from tests.fixtures.packages import FixturePackage, make_index, make_sdist, make_wheel
 
 TOOL = FixturePackage("fx-tool")

@@ -8,19 +8,19 @@ import pickle
 import re
 from pathlib import Path
 
+from fromager_dagster.core.bootstrap.failures import (
+    DEPENDENCY_EXTRACTION_STEP,
+    FailureRecord,
+    classify,
+    failure_report_path,
+    write_failure_report,
+)
 from fromager_dagster.core.errors import (
     BuildError,
     ConfigError,
     IndexAccessError,
     ResolutionError,
     SourceError,
-)
-from fromager_dagster.core.failures import (
-    DEPENDENCY_EXTRACTION_STEP,
-    FailureRecord,
-    classify,
-    failure_report_path,
-    write_failure_report,
 )
 
 FIELDS = ["package", "version", "exception_type", "exception_message", "failure_type"]

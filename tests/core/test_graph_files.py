@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fromager_dagster.core.graph import DependencyGraph
+from fromager_dagster.core.graph.model import DependencyGraph
 
 GOLDEN = Path(__file__).resolve().parents[2].parent / "shared" / "golden"
 

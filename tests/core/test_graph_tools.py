@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from fromager_dagster.core import graph_tools as gt
 from fromager_dagster.core.errors import ConfigError
-from fromager_dagster.core.graph import ROOT, DependencyGraph
+from fromager_dagster.core.graph import queries as gt
+from fromager_dagster.core.graph.model import ROOT, DependencyGraph
 
 GOLDEN = Path(__file__).resolve().parents[2].parent / "shared" / "golden"
 STEVEDORE = GOLDEN / "stevedore" / "graph.json"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from fromager_dagster.core.build.hooks import read_build_system
 from fromager_dagster.core.errors import ConfigError
-from fromager_dagster.core.hooks import read_build_system
 
 
 def _tree(tmp_path: Path, table: str) -> Path:

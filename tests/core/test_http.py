@@ -19,10 +19,10 @@ from fromager_dagster.core.credentials import (
 )
 from fromager_dagster.core.errors import ConfigError, IndexAccessError, SourceError
 from fromager_dagster.core.http import make_session
-from fromager_dagster.core.index import IndexClient
-from fromager_dagster.core.index_server import LocalIndexServer
-from fromager_dagster.core.requirements import Constraints
-from fromager_dagster.core.sources import download
+from fromager_dagster.core.index.client import IndexClient
+from fromager_dagster.core.index.server import LocalIndexServer
+from fromager_dagster.core.resolve.requirements import Constraints
+from fromager_dagster.core.sources.archives import download
 from tests.fixtures.faults import FaultyProxy, first_n
 from tests.fixtures.packages import FixturePackage, make_index
 

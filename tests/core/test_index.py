@@ -17,7 +17,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from fromager_dagster.core.errors import IndexAccessError
-from fromager_dagster.core.index import (
+from fromager_dagster.core.index.client import (
     DistFile,
     IndexClient,
     best_wheel,
@@ -25,7 +25,7 @@ from fromager_dagster.core.index import (
     parse_dist_filename,
     wheel_tag_rank,
 )
-from fromager_dagster.core.index_server import LocalIndexServer
+from fromager_dagster.core.index.server import LocalIndexServer
 
 if TYPE_CHECKING:
     from conftest import DistFactory

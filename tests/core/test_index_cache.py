@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from fromager_dagster.core.errors import IndexAccessError
-from fromager_dagster.core.index import IndexClient
-from fromager_dagster.core.index_cache import PageCache
+from fromager_dagster.core.index.client import IndexClient
+from fromager_dagster.core.index.page_cache import PageCache
 
 JSON = "application/vnd.pypi.simple.v1+json"
 

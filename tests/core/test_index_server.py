@@ -15,7 +15,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 import pytest
 import requests
 
-from fromager_dagster.core.index_server import LocalIndexServer, write_simple_tree
+from fromager_dagster.core.index.server import LocalIndexServer, write_simple_tree
 
 if TYPE_CHECKING:
     from conftest import DistFactory

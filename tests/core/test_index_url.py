@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from fromager_dagster.core import index_url
 from fromager_dagster.core.errors import ConfigError
-from fromager_dagster.core.index_url import resolve_index_url
+from fromager_dagster.core.index import url as index_url
+from fromager_dagster.core.index.url import resolve_index_url
 
 
 def pip_default() -> str:

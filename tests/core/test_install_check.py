@@ -5,8 +5,8 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from fromager_dagster.core.install_check import check_installs, installer_reason
 from fromager_dagster.core.layout import OutputLayout
+from fromager_dagster.core.repository.install_check import check_installs, installer_reason
 from tests.fixtures.packages import FixturePackage, make_wheel
 
 

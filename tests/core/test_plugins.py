@@ -18,7 +18,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from fromager_dagster.core import wheels
+from fromager_dagster.core.build import wheels
 from fromager_dagster.core.errors import (
     BuildError,
     ConfigError,
@@ -26,8 +26,8 @@ from fromager_dagster.core.errors import (
     ResolutionError,
     SourceError,
 )
-from fromager_dagster.core.index import IndexClient
-from fromager_dagster.core.index_server import LocalIndexServer
+from fromager_dagster.core.index.client import IndexClient
+from fromager_dagster.core.index.server import LocalIndexServer
 from fromager_dagster.core.plugins import (
     HOOKS_GROUP,
     OVERRIDES_GROUP,
@@ -37,14 +37,14 @@ from fromager_dagster.core.plugins import (
     add_extra_metadata,
 )
 from fromager_dagster.core.plugins import steps as plugin_steps
-from fromager_dagster.core.prepare import (
+from fromager_dagster.core.resolve.requirements import Constraints
+from fromager_dagster.core.resolve.resolver import Resolver
+from fromager_dagster.core.settings.overrides import Settings, load_settings
+from fromager_dagster.core.sources.prepare import (
     build_fingerprint,
     prepare_source,
     prepared_build_system,
 )
-from fromager_dagster.core.requirements import Constraints
-from fromager_dagster.core.resolver import Resolver
-from fromager_dagster.core.settings import Settings, load_settings
 from tests.core.conftest import DistFactory
 from tests.fixtures.packages import FixturePackage, make_index, make_sdist, sdist_members
 

@@ -21,12 +21,12 @@ from fromager_dagster_plugin_example import fixture_wired as plugin
 from fromager_dagster_plugin_example import hooks
 from packaging.version import Version
 
-from fromager_dagster.core import builder
-from fromager_dagster.core.bootstrap import BootstrapOptions, BootstrapResult, bootstrap
+from fromager_dagster.core.bootstrap.run import BootstrapOptions, BootstrapResult, bootstrap
+from fromager_dagster.core.build import builder
 from fromager_dagster.core.errors import ResolutionError
-from fromager_dagster.core.graph import DependencyGraph
-from fromager_dagster.core.index import IndexClient
-from fromager_dagster.core.index_server import LocalIndexServer
+from fromager_dagster.core.graph.model import DependencyGraph
+from fromager_dagster.core.index.client import IndexClient
+from fromager_dagster.core.index.server import LocalIndexServer
 from fromager_dagster.core.layout import OutputLayout
 from fromager_dagster.core.plugins import (
     HOOKS_GROUP,
@@ -34,9 +34,9 @@ from fromager_dagster.core.plugins import (
     PLUGIN_METADATA_FILE,
     Plugins,
 )
-from fromager_dagster.core.requirements import Constraints, parse_requirement
-from fromager_dagster.core.settings import Settings, default_paths, load_settings
-from fromager_dagster.core.sources import sha256_file
+from fromager_dagster.core.resolve.requirements import Constraints, parse_requirement
+from fromager_dagster.core.settings.overrides import Settings, default_paths, load_settings
+from fromager_dagster.core.sources.archives import sha256_file
 from tests.fixtures.packages import FixturePackage, Upstream, make_wheel
 
 WIRED = FixturePackage("fixture-wired", backend_requires=("fixture-wired-helper",))

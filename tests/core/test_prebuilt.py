@@ -7,16 +7,16 @@ from pathlib import Path
 import pytest
 from packaging.tags import sys_tags
 
-from fromager_dagster.core.bootstrap import BootstrapOptions, bootstrap
+from fromager_dagster.core.bootstrap.run import BootstrapOptions, bootstrap
 from fromager_dagster.core.errors import HashMismatchError, SourceError
-from fromager_dagster.core.index import IndexClient
-from fromager_dagster.core.index_server import LocalIndexServer
-from fromager_dagster.core.index_url import resolve_index_url
+from fromager_dagster.core.index.client import IndexClient
+from fromager_dagster.core.index.server import LocalIndexServer
+from fromager_dagster.core.index.url import resolve_index_url
 from fromager_dagster.core.layout import OutputLayout
-from fromager_dagster.core.prebuilt import download_prebuilt_wheel, fetch_prebuilt_wheel
-from fromager_dagster.core.requirements import Constraints, parse_requirement
-from fromager_dagster.core.settings import load_settings
-from fromager_dagster.core.sources import sha256_file
+from fromager_dagster.core.repository.prebuilt import download_prebuilt_wheel, fetch_prebuilt_wheel
+from fromager_dagster.core.resolve.requirements import Constraints, parse_requirement
+from fromager_dagster.core.settings.overrides import load_settings
+from fromager_dagster.core.sources.archives import sha256_file
 from tests.core.conftest import DistFactory
 from tests.fixtures.packages import FixturePackage, Upstream, make_wheel
 

@@ -1,5 +1,5 @@
 """A wheel's build adopts the tree and environment an sdist-only discovery left, only while
-every input still holds (core/prepared_build.py)."""
+every input still holds (core/build/adoption.py)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import hashlib
 import shutil
 from pathlib import Path
 
-from fromager_dagster.core import builder
-from fromager_dagster.core.bootstrap import BootstrapOptions, bootstrap
-from fromager_dagster.core.graph import DependencyGraph
-from fromager_dagster.core.index import IndexClient
-from fromager_dagster.core.index_server import LocalIndexServer
+from fromager_dagster.core.bootstrap.run import BootstrapOptions, bootstrap
+from fromager_dagster.core.build import builder
+from fromager_dagster.core.graph.model import DependencyGraph
+from fromager_dagster.core.index.client import IndexClient
+from fromager_dagster.core.index.server import LocalIndexServer
 from fromager_dagster.core.layout import OutputLayout
-from fromager_dagster.core.requirements import Constraints, toplevel_requirements
-from fromager_dagster.core.settings import load_settings
+from fromager_dagster.core.resolve.requirements import Constraints, toplevel_requirements
+from fromager_dagster.core.settings.overrides import load_settings
 from tests.fixtures.packages import FixturePackage, make_index
 
 ADOPTED = "# adopted the source tree and build environment"

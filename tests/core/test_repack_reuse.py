@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fromager_dagster.core import builder
-from fromager_dagster.core.bootstrap import BootstrapOptions, bootstrap
-from fromager_dagster.core.index import IndexClient
-from fromager_dagster.core.index_server import LocalIndexServer
+from fromager_dagster.core.bootstrap.run import BootstrapOptions, bootstrap
+from fromager_dagster.core.build import builder
+from fromager_dagster.core.index.client import IndexClient
+from fromager_dagster.core.index.server import LocalIndexServer
 from fromager_dagster.core.layout import OutputLayout
-from fromager_dagster.core.requirements import Constraints, toplevel_requirements
-from fromager_dagster.core.settings import Settings
+from fromager_dagster.core.resolve.requirements import Constraints, toplevel_requirements
+from fromager_dagster.core.settings.overrides import Settings
 from tests.fixtures.packages import FixturePackage, make_index
 
 
 def test_build_reuses_the_repacked_sdist_of_the_same_inputs(tmp_path: Path) -> None:
     # members dated before 1980: the archive gives no epoch, so the one a build is given is
-    # the one used (core/source_epoch.py)
+    # the one used (core/sources/epoch.py)
     folder = make_index([FixturePackage("rp-app", mtime=0)], tmp_path / "up")
     layout = OutputLayout(tmp_path / "out")
     with LocalIndexServer([folder]) as server:

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from fromager_dagster.core import sandbox as sb
-from fromager_dagster.core.buildenv import BuildEnv
-from fromager_dagster.core.errors import BuildError
-from fromager_dagster.core.hooks import HookCaller, read_build_system
-from fromager_dagster.core.sandbox import (
+from fromager_dagster.core.build import sandbox as sb
+from fromager_dagster.core.build.environment import BuildEnv
+from fromager_dagster.core.build.hooks import HookCaller, read_build_system
+from fromager_dagster.core.build.sandbox import (
     HookLimits,
     Sandbox,
     SandboxError,
@@ -22,8 +21,9 @@ from fromager_dagster.core.sandbox import (
     resolve_sandbox,
     run_confined,
 )
-from fromager_dagster.core.settings import load_settings
-from fromager_dagster.core.settings_schema import SettingsError
+from fromager_dagster.core.errors import BuildError
+from fromager_dagster.core.settings.overrides import load_settings
+from fromager_dagster.core.settings.schema import SettingsError
 
 needs_bwrap = pytest.mark.skipif(sb.bwrap_problem() is not None, reason="no bubblewrap")
 
@@ -75,7 +75,7 @@ def test_cli_warns_in_one_line_when_falling_back(tmp_path: Path) -> None:
         if found.stdout.strip():
             (bindir / tool).symlink_to(found.stdout.strip())
     code = (
-        "import fromager_dagster.core.sandbox as s; c = s.resolve_sandbox(None); "
+        "import fromager_dagster.core.build.sandbox as s; c = s.resolve_sandbox(None); "
         "print(c.kind); print(c.note)"
     )
     env = {**os.environ, "PATH": str(bindir)}

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from fromager_dagster.core.errors import ConfigError
-from fromager_dagster.core.settings import (
+from fromager_dagster.core.settings.overrides import (
     DownloadSource,
     Settings,
     SettingsError,

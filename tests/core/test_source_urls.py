@@ -1,4 +1,4 @@
-"""Tests for fromager_dagster.core.source_urls, against an HTTP server on 127.0.0.1."""
+"""Tests for fromager_dagster.core.sources.urls, against an HTTP server on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from fromager_dagster.core import sources
 from fromager_dagster.core.errors import ConfigError, HashMismatchError, SourceError
-from fromager_dagster.core.index import IndexClient, make_session
-from fromager_dagster.core.index_server import LocalIndexServer
-from fromager_dagster.core.requirements import Constraints
-from fromager_dagster.core.resolver import Resolver
-from fromager_dagster.core.settings import DownloadSource, PackageSettings
-from fromager_dagster.core.source_urls import (
+from fromager_dagster.core.index.client import IndexClient, make_session
+from fromager_dagster.core.index.server import LocalIndexServer
+from fromager_dagster.core.resolve.requirements import Constraints
+from fromager_dagster.core.resolve.resolver import Resolver
+from fromager_dagster.core.settings.overrides import DownloadSource, PackageSettings
+from fromager_dagster.core.sources import archives as sources
+from fromager_dagster.core.sources.urls import (
     download_from_url,
     download_override,
     source_url_for,

@@ -1,4 +1,4 @@
-"""Tests for fromager_dagster.core.sources: download, unpack, repack."""
+"""Tests for fromager_dagster.core.sources.archives: download, unpack, repack."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from fromager_dagster.core.errors import HashMismatchError, SourceError, UnsafeArchiveError
-from fromager_dagster.core.index import DistFile
-from fromager_dagster.core.sources import download, repack_sdist, sha256_file, unpack
+from fromager_dagster.core.index.client import DistFile
+from fromager_dagster.core.sources.archives import download, repack_sdist, sha256_file, unpack
 
 # --- archive builders -----------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Tests for fromager_dagster.core.vcs against local git repositories made in tmp_path."""
+"""Tests for fromager_dagster.core.sources.vcs against local git repositories made in tmp_path."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from fromager_dagster.core import sources
 from fromager_dagster.core.errors import ConfigError, ResolutionError, SourceError
-from fromager_dagster.core.requirements import Constraints
-from fromager_dagster.core.settings import PackageSettings, Settings
-from fromager_dagster.core.vcs import (
+from fromager_dagster.core.resolve.requirements import Constraints
+from fromager_dagster.core.settings.overrides import PackageSettings, Settings
+from fromager_dagster.core.sources import archives as sources
+from fromager_dagster.core.sources.vcs import (
     GitSource,
     GitSources,
     clone_at,

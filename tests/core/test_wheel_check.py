@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fromager_dagster.core.wheel_check import WheelRejectedError, check_wheel, tree_names
+from fromager_dagster.core.build.wheel_check import WheelRejectedError, check_wheel, tree_names
 
 
 def _wheel(

@@ -1,4 +1,4 @@
-"""Tests for fromager_dagster.core.wheel_extras and core.sbom: Requires-External and the SBOM."""
+"""core.build.wheel_extras and core.provenance.sbom: Requires-External and the SBOM."""
 
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 from packaging.metadata import Metadata
 
+from fromager_dagster.core.build.wheel_extras import WheelExtras, tool_name, wheel_extras
+from fromager_dagster.core.build.wheels import finalize_wheel
 from fromager_dagster.core.errors import BuildError, ConfigError
-from fromager_dagster.core.sbom import SBOM_PATH
-from fromager_dagster.core.settings import Settings, load_settings
-from fromager_dagster.core.wheel_extras import WheelExtras, tool_name, wheel_extras
-from fromager_dagster.core.wheels import finalize_wheel
+from fromager_dagster.core.provenance.sbom import SBOM_PATH
+from fromager_dagster.core.settings.overrides import Settings, load_settings
 from tests.fixtures.packages import FixturePackage, make_wheel
 
 SHA = "ab" * 32

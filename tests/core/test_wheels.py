@@ -1,4 +1,4 @@
-"""Tests for fromager_dagster.core.wheels: finalisation, metadata, requirements, modules."""
+"""Tests for fromager_dagster.core.build.wheels: finalisation, metadata, requirements, modules."""
 
 from __future__ import annotations
 
@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 from packaging.metadata import Metadata
 
-from fromager_dagster.core.errors import BuildError
-from fromager_dagster.core.wheel_extras import WheelExtras
-from fromager_dagster.core.wheels import (
+from fromager_dagster.core.build.wheel_extras import WheelExtras
+from fromager_dagster.core.build.wheels import (
     finalize_wheel,
     install_requirements,
     read_metadata,
     wheel_top_level_modules,
 )
+from fromager_dagster.core.errors import BuildError
 
 METADATA = """\
 Metadata-Version: 2.1
@@ -408,8 +408,8 @@ def test_top_level_modules_from_top_level_txt(tmp_path: Path) -> None:
 
 
 def test_an_unreadable_wheel_names_its_package(tmp_path: Path) -> None:
+    from fromager_dagster.core.build.wheels import read_metadata
     from fromager_dagster.core.errors import BuildError
-    from fromager_dagster.core.wheels import read_metadata
 
     wheel = tmp_path / "fx_pre-2.0-py3-none-any.whl"
     wheel.write_bytes(b"not a zip")

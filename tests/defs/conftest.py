@@ -12,12 +12,12 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from fromager_dagster.core.bootstrap import BootstrapOptions, bootstrap
-from fromager_dagster.core.graph import DependencyGraph
-from fromager_dagster.core.index import IndexClient
-from fromager_dagster.core.index_server import LocalIndexServer
+from fromager_dagster.core.bootstrap.run import BootstrapOptions, bootstrap
+from fromager_dagster.core.graph.model import DependencyGraph
+from fromager_dagster.core.index.client import IndexClient
+from fromager_dagster.core.index.server import LocalIndexServer
 from fromager_dagster.core.layout import OutputLayout
-from fromager_dagster.core.requirements import Constraints, toplevel_requirements
+from fromager_dagster.core.resolve.requirements import Constraints, toplevel_requirements
 from fromager_dagster.defs.collections import Collection
 from fromager_dagster.defs.graph_state import wheel_keys
 from fromager_dagster.defs.location import build_definitions

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fromager_dagster.core.graph import DependencyGraph
-from fromager_dagster.core.graph_tools import GraphChange, graph_changes
+from fromager_dagster.core.graph.model import DependencyGraph
+from fromager_dagster.core.graph.queries import GraphChange, graph_changes
 from fromager_dagster.defs.graph_tables import changes_metadata, nodes_table
 
 

@@ -12,8 +12,8 @@ import dagster as dg
 import pytest
 
 from fromager_dagster.core.errors import BuildError, HashMismatchError, SourceError
-from fromager_dagster.core.graph import DependencyGraph
-from fromager_dagster.core.settings import Settings, load_settings
+from fromager_dagster.core.graph.model import DependencyGraph
+from fromager_dagster.core.settings.overrides import Settings, load_settings
 from fromager_dagster.defs.collections import Collection
 from fromager_dagster.defs.graph_state import wheel_keys
 from fromager_dagster.defs.location import build_definitions

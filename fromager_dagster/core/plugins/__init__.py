@@ -17,8 +17,8 @@ hook, or asks for a parameter that is never passed is a ConfigError; a plugin th
 reported as the step's own error class naming the entry point.
 """
 
-from .finder import PluginFinder
-from .protocols import (
+from fromager_dagster.core.plugins.finder import PluginFinder
+from fromager_dagster.core.plugins.protocols import (
     HOOKS,
     STEPS,
     AddExtraMetadataToWheels,
@@ -37,8 +37,8 @@ from .protocols import (
     Step,
     UpdateExtraEnviron,
 )
-from .registry import HOOKS_GROUP, OVERRIDES_GROUP, Plugins
-from .wheel_metadata import PLUGIN_METADATA_FILE, add_extra_metadata
+from fromager_dagster.core.plugins.registry import HOOKS_GROUP, OVERRIDES_GROUP, Plugins
+from fromager_dagster.core.plugins.wheel_metadata import PLUGIN_METADATA_FILE, add_extra_metadata
 
 __all__ = [
     "HOOKS",

@@ -9,11 +9,11 @@ import threading
 
 from packaging.utils import NormalizedName, canonicalize_name
 
-from ..index import DistFile, IndexClient
-from ..resolver import PackageFinder, SourcePolicy
-from ..settings import Settings
-from ..settings_sections import ResolverDist
-from .registry import Plugins
+from fromager_dagster.core.index.client import DistFile, IndexClient
+from fromager_dagster.core.plugins.registry import Plugins
+from fromager_dagster.core.resolve.resolver import PackageFinder, SourcePolicy
+from fromager_dagster.core.settings.overrides import Settings
+from fromager_dagster.core.settings.sections import ResolverDist
 
 
 class PluginFinder:

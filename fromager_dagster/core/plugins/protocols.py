@@ -11,10 +11,10 @@ import requests
 from packaging.utils import NormalizedName
 from packaging.version import Version
 
-from ..hooks import HookCaller
-from ..index import DistFile
-from ..resolver import PackageFinder
-from ..settings import Settings
+from fromager_dagster.core.build.hooks import HookCaller
+from fromager_dagster.core.index.client import DistFile
+from fromager_dagster.core.resolve.resolver import PackageFinder
+from fromager_dagster.core.settings.overrides import Settings
 
 # -- the steps a package's plugin may override ------------------------------------------------
 

@@ -13,9 +13,8 @@ from typing import Any, ClassVar, Literal, overload
 
 from packaging.utils import canonicalize_name
 
-from ..errors import BuildError, ConfigError, FromagerDagsterError
-from ..settings import override_name
-from .protocols import (
+from fromager_dagster.core.errors import BuildError, ConfigError, FromagerDagsterError
+from fromager_dagster.core.plugins.protocols import (
     HOOK_PROTOCOLS,
     HOOKS,
     STEP_PROTOCOLS,
@@ -32,7 +31,8 @@ from .protocols import (
     UpdateExtraEnviron,
     parameters,
 )
-from .results import STEP_KINDS
+from fromager_dagster.core.plugins.results import STEP_KINDS
+from fromager_dagster.core.settings.overrides import override_name
 
 OVERRIDES_GROUP = "fromager_dagster.project_overrides"
 HOOKS_GROUP = "fromager_dagster.hooks"

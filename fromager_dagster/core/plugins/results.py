@@ -11,8 +11,13 @@ from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 
-from ..errors import BuildError, FromagerDagsterError, ResolutionError, SourceError
-from ..index import DistFile
+from fromager_dagster.core.errors import (
+    BuildError,
+    FromagerDagsterError,
+    ResolutionError,
+    SourceError,
+)
+from fromager_dagster.core.index.client import DistFile
 
 
 def _existing_file(value: Any) -> Path:

@@ -15,13 +15,13 @@ from packaging.requirements import Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
-from .. import sources
-from ..errors import SourceError
-from ..hooks import HookCaller
-from ..requirements import marker_holds, parse_requirement
-from ..settings import Settings
-from .registry import Plugins
-from .wheel_metadata import add_extra_metadata
+from fromager_dagster.core.build.hooks import HookCaller
+from fromager_dagster.core.errors import SourceError
+from fromager_dagster.core.plugins.registry import Plugins
+from fromager_dagster.core.plugins.wheel_metadata import add_extra_metadata
+from fromager_dagster.core.resolve.requirements import marker_holds, parse_requirement
+from fromager_dagster.core.settings.overrides import Settings
+from fromager_dagster.core.sources import archives as sources
 
 
 def _ids(name: str, version: str | Version) -> tuple[NormalizedName, Version]:

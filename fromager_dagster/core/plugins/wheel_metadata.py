@@ -12,9 +12,9 @@ from pathlib import Path
 from packaging.utils import NormalizedName
 from packaging.version import Version
 
-from ..errors import BuildError
-from ..settings import Settings
-from .protocols import AddExtraMetadataToWheels
+from fromager_dagster.core.errors import BuildError
+from fromager_dagster.core.plugins.protocols import AddExtraMetadataToWheels
+from fromager_dagster.core.settings.overrides import Settings
 
 #: Where ``add_extra_metadata`` writes what an ``add_extra_metadata_to_wheels`` override returns.
 PLUGIN_METADATA_FILE = "fromager-dagster-plugin-metadata.json"

@@ -1,0 +1,74 @@
+"""Pre-built wheels in a bootstrap: a pre_built package's, and test mode's fallback on one."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from fromager_dagster.core.bootstrap.node import Node
+from fromager_dagster.core.bootstrap.tally import Tally
+from fromager_dagster.core.bootstrap.waits import DependencyFailedError
+from fromager_dagster.core.errors import BuildCycleError, FromagerDagsterError
+from fromager_dagster.core.graph.model import DependencyGraph
+from fromager_dagster.core.index.client import IndexClient
+from fromager_dagster.core.layout import OutputLayout
+from fromager_dagster.core.plugins import Plugins
+from fromager_dagster.core.repository.prebuilt import fetch_prebuilt_wheel
+from fromager_dagster.core.settings.overrides import Settings
+from fromager_dagster.core.sources import archives as sources
+
+
+@dataclass(frozen=True)
+class PrebuiltWheels:
+    index: IndexClient
+    layout: OutputLayout
+    plugins: Plugins
+    settings: Settings
+    graph: DependencyGraph  # a fallback's node is marked pre_built
+    tally: Tally
+    net_slots: threading.BoundedSemaphore  # downloads
+
+    def download(self, node: Node) -> None:
+        """A pre_built package: the wheel the resolver chose, as it is."""
+        wheel = node.pkg.source
+        self.tally.progress("download", node.key, wheel.filename)
+        with self.tally.timed("download", self.net_slots):
+            path = sources.download(self.index.session, wheel, self.layout.wheels_prebuilt)
+        self._take(node, path)
+
+    def fall_back(self, node: Node, exc: FromagerDagsterError) -> bool:
+        """Record the failure, then carry on with a pre-built wheel if there is one (test mode
+        only: the scheduler asks only then)."""
+        if isinstance(exc, DependencyFailedError | BuildCycleError):
+            return False
+        node.stamp(exc)
+        try:
+            with self.tally.timed("download", self.net_slots):
+                found = fetch_prebuilt_wheel(
+                    self.index,
+                    node.pkg.name,
+                    str(node.pkg.version),
+                    self.layout.wheels_prebuilt,
+                    settings=self.settings,
+                )
+        except FromagerDagsterError:
+            return False  # no wheel to fall back on: the caller reports the failure
+        self.tally.recover(node.key, exc)
+        recorded = self.graph.nodes[node.key]
+        recorded.pre_built, recorded.download_url = True, found.url
+        self._take(node, found.path)
+        return True
+
+    def _take(self, node: Node, path: Path) -> None:
+        """Use a downloaded pre-built wheel (a pre_built package, or a test-mode fallback)."""
+        node.wheel = path  # no lock: a failed build may hold it while falling back here
+        self.plugins.run_hooks(
+            "prebuilt_wheel",
+            name=node.pkg.name,
+            version=node.pkg.version,
+            variant=self.settings.variant,
+            wheel=path,
+        )
+        node.build_known.set()
+        self.tally.count("prebuilt", node.key, path.name)

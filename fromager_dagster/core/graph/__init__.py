@@ -1,0 +1,78 @@
+"""The dependency graph: model, graph.json, build order, and questions asked of it.
+
+Its public names are below; each is imported from its module when first used, so that
+importing one module of the engine does not import every package it names.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fromager_dagster.core.public_names import lazy_names
+
+if TYPE_CHECKING:
+    from .model import BUILD_TYPES, ROOT, DependencyGraph, ReqType, write_atomic
+    from .queries import (
+        REQ_TYPES,
+        Duplicate,
+        GraphStats,
+        WhyLink,
+        WhyReport,
+        duplicates,
+        find_graph_file,
+        graph_changes,
+        graph_stats,
+        load_build_order,
+        load_graph,
+        select_nodes,
+        subset,
+        to_dot,
+        why,
+    )
+
+#: The public names, and the module of this package that defines each.
+_MODULES = {
+    "BUILD_TYPES": "model",
+    "DependencyGraph": "model",
+    "Duplicate": "queries",
+    "GraphStats": "queries",
+    "REQ_TYPES": "queries",
+    "ROOT": "model",
+    "ReqType": "model",
+    "WhyLink": "queries",
+    "WhyReport": "queries",
+    "duplicates": "queries",
+    "find_graph_file": "queries",
+    "graph_changes": "queries",
+    "graph_stats": "queries",
+    "load_build_order": "queries",
+    "load_graph": "queries",
+    "select_nodes": "queries",
+    "subset": "queries",
+    "to_dot": "queries",
+    "why": "queries",
+    "write_atomic": "model",
+}
+__all__ = [
+    "BUILD_TYPES",
+    "DependencyGraph",
+    "Duplicate",
+    "GraphStats",
+    "REQ_TYPES",
+    "ROOT",
+    "ReqType",
+    "WhyLink",
+    "WhyReport",
+    "duplicates",
+    "find_graph_file",
+    "graph_changes",
+    "graph_stats",
+    "load_build_order",
+    "load_graph",
+    "select_nodes",
+    "subset",
+    "to_dot",
+    "why",
+    "write_atomic",
+]
+__getattr__ = lazy_names(__name__, _MODULES)

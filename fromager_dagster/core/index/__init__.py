@@ -1,0 +1,33 @@
+"""The package index: its client, parsed-page cache, URL, and the local index server.
+
+Its public names are below; each is imported from its module when first used, so that
+importing one module of the engine does not import every package it names.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fromager_dagster.core.public_names import lazy_names
+
+if TYPE_CHECKING:
+    from .client import IndexClient
+    from .server import LocalIndexServer, write_simple_tree
+    from .url import ENV_VAR, resolve_index_url
+
+#: The public names, and the module of this package that defines each.
+_MODULES = {
+    "ENV_VAR": "url",
+    "IndexClient": "client",
+    "LocalIndexServer": "server",
+    "resolve_index_url": "url",
+    "write_simple_tree": "server",
+}
+__all__ = [
+    "ENV_VAR",
+    "IndexClient",
+    "LocalIndexServer",
+    "resolve_index_url",
+    "write_simple_tree",
+]
+__getattr__ = lazy_names(__name__, _MODULES)

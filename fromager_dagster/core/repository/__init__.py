@@ -1,0 +1,42 @@
+"""The local repository: what is built, build records and reuse, pre-built wheels, install check.
+
+Its public names are below; each is imported from its module when first used, so that
+importing one module of the engine does not import every package it names.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fromager_dagster.core.public_names import lazy_names
+
+if TYPE_CHECKING:
+    from .built import BuiltWheel, find_source, record_built_wheel, trusted_wheel
+    from .install_check import check_installs
+    from .prebuilt import download_prebuilt_wheel
+    from .records import WheelRepository, reusable_build, write_record
+
+#: The public names, and the module of this package that defines each.
+_MODULES = {
+    "BuiltWheel": "built",
+    "WheelRepository": "records",
+    "check_installs": "install_check",
+    "download_prebuilt_wheel": "prebuilt",
+    "find_source": "built",
+    "record_built_wheel": "built",
+    "reusable_build": "records",
+    "trusted_wheel": "built",
+    "write_record": "records",
+}
+__all__ = [
+    "BuiltWheel",
+    "WheelRepository",
+    "check_installs",
+    "download_prebuilt_wheel",
+    "find_source",
+    "record_built_wheel",
+    "reusable_build",
+    "trusted_wheel",
+    "write_record",
+]
+__getattr__ = lazy_names(__name__, _MODULES)
