@@ -256,8 +256,3 @@ def _summary(result: BootstrapResult, layout: OutputLayout) -> None:
         spent = ", ".join(f"{k} {v:.1f}s" for k, v in sorted(result.timings.items()))
         click.echo(f"time spent (summed over jobs): {spent}", err=True)
     _outputs(layout, result.outputs)
-
-
-def register(group: click.Group) -> None:
-    """Add the bootstrap command to ``group``."""
-    group.add_command(bootstrap_command)

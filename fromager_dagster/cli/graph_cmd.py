@@ -363,14 +363,3 @@ def wheel_server_command(output_dir: Path, address: str, port: int) -> None:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     click.echo("wheel server stopped", err=True)
-
-
-def register(group: click.Group) -> None:
-    """Add this module's commands to ``group``."""
-    for command in (
-        graph_group,
-        stats_command,
-        canonicalize_command,
-        wheel_server_command,
-    ):
-        group.add_command(command)

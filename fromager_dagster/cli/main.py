@@ -2,18 +2,54 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 
 import click
 
-from . import bootstrap_cmd, build_cmds, graph_cmd, overrides_cmd, provenance_cmds
 from .errors import CommandGroup
 from .options import output_dir_option
 
+#: Each command and where it is defined (``module:attribute`` in this package): a command's
+#: module, and through it the engine's and Dagster's, is imported only when that command runs
+#: (or ``--help`` lists them all), so a command does not pay for the imports of the others.
+COMMANDS = {
+    "bootstrap": "bootstrap_cmd:bootstrap_command",
+    "bootstrap-parallel": "parallel_cmds:bootstrap_parallel_command",
+    "build": "sequence_cmds:build_command",
+    "build-parallel": "parallel_cmds:build_parallel_command",
+    "build-sequence": "sequence_cmds:build_sequence_command",
+    "canonicalize": "graph_cmd:canonicalize_command",
+    "graph": "graph_cmd:graph_group",
+    "lint": "overrides_cmd:lint_command",
+    "list-overrides": "overrides_cmd:list_overrides_command",
+    "sbom": "provenance_cmds:sbom_command",
+    "stats": "graph_cmd:stats_command",
+    "step": "step_cmd:step_group",
+    "verify": "provenance_cmds:verify_command",
+    "wheel-server": "graph_cmd:wheel_server_command",
+}
+
+
+class LazyCommandGroup(CommandGroup):
+    """The top-level group: the commands of :data:`COMMANDS`, each imported when asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        where = COMMANDS.get(cmd_name)
+        if where is None:
+            return super().get_command(ctx, cmd_name)
+        module, _, attribute = where.partition(":")
+        command = getattr(importlib.import_module(f"{__package__}.{module}"), attribute)
+        assert isinstance(command, click.Command) and command.name == cmd_name, where
+        return command
+
 
 @click.group(
-    cls=CommandGroup,
+    cls=LazyCommandGroup,
     context_settings={
         "help_option_names": ["-h", "--help"],
         "auto_envvar_prefix": "FROMAGER_DAGSTER",
@@ -43,10 +79,6 @@ def ui_command(output_dir: Path, port: int, host: str) -> None:
     from . import ui
 
     sys.exit(ui.serve(output_dir, host, port))
-
-
-for _module in (bootstrap_cmd, overrides_cmd, graph_cmd, build_cmds, provenance_cmds):
-    _module.register(cli)
 
 
 def main() -> None:

@@ -10,12 +10,6 @@ from ..core.settings import lint_overrides, list_overrides
 from .options import OverrideOptions, settings_options
 
 
-def register(group: click.Group) -> None:
-    """Add this module's commands to ``group``."""
-    group.add_command(lint_command)
-    group.add_command(list_overrides_command)
-
-
 @click.command("lint")
 @settings_options
 def lint_command(overrides: OverrideOptions) -> None:

@@ -32,11 +32,6 @@ def apply_settings_options(func: F) -> F:
     return settings_options(NETWORK_ISOLATION(func))
 
 
-def register(group: click.Group) -> None:
-    """Add this module's commands to ``group``."""
-    group.add_command(verify_command)
-    group.add_command(sbom_command)
-
 
 @click.command("verify")
 @click.argument(

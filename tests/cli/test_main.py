@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -16,11 +17,30 @@ from fromager_dagster.core.index.server import LocalIndexServer
 from tests.fixtures.packages import FixturePackage, make_index
 
 
-def _commands(group: object, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+def _commands(group: click.Command, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     found = [prefix]
-    for name, command in getattr(group, "commands", {}).items():
-        found += _commands(command, (*prefix, name))
+    if isinstance(group, click.Group):
+        ctx = click.Context(group)
+        for name in group.list_commands(ctx):
+            command = group.get_command(ctx, name)
+            assert command is not None, name
+            found += _commands(command, (*prefix, name))
     return found
+
+
+def test_the_commands_are_listed_and_imported_only_when_run() -> None:
+    names = {path[0] for path in _commands(cli) if len(path) == 1}
+    assert {"bootstrap", "graph", "step", "verify", "ui", "lint", "wheel-server"} <= names
+    # a command imports what it needs: listing the overrides does not load Dagster
+    probe = (
+        "import sys; from fromager_dagster.cli.main import cli; "
+        "cli.get_command(None, 'list-overrides'); "
+        "print(sorted(m for m in sys.modules if m == 'dagster' or m.startswith('dagster.')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize("path", _commands(cli))
