@@ -14,7 +14,8 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from fromager_dagster.core.errors import ConfigError, HashMismatchError, SourceError
-from fromager_dagster.core.index.client import IndexClient, make_session
+from fromager_dagster.core.http import make_session
+from fromager_dagster.core.index.client import IndexClient
 from fromager_dagster.core.index.server import LocalIndexServer
 from fromager_dagster.core.resolve.requirements import Constraints
 from fromager_dagster.core.resolve.resolver import Resolver

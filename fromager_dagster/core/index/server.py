@@ -25,7 +25,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from packaging.utils import NormalizedName, canonicalize_name
 
-from fromager_dagster.core.index.client import parse_dist_filename
+from fromager_dagster.core.index.distributions import parse_dist_filename
 from fromager_dagster.core.sources.archives import file_sha256
 
 __all__ = ["LocalIndexServer", "write_simple_tree"]

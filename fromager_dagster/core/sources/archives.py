@@ -29,7 +29,7 @@ from fromager_dagster.core.errors import HashMismatchError, SourceError, UnsafeA
 from fromager_dagster.core.http import HttpStatusError, download_to
 
 if TYPE_CHECKING:
-    from fromager_dagster.core.index.client import DistFile
+    from fromager_dagster.core.index.distributions import DistFile
 
 _CHUNK = 1024 * 1024
 _TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".tar")

@@ -35,7 +35,7 @@ from fromager_dagster.core.errors import (
     ResolutionError,
     SourceError,
 )
-from fromager_dagster.core.index.client import DistFile
+from fromager_dagster.core.index.distributions import DistFile
 from fromager_dagster.core.resolve.requirements import Constraints
 from fromager_dagster.core.resolve.resolver import ResolvedPackage
 from fromager_dagster.core.settings.overrides import PackageSettings, Settings, override_name
