@@ -10,7 +10,7 @@ import pytest
 
 from fromager_dagster.core.bootstrap.run import BootstrapOptions, bootstrap
 from fromager_dagster.core.build import builder
-from fromager_dagster.core.build.sandbox import HookLimits, hook_environ, run_confined
+from fromager_dagster.core.build.confined import HookLimits, hook_environ, run_confined
 from fromager_dagster.core.index.client import IndexClient
 from fromager_dagster.core.index.server import LocalIndexServer
 from fromager_dagster.core.layout import OutputLayout

@@ -17,16 +17,15 @@ from pathlib import Path
 import pyproject_hooks
 from packaging.requirements import Requirement
 
-from fromager_dagster.core.build.environment import BuildEnv
-from fromager_dagster.core.build.sandbox import (
+from fromager_dagster.core.build.confined import (
     HookLimits,
-    Sandbox,
-    as_sandbox,
     describe,
     hook_environ,
     python_prefix,
     run_confined,
 )
+from fromager_dagster.core.build.environment import BuildEnv
+from fromager_dagster.core.build.sandbox import Sandbox, as_sandbox
 from fromager_dagster.core.build.wheel_check import WheelRejectedError, check_wheel, tree_names
 from fromager_dagster.core.errors import BuildError, ConfigError
 from fromager_dagster.core.resolve.requirements import marker_holds, parse_requirement

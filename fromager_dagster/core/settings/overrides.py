@@ -19,7 +19,11 @@ from typing import Any
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
-from fromager_dagster.core.build.sandbox import DEFAULT_HOOK_TIMEOUT, DEFAULT_MAX_LOG_MB, HookLimits
+from fromager_dagster.core.build.confined import (
+    DEFAULT_HOOK_TIMEOUT,
+    DEFAULT_MAX_LOG_MB,
+    HookLimits,
+)
 from fromager_dagster.core.errors import ConfigError
 from fromager_dagster.core.package_log import DEFAULT_KEEP_LOG_MB
 from fromager_dagster.core.settings.layout import (
