@@ -16,17 +16,15 @@ from fromager_dagster.core.errors import ConfigError, ResolutionError, SourceErr
 from fromager_dagster.core.resolve.requirements import Constraints
 from fromager_dagster.core.settings.overrides import PackageSettings, Settings
 from fromager_dagster.core.sources import archives as sources
-from fromager_dagster.core.sources.vcs import (
+from fromager_dagster.core.sources.git import (
     GitSource,
-    GitSources,
     clone_at,
     git_options,
     git_source,
     parse_git_url,
     redact,
-    sdist_from_git,
-    version_from_source,
 )
+from fromager_dagster.core.sources.vcs import GitSources, sdist_from_git, version_from_source
 from tests.fixtures.packages import FixturePackage, sdist_members
 
 _GIT_ID = ["-c", "user.name=Fixture", "-c", "user.email=fixture@example.invalid"]
