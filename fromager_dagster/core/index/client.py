@@ -25,19 +25,19 @@ from fromager_dagster.core.index.distributions import (
     parse_upload_time,
     python_admits,
 )
+from fromager_dagster.core.index.links import (
+    ACCEPT,
+    JSON_TYPES,
+    Link,
+    links_from_html,
+    links_from_json,
+)
 from fromager_dagster.core.index.page_cache import (
     ROW_ERRORS,
     PageCache,
     page_digest,
     upload_time_of,
     upload_time_value,
-)
-from fromager_dagster.core.index.pages import (
-    ACCEPT,
-    JSON_TYPES,
-    Link,
-    links_from_html,
-    links_from_json,
 )
 
 
