@@ -11,7 +11,7 @@ import pytest
 from fromager_dagster.core.errors import PatchError
 from fromager_dagster.core.index.client import IndexClient
 from fromager_dagster.core.index.url import resolve_index_url
-from fromager_dagster.core.settings.overrides import load_settings
+from fromager_dagster.core.settings.loading import load_settings
 from fromager_dagster.core.sources.archives import download, unpack
 from fromager_dagster.core.sources.patches import apply_patches, failure_reasons
 

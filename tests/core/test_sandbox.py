@@ -18,7 +18,7 @@ from fromager_dagster.core.build.hooks import HookCaller, read_build_system
 from fromager_dagster.core.build.isolation import isolation_problem
 from fromager_dagster.core.build.sandbox import Sandbox, resolve_sandbox
 from fromager_dagster.core.errors import BuildError, SandboxError
-from fromager_dagster.core.settings.overrides import load_settings
+from fromager_dagster.core.settings.loading import load_settings
 from fromager_dagster.core.settings.schema import SettingsError
 
 needs_bwrap = pytest.mark.skipif(bwrap_problem() is not None, reason="no bubblewrap")

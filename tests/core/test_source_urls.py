@@ -19,7 +19,8 @@ from fromager_dagster.core.index.client import IndexClient
 from fromager_dagster.core.index.server import LocalIndexServer
 from fromager_dagster.core.resolve.requirements import Constraints
 from fromager_dagster.core.resolve.resolver import Resolver
-from fromager_dagster.core.settings.overrides import DownloadSource, PackageSettings
+from fromager_dagster.core.settings.overrides import PackageSettings
+from fromager_dagster.core.settings.sections import DownloadSource
 from fromager_dagster.core.sources import archives as sources
 from fromager_dagster.core.sources.urls import (
     download_from_url,

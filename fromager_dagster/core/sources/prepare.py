@@ -19,7 +19,8 @@ from fromager_dagster.core.build.hooks import BuildSystem, read_build_system
 from fromager_dagster.core.errors import ConfigError
 from fromager_dagster.core.plugins import Plugins
 from fromager_dagster.core.plugins.steps import plugin_requirements
-from fromager_dagster.core.settings.overrides import ProjectOverride, Settings
+from fromager_dagster.core.settings.overrides import Settings
+from fromager_dagster.core.settings.sections import ProjectOverride
 from fromager_dagster.core.sources import archives as sources
 from fromager_dagster.core.sources.patches import apply_patches
 

@@ -31,7 +31,8 @@ from fromager_dagster.core.errors import FromagerDagsterError, ResolutionError, 
 from fromager_dagster.core.index.distributions import DistFile
 from fromager_dagster.core.resolve.requirements import Constraints
 from fromager_dagster.core.resolve.resolver import ResolvedPackage
-from fromager_dagster.core.settings.overrides import Settings, override_name
+from fromager_dagster.core.settings.layout import override_name
+from fromager_dagster.core.settings.overrides import Settings
 from fromager_dagster.core.sources.archives import repack_sdist, sha256_file
 from fromager_dagster.core.sources.git import Git, GitSource, clone_at, git_source
 
