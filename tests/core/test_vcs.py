@@ -24,6 +24,7 @@ from fromager_dagster.core.sources.git import (
     parse_git_url,
     redact,
 )
+from fromager_dagster.core.sources.unpacking import unpack
 from fromager_dagster.core.sources.vcs import GitSources, sdist_from_git, version_from_source
 from tests.fixtures.packages import FixturePackage, sdist_members
 
@@ -361,7 +362,7 @@ def test_git_sources_resolve_to_a_package_the_pipeline_can_download_and_unpack(
     archive = sources.download(
         requests.Session(), pkg.source, tmp_path / "sdists-repo" / "downloads"
     )
-    tree = sources.unpack(archive, tmp_path / "work-dir")
+    tree = unpack(archive, tmp_path / "work-dir")
     assert (tree / "fixture.json").is_file() and _version_in(tree) == "1.0"
 
 

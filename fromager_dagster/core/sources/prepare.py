@@ -21,7 +21,7 @@ from fromager_dagster.core.plugins import Plugins
 from fromager_dagster.core.plugins.steps import plugin_requirements
 from fromager_dagster.core.settings.overrides import Settings
 from fromager_dagster.core.settings.sections import ProjectOverride
-from fromager_dagster.core.sources import archives as sources
+from fromager_dagster.core.sources import unpacking
 from fromager_dagster.core.sources.patches import apply_patches
 
 
@@ -44,11 +44,11 @@ def prepare_source(
     version: str,
     log: Path,
     plugins: Plugins | None = None,
-    unpack: Callable[[Path, Path], Path] = sources.unpack,
+    unpack: Callable[[Path, Path], Path] = unpacking.unpack,
 ) -> PreparedSource:
     """Unpack ``archive`` under ``work_dir`` and apply the package's patches and overrides.
 
-    ``unpack`` is :func:`sources.unpack` or the same in another process.
+    ``unpack`` is :func:`.unpacking.unpack` or the same in another process.
 
     A ``prepare_source`` plugin replaces the unpacking, the patches and ``project_override``:
     the tree is what it returns. ``build_dir`` still applies, and a

@@ -4,7 +4,7 @@ and the resolver's view of them (:mod:`.git` finds and clones the source).
 A package comes from git when its requirement says so (``name @ git+URL@ref``, pip's syntax,
 optionally ``#subdirectory=path``) or when its settings do (``git_options.url`` and
 ``git_options.ref``; fromager's ``submodules`` and ``submodule_paths`` apply to both forms).
-The clone's tree is packed by ``sources.repack_sdist`` into
+The clone's tree is packed by ``repack.repack_sdist`` into
 ``sdists-repo/downloads/<name>-<version>.tar.gz`` and described by a ``DistFile`` whose URL is
 ``git+URL@<commit>`` and whose sha256 is the archive's, so ``sources.download`` finds it in
 place and the rest of the pipeline treats it like an sdist from the index.
@@ -33,8 +33,9 @@ from fromager_dagster.core.resolve.requirements import Constraints
 from fromager_dagster.core.resolve.resolver import ResolvedPackage
 from fromager_dagster.core.settings.layout import override_name
 from fromager_dagster.core.settings.overrides import Settings
-from fromager_dagster.core.sources.archives import repack_sdist, sha256_file
+from fromager_dagster.core.sources.archives import sha256_file
 from fromager_dagster.core.sources.git import Git, GitSource, clone_at, git_source
+from fromager_dagster.core.sources.repack import repack_sdist
 
 
 @dataclass(frozen=True)
