@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from fromager_dagster.core.build import sandbox as sb
+from fromager_dagster.core.build.build_system import read_build_system
 from fromager_dagster.core.build.bwrap import bwrap_problem
 from fromager_dagster.core.build.confined import HookLimits, hook_environ, run_confined
 from fromager_dagster.core.build.environment import BuildEnv
-from fromager_dagster.core.build.hooks import HookCaller, read_build_system
+from fromager_dagster.core.build.hooks import HookCaller
 from fromager_dagster.core.build.isolation import isolation_problem
 from fromager_dagster.core.build.sandbox import Sandbox, resolve_sandbox
 from fromager_dagster.core.errors import BuildError, SandboxError

@@ -15,7 +15,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from fromager_dagster.core.build.hooks import BuildSystem, read_build_system
+from fromager_dagster.core.build.build_system import BuildSystem, read_build_system
 from fromager_dagster.core.errors import ConfigError
 from fromager_dagster.core.plugins import Plugins
 from fromager_dagster.core.plugins.steps import plugin_requirements
