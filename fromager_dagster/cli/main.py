@@ -7,9 +7,12 @@ from pathlib import Path
 
 import click
 
-from . import bootstrap_cmd, build_cmds, graph_cmd, overrides_cmd, provenance_cmds
+from . import bootstrap_cmd, graph_cmd, overrides_cmd, provenance_cmds
 from .errors import CommandGroup
 from .options import output_dir_option
+from .parallel_cmds import bootstrap_parallel_command, build_parallel_command
+from .sequence_cmds import build_command, build_sequence_command
+from .step_cmd import step_group
 
 
 @click.group(
@@ -45,8 +48,19 @@ def ui_command(output_dir: Path, port: int, host: str) -> None:
     sys.exit(ui.serve(output_dir, host, port))
 
 
-for _module in (bootstrap_cmd, overrides_cmd, graph_cmd, build_cmds, provenance_cmds):
+for _module in (bootstrap_cmd, overrides_cmd, graph_cmd):
     _module.register(cli)
+# the build commands: build and build-sequence, build-parallel and bootstrap-parallel, step
+# (what they share is in .build_context)
+for _command in (
+    build_command,
+    build_sequence_command,
+    build_parallel_command,
+    bootstrap_parallel_command,
+    step_group,
+):
+    cli.add_command(_command)
+provenance_cmds.register(cli)
 
 
 def main() -> None:
