@@ -15,7 +15,8 @@ from fromager_dagster.core.index.client import IndexClient
 from fromager_dagster.core.index.url import resolve_index_url
 from fromager_dagster.core.layout import OutputLayout
 from fromager_dagster.core.resolve.requirements import Constraints, parse_requirement
-from fromager_dagster.core.settings.overrides import default_paths, load_settings
+from fromager_dagster.core.settings.layout import default_paths
+from fromager_dagster.core.settings.loading import load_settings
 from fromager_dagster.core.sources.archives import sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]

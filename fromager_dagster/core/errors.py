@@ -151,6 +151,12 @@ class IsolationError(FromagerDagsterError):
     step = "isolation"
 
 
+class SandboxError(IsolationError):
+    """The sandbox that was asked for cannot be made here, or cannot reach a path."""
+
+    step = "sandbox"
+
+
 class RepositoryError(FromagerDagsterError):
     """The local wheel repository or its server is not usable."""
 

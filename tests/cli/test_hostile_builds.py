@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 
-from fromager_dagster.core.build.sandbox import bwrap_problem
+from fromager_dagster.core.build.bwrap import bwrap_problem
 from fromager_dagster.core.index.server import LocalIndexServer
 from tests.fixtures.hostile import hostile_package, make_hostile_sdist
 from tests.fixtures.packages import FixturePackage, make_sdist

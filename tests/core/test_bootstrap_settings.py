@@ -18,7 +18,8 @@ from fromager_dagster.core.index.client import IndexClient
 from fromager_dagster.core.index.server import LocalIndexServer
 from fromager_dagster.core.layout import OutputLayout
 from fromager_dagster.core.resolve.requirements import Constraints, parse_requirement
-from fromager_dagster.core.settings.overrides import default_paths, load_settings
+from fromager_dagster.core.settings.layout import default_paths
+from fromager_dagster.core.settings.loading import load_settings
 from tests.fixtures.packages import FixturePackage, Upstream, make_wheel
 
 ADD_FILE_PATCH = """\

@@ -18,7 +18,7 @@ from fromager_dagster.core.index.client import IndexClient
 from fromager_dagster.core.index.server import LocalIndexServer
 from fromager_dagster.core.layout import OutputLayout
 from fromager_dagster.core.resolve.requirements import Constraints, toplevel_requirements
-from fromager_dagster.core.settings.overrides import load_settings
+from fromager_dagster.core.settings.loading import load_settings
 from fromager_dagster.core.sources.archives import sha256_file
 from tests.fixtures.packages import FixturePackage, make_index, make_sdist, make_wheel
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
-from fromager_dagster.core.index.client import parse_dist_filename, wheel_tag_rank
+from fromager_dagster.core.index.distributions import parse_dist_filename, wheel_tag_rank
 
 NAMES = [
     "foo-1.0-py3-none-any.whl",

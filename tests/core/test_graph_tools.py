@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fromager_dagster.core.errors import ConfigError
-from fromager_dagster.core.graph import queries as gt
+from fromager_dagster.core.graph import files, queries, reports
 from fromager_dagster.core.graph.model import ROOT, DependencyGraph
 
 GOLDEN = Path(__file__).resolve().parents[2].parent / "shared" / "golden"
@@ -53,13 +53,13 @@ def _cycle() -> DependencyGraph:
 
 
 def test_load_graph_reads_golden_graphs() -> None:
-    assert set(gt.load_graph(STEVEDORE).nodes) == {
+    assert set(files.load_graph(STEVEDORE).nodes) == {
         ROOT,
         "stevedore==5.10.0",
         "pbr==7.1.3",
         "setuptools==84.2.1",
     }
-    assert gt.load_graph(CLICK).nodes["click==8.1.7"].constraint == "click==8.1.7"
+    assert files.load_graph(CLICK).nodes["click==8.1.7"].constraint == "click==8.1.7"
 
 
 @pytest.mark.parametrize(
@@ -86,7 +86,7 @@ def test_load_graph_errors_name_the_file(tmp_path: Path, content: str | None, me
     if content is not None:
         path.write_text(content)
     with pytest.raises(ConfigError) as info:
-        gt.load_graph(path)
+        files.load_graph(path)
     assert str(info.value).startswith(message.format(path=path))
     assert "\n" not in str(info.value)
 
@@ -94,38 +94,38 @@ def test_load_graph_errors_name_the_file(tmp_path: Path, content: str | None, me
 def test_find_graph_file_looks_in_folders(tmp_path: Path) -> None:
     (tmp_path / "work-dir").mkdir()
     (tmp_path / "work-dir" / "graph.json").write_text("{}")
-    assert gt.find_graph_file(tmp_path) == tmp_path / "work-dir" / "graph.json"
-    assert gt.find_graph_file(tmp_path / "work-dir") == tmp_path / "work-dir" / "graph.json"
-    assert gt.find_graph_file(STEVEDORE) == STEVEDORE
+    assert files.find_graph_file(tmp_path) == tmp_path / "work-dir" / "graph.json"
+    assert files.find_graph_file(tmp_path / "work-dir") == tmp_path / "work-dir" / "graph.json"
+    assert files.find_graph_file(STEVEDORE) == STEVEDORE
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(ConfigError, match=f"{empty}: no graph.json"):
-        gt.find_graph_file(empty)
+        files.find_graph_file(empty)
 
 
 def test_select_nodes_canonicalizes_and_filters_versions() -> None:
     graph = _duplicated()
-    assert [n.key for n in gt.select_nodes(graph, "LIB")] == ["lib==1.0", "lib==2.0"]
-    assert [n.key for n in gt.select_nodes(graph, "lib", ["2"])] == ["lib==2.0"]
+    assert [n.key for n in queries.select_nodes(graph, "LIB")] == ["lib==1.0", "lib==2.0"]
+    assert [n.key for n in queries.select_nodes(graph, "lib", ["2"])] == ["lib==2.0"]
     with pytest.raises(ConfigError, match="g.json: no package nope in this graph"):
-        gt.select_nodes(graph, "nope", source="g.json")
+        queries.select_nodes(graph, "nope", source="g.json")
     with pytest.raises(ConfigError, match=r"lib has no version 3.0 .*\(it has 1.0, 2.0\)"):
-        gt.select_nodes(graph, "lib", ["3.0"])
+        queries.select_nodes(graph, "lib", ["3.0"])
     with pytest.raises(ConfigError, match="lib: 'x y' is not a valid version"):
-        gt.select_nodes(graph, "lib", ["x y"])
+        queries.select_nodes(graph, "lib", ["x y"])
 
 
 # --- why -------------------------------------------------------------------------------------
 
 
 def test_why_pbr_in_stevedore_names_each_edge_and_the_toplevel_chain() -> None:
-    report = gt.why(gt.load_graph(STEVEDORE), "pbr==7.1.3")
-    toplevel = gt.WhyLink(ROOT, None, (("toplevel", "stevedore"),))
-    assert report == gt.WhyReport(
+    report = queries.why(files.load_graph(STEVEDORE), "pbr==7.1.3")
+    toplevel = queries.WhyLink(ROOT, None, (("toplevel", "stevedore"),))
+    assert report == queries.WhyReport(
         "pbr==7.1.3",
         None,
         (
-            gt.WhyLink(
+            queries.WhyLink(
                 "stevedore==5.10.0",
                 None,
                 (
@@ -140,23 +140,23 @@ def test_why_pbr_in_stevedore_names_each_edge_and_the_toplevel_chain() -> None:
 
 
 def test_why_depth_and_req_type_filter() -> None:
-    graph = gt.load_graph(STEVEDORE)
-    shallow = gt.why(graph, "setuptools==84.2.1", depth=1)
+    graph = files.load_graph(STEVEDORE)
+    shallow = queries.why(graph, "setuptools==84.2.1", depth=1)
     assert [(link.parent, link.above) for link in shallow.links] == [("pbr==7.1.3", ())]
-    deep = gt.why(graph, "setuptools==84.2.1")
+    deep = queries.why(graph, "setuptools==84.2.1")
     assert deep.links[0].above[0].parent == "stevedore==5.10.0"
     assert deep.links[0].above[0].above[0].parent == ROOT
-    install = gt.why(graph, "setuptools==84.2.1", req_types=["install"])
+    install = queries.why(graph, "setuptools==84.2.1", req_types=["install"])
     assert install.links[0].edges == (("install", "setuptools"),)
     # the filter applies to the asked node only: the chain above still reaches the root
     assert install.links[0].above[0].above[0].edges == (("toplevel", "stevedore"),)
-    assert gt.why(graph, "pbr==7.1.3", req_types=["install"]).links == ()
+    assert queries.why(graph, "pbr==7.1.3", req_types=["install"]).links == ()
     # toplevel edges are always shown
-    assert gt.why(graph, "stevedore==5.10.0", req_types=["install"]).links[0].parent == ROOT
+    assert queries.why(graph, "stevedore==5.10.0", req_types=["install"]).links[0].parent == ROOT
 
 
 def test_why_marks_cycles_and_parents_already_shown() -> None:
-    report = gt.why(_cycle(), "lib==1")
+    report = queries.why(_cycle(), "lib==1")
     a, b = report.links
     assert (a.parent, b.parent) == ("a==1", "b==1")
     assert [(link.parent, link.note) for link in a.above] == [("app==1", ""), ("lib==1", "cycle")]
@@ -175,9 +175,9 @@ def test_why_stays_small_on_a_graph_with_exponentially_many_chains() -> None:
             graph.add_edge(f"n=={level - 1}", f"{side}{level}==1", "install", side)
             graph.add_edge(f"{side}{level}==1", f"n=={level}", "install", "n")
     start = time.monotonic()
-    report = gt.why(graph, "n==40")
+    report = queries.why(graph, "n==40")
 
-    def count(links: tuple[gt.WhyLink, ...]) -> int:
+    def count(links: tuple[queries.WhyLink, ...]) -> int:
         return sum(1 + count(link.above) for link in links)
 
     assert count(report.links) <= 3 * len(graph.nodes)
@@ -188,15 +188,15 @@ def test_why_stays_small_on_a_graph_with_exponentially_many_chains() -> None:
 
 
 def test_duplicates_show_requirers_and_the_usable_version() -> None:
-    [dup] = gt.duplicates(_duplicated())
+    [dup] = queries.duplicates(_duplicated())
     assert dup.name == "lib"
     assert [v.version for v in dup.versions] == ["1.0", "2.0"]
     assert dup.versions[0].requirers == (
-        gt.Requirer("tool==1.0", "build-backend", "lib<2", ("1.0",)),
-        gt.Requirer("tool==1.0", "install", "lib==1.0", ("1.0",)),
+        queries.Requirer("tool==1.0", "build-backend", "lib<2", ("1.0",)),
+        queries.Requirer("tool==1.0", "install", "lib==1.0", ("1.0",)),
     )
     assert dup.versions[1].requirers == (
-        gt.Requirer("app==1.0", "install", "lib>=1", ("1.0", "2.0")),
+        queries.Requirer("app==1.0", "install", "lib>=1", ("1.0", "2.0")),
     )
     assert dup.usable == "1.0"
 
@@ -204,17 +204,17 @@ def test_duplicates_show_requirers_and_the_usable_version() -> None:
 def test_duplicates_with_no_common_version() -> None:
     graph = _duplicated()
     graph.add_edge("app==1.0", "lib==2.0", "install", "lib>=2")
-    [dup] = gt.duplicates(graph)
+    [dup] = queries.duplicates(graph)
     assert dup.usable is None
-    assert gt.duplicates(gt.load_graph(STEVEDORE)) == []
+    assert queries.duplicates(files.load_graph(STEVEDORE)) == []
 
 
 # --- subset ----------------------------------------------------------------------------------
 
 
 def test_subset_of_pbr_is_a_loadable_graph_of_what_pbr_needs() -> None:
-    graph = gt.load_graph(STEVEDORE)
-    sub = gt.subset(graph, ["pbr==7.1.3"])
+    graph = files.load_graph(STEVEDORE)
+    sub = reports.subset(graph, ["pbr==7.1.3"])
     data = sub.to_json()
     assert list(data) == [ROOT, "pbr==7.1.3", "setuptools==84.2.1"]
     assert data[ROOT]["edges"] == [
@@ -227,15 +227,15 @@ def test_subset_of_pbr_is_a_loadable_graph_of_what_pbr_needs() -> None:
 
 
 def test_subset_of_a_toplevel_package_keeps_its_requirement() -> None:
-    graph = gt.load_graph(STEVEDORE)
-    assert gt.subset(graph, ["stevedore==5.10.0"]).to_json() == graph.to_json()
+    graph = files.load_graph(STEVEDORE)
+    assert reports.subset(graph, ["stevedore==5.10.0"]).to_json() == graph.to_json()
 
 
 def test_subset_with_dependents_keeps_the_chains_from_the_root() -> None:
     graph = _duplicated()
-    plain = gt.subset(graph, ["tool==1.0"]).to_json()
+    plain = reports.subset(graph, ["tool==1.0"]).to_json()
     assert list(plain) == [ROOT, "tool==1.0", "lib==1.0"]
-    wide = gt.subset(graph, ["tool==1.0"], with_dependents=True).to_json()
+    wide = reports.subset(graph, ["tool==1.0"], with_dependents=True).to_json()
     assert list(wide) == [ROOT, "app==1.0", "tool==1.0", "lib==1.0"]
     assert wide["app==1.0"]["edges"] == [
         {"key": "tool==1.0", "req_type": "build-system", "req": "tool"}
@@ -247,7 +247,7 @@ def test_subset_with_dependents_keeps_the_chains_from_the_root() -> None:
 
 
 def test_to_dot_of_stevedore() -> None:
-    dot = gt.to_dot(gt.load_graph(STEVEDORE))
+    dot = reports.to_dot(files.load_graph(STEVEDORE))
     lines = dot.splitlines()
     assert lines[0] == "digraph dependencies {" and lines[-1] == "}"
     assert '  "root" [label="*", shape=circle];' in lines
@@ -270,7 +270,7 @@ def test_to_dot_of_stevedore() -> None:
 
 def test_to_dot_install_only_and_prebuilt() -> None:
     graph = _duplicated()
-    dot = gt.to_dot(graph, install_only=True)
+    dot = reports.to_dot(graph, install_only=True)
     assert "tool==1.0" not in dot and "lib==1.0" not in dot
     assert '"app==1.0" -> "lib==2.0" [style=solid, tooltip="install: lib>=1"];' in dot
     assert (
@@ -278,7 +278,7 @@ def test_to_dot_install_only_and_prebuilt() -> None:
         'style=filled, fillcolor="lightgrey"];'
     ) in dot
     assert "build-system" not in dot
-    full = gt.to_dot(graph)
+    full = reports.to_dot(graph)
     assert '"app==1.0" -> "tool==1.0" [style=dashed, color="blue"' in full
 
 
@@ -286,8 +286,8 @@ def test_to_dot_install_only_and_prebuilt() -> None:
 
 
 def test_graph_stats_of_stevedore_with_its_build_order() -> None:
-    order = gt.load_build_order(GOLDEN / "stevedore" / "build-order.json")
-    stats = gt.graph_stats(gt.load_graph(STEVEDORE), build_order=order)
+    order = files.load_build_order(GOLDEN / "stevedore" / "build-order.json")
+    stats = reports.graph_stats(files.load_graph(STEVEDORE), build_order=order)
     assert stats.to_json() == {
         "nodes": 3,
         "packages": 3,
@@ -318,7 +318,7 @@ def test_graph_stats_counts_prebuilt_duplicates_and_build_order_mismatch() -> No
     graph = _duplicated()
     order = [e for e in graph.build_order() if e["dist"] != "tool"]
     order.append({"dist": "Extra_Pkg", "version": "9"})
-    stats = gt.graph_stats(graph, build_order=order)
+    stats = reports.graph_stats(graph, build_order=order)
     assert (stats.nodes, stats.packages, stats.prebuilt) == (5, 4, 1)
     assert stats.multiple_versions == {"lib": ["1.0", "2.0"]}
     # app needs tool built, tool needs lib 1.0 built
@@ -339,7 +339,7 @@ def test_longest_build_chain_ignores_prebuilt_and_survives_build_cycles() -> Non
     graph.add_edge("b==1", "c==1", "build-system", "c")
     graph.add_edge("c==1", "a==1", "build-backend", "a")  # loops back
     graph.add_edge("c==1", "p==1", "build-system", "p")
-    chain = gt.longest_build_chain(graph)
+    chain = reports.longest_build_chain(graph)
     assert len(chain) == 3 and set(chain) == {"a==1", "b==1", "c==1"}
     assert "p==1" not in chain
 
@@ -348,6 +348,6 @@ def test_load_build_order_errors(tmp_path: Path) -> None:
     path = tmp_path / "build-order.json"
     path.write_text('{"dist": "x"}')
     with pytest.raises(ConfigError, match="not a build-order.json file"):
-        gt.load_build_order(path)
+        files.load_build_order(path)
     with pytest.raises(ConfigError, match="cannot read build order"):
-        gt.load_build_order(tmp_path / "missing.json")
+        files.load_build_order(tmp_path / "missing.json")

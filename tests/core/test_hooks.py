@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fromager_dagster.core.build.hooks import read_build_system
+from fromager_dagster.core.build.build_system import read_build_system
 from fromager_dagster.core.errors import ConfigError
 
 

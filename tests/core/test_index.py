@@ -17,11 +17,11 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from fromager_dagster.core.errors import IndexAccessError
-from fromager_dagster.core.index.client import (
+from fromager_dagster.core.http import make_session
+from fromager_dagster.core.index.client import IndexClient
+from fromager_dagster.core.index.distributions import (
     DistFile,
-    IndexClient,
     best_wheel,
-    make_session,
     parse_dist_filename,
     wheel_tag_rank,
 )

@@ -15,7 +15,8 @@ from urllib.parse import unquote, urljoin, urlsplit
 import pytest
 import requests
 
-from fromager_dagster.core.index.server import LocalIndexServer, write_simple_tree
+from fromager_dagster.core.index.server import LocalIndexServer
+from fromager_dagster.core.index.simple_pages import write_simple_tree
 
 if TYPE_CHECKING:
     from conftest import DistFactory

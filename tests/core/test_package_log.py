@@ -10,13 +10,13 @@ import pytest
 
 from fromager_dagster.core.bootstrap.run import BootstrapOptions, bootstrap
 from fromager_dagster.core.build import builder
-from fromager_dagster.core.build.sandbox import HookLimits, hook_environ, run_confined
+from fromager_dagster.core.build.confined import HookLimits, hook_environ, run_confined
 from fromager_dagster.core.index.client import IndexClient
 from fromager_dagster.core.index.server import LocalIndexServer
 from fromager_dagster.core.layout import OutputLayout
 from fromager_dagster.core.package_log import keep_head_and_tail, start_stage
 from fromager_dagster.core.resolve.requirements import Constraints, toplevel_requirements
-from fromager_dagster.core.settings.overrides import load_settings
+from fromager_dagster.core.settings.loading import load_settings
 from tests.fixtures.packages import FixturePackage, make_index
 
 TOOL = FixturePackage("fx-tool")

@@ -11,9 +11,10 @@ import pytest
 from fromager_dagster.core.errors import PatchError
 from fromager_dagster.core.index.client import IndexClient
 from fromager_dagster.core.index.url import resolve_index_url
-from fromager_dagster.core.settings.overrides import load_settings
-from fromager_dagster.core.sources.archives import download, unpack
+from fromager_dagster.core.settings.loading import load_settings
+from fromager_dagster.core.sources.archives import download
 from fromager_dagster.core.sources.patches import apply_patches, failure_reasons
+from fromager_dagster.core.sources.unpacking import unpack
 
 REPO = Path(__file__).resolve().parents[2]
 ORIGINAL = "one\ntwo\nthree\nfour\nfive\nsix\nseven\neight\nnine\nten\n"

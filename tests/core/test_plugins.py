@@ -39,7 +39,8 @@ from fromager_dagster.core.plugins import (
 from fromager_dagster.core.plugins import steps as plugin_steps
 from fromager_dagster.core.resolve.requirements import Constraints
 from fromager_dagster.core.resolve.resolver import Resolver
-from fromager_dagster.core.settings.overrides import Settings, load_settings
+from fromager_dagster.core.settings.loading import load_settings
+from fromager_dagster.core.settings.overrides import Settings
 from fromager_dagster.core.sources.prepare import (
     build_fingerprint,
     prepare_source,

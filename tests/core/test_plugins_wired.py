@@ -35,7 +35,9 @@ from fromager_dagster.core.plugins import (
     Plugins,
 )
 from fromager_dagster.core.resolve.requirements import Constraints, parse_requirement
-from fromager_dagster.core.settings.overrides import Settings, default_paths, load_settings
+from fromager_dagster.core.settings.layout import default_paths
+from fromager_dagster.core.settings.loading import load_settings
+from fromager_dagster.core.settings.overrides import Settings
 from fromager_dagster.core.sources.archives import sha256_file
 from tests.fixtures.packages import FixturePackage, Upstream, make_wheel
 

@@ -15,7 +15,7 @@ from fromager_dagster.core.index.url import resolve_index_url
 from fromager_dagster.core.layout import OutputLayout
 from fromager_dagster.core.repository.prebuilt import download_prebuilt_wheel, fetch_prebuilt_wheel
 from fromager_dagster.core.resolve.requirements import Constraints, parse_requirement
-from fromager_dagster.core.settings.overrides import load_settings
+from fromager_dagster.core.settings.loading import load_settings
 from fromager_dagster.core.sources.archives import sha256_file
 from tests.core.conftest import DistFactory
 from tests.fixtures.packages import FixturePackage, Upstream, make_wheel

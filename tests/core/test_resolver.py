@@ -14,10 +14,11 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from fromager_dagster.core.errors import ResolutionError
-from fromager_dagster.core.index.client import DistFile, IndexClient, parse_upload_time
+from fromager_dagster.core.index.client import IndexClient
+from fromager_dagster.core.index.distributions import DistFile, parse_upload_time
 from fromager_dagster.core.resolve.requirements import Constraints
 from fromager_dagster.core.resolve.resolver import ResolvedPackage, Resolver, SourcePolicy
-from fromager_dagster.core.settings.overrides import load_settings
+from fromager_dagster.core.settings.loading import load_settings
 from tests.fixtures.packages import FixturePackage, Upstream, make_sdist, make_wheel
 
 NOW = datetime(2026, 11, 21, tzinfo=UTC)

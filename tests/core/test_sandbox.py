@@ -11,21 +11,18 @@ from pathlib import Path
 import pytest
 
 from fromager_dagster.core.build import sandbox as sb
+from fromager_dagster.core.build.build_system import read_build_system
+from fromager_dagster.core.build.bwrap import bwrap_problem
+from fromager_dagster.core.build.confined import HookLimits, hook_environ, run_confined
 from fromager_dagster.core.build.environment import BuildEnv
-from fromager_dagster.core.build.hooks import HookCaller, read_build_system
-from fromager_dagster.core.build.sandbox import (
-    HookLimits,
-    Sandbox,
-    SandboxError,
-    hook_environ,
-    resolve_sandbox,
-    run_confined,
-)
-from fromager_dagster.core.errors import BuildError
-from fromager_dagster.core.settings.overrides import load_settings
+from fromager_dagster.core.build.hooks import HookCaller
+from fromager_dagster.core.build.isolation import isolation_problem
+from fromager_dagster.core.build.sandbox import Sandbox, resolve_sandbox
+from fromager_dagster.core.errors import BuildError, SandboxError
+from fromager_dagster.core.settings.loading import load_settings
 from fromager_dagster.core.settings.schema import SettingsError
 
-needs_bwrap = pytest.mark.skipif(sb.bwrap_problem() is not None, reason="no bubblewrap")
+needs_bwrap = pytest.mark.skipif(bwrap_problem() is not None, reason="no bubblewrap")
 
 
 def test_environment_is_an_allowlist(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -83,7 +80,7 @@ def test_cli_warns_in_one_line_when_falling_back(tmp_path: Path) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
     )
     kind, note = proc.stdout.splitlines()[:2]
-    assert kind == ("unshare" if sb.isolation_problem() is None else "none"), note
+    assert kind == ("unshare" if isolation_problem() is None else "none"), note
     assert "bubblewrap" in note and "docs/security.md" in note
     forced = subprocess.run(
         [sys.executable, "-m", "fromager_dagster.cli.main", "build-sequence", "x.json",
@@ -116,9 +113,9 @@ def test_sandbox_settings_are_read_and_checked(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("kind", ["none", "unshare", "bwrap"])
 def test_a_process_past_its_time_limit_is_killed_with_its_tree(tmp_path: Path, kind: str) -> None:
-    if kind == "bwrap" and sb.bwrap_problem() is not None:
+    if kind == "bwrap" and bwrap_problem() is not None:
         pytest.skip("no bubblewrap")
-    if kind == "unshare" and sb.isolation_problem() is not None:
+    if kind == "unshare" and isolation_problem() is not None:
         pytest.skip("no unshare")
     marker = f"{86000 + os.getpid() % 1000}.{int(time.time() * 1000) % 10**6:06d}"
     script = f"sleep {marker} & setsid sleep {marker} & sleep 1000"

@@ -10,18 +10,12 @@ from pathlib import Path
 import pytest
 
 from fromager_dagster.core.errors import ConfigError
-from fromager_dagster.core.settings.overrides import (
-    DownloadSource,
-    Settings,
-    SettingsError,
-    default_paths,
-    expand_template,
-    lint_overrides,
-    list_overrides,
-    load_settings,
-    override_name,
-    template_problem,
-)
+from fromager_dagster.core.settings.layout import default_paths, override_name
+from fromager_dagster.core.settings.loading import lint_overrides, list_overrides, load_settings
+from fromager_dagster.core.settings.overrides import Settings
+from fromager_dagster.core.settings.schema import SettingsError
+from fromager_dagster.core.settings.sections import DownloadSource
+from fromager_dagster.core.settings.template import expand_template, template_problem
 
 
 class Overrides:

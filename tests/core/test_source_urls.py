@@ -14,12 +14,15 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from fromager_dagster.core.errors import ConfigError, HashMismatchError, SourceError
-from fromager_dagster.core.index.client import IndexClient, make_session
+from fromager_dagster.core.http import make_session
+from fromager_dagster.core.index.client import IndexClient
 from fromager_dagster.core.index.server import LocalIndexServer
 from fromager_dagster.core.resolve.requirements import Constraints
 from fromager_dagster.core.resolve.resolver import Resolver
-from fromager_dagster.core.settings.overrides import DownloadSource, PackageSettings
+from fromager_dagster.core.settings.overrides import PackageSettings
+from fromager_dagster.core.settings.sections import DownloadSource
 from fromager_dagster.core.sources import archives as sources
+from fromager_dagster.core.sources.unpacking import unpack
 from fromager_dagster.core.sources.urls import (
     download_from_url,
     download_override,
@@ -142,7 +145,7 @@ def test_version_from_the_index_archive_from_the_templated_url(
     assert pkg.source.url == f"{base}/releases/fx-url/v1.1/{upstream.sdist_filename}"
     assert pkg.source.sha256 == sources.sha256_file(served) != resolved.source.sha256
     assert (pkg.key, pkg.source.filename) == ("fx-url==1.1", archive.name)
-    tree = sources.unpack(archive, tmp_path / "work")
+    tree = unpack(archive, tmp_path / "work")
     assert "fx-extra" in (tree / "fixture.json").read_text()
     assert download_override(make_session(retries=0), resolved, _settings(None), dest) is None
 

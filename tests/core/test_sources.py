@@ -21,8 +21,10 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from fromager_dagster.core.errors import HashMismatchError, SourceError, UnsafeArchiveError
-from fromager_dagster.core.index.client import DistFile
-from fromager_dagster.core.sources.archives import download, repack_sdist, sha256_file, unpack
+from fromager_dagster.core.index.distributions import DistFile
+from fromager_dagster.core.sources.archives import download, sha256_file
+from fromager_dagster.core.sources.repack import repack_sdist
+from fromager_dagster.core.sources.unpacking import unpack
 
 # --- archive builders -----------------------------------------------------------------------
 

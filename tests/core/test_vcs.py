@@ -16,17 +16,16 @@ from fromager_dagster.core.errors import ConfigError, ResolutionError, SourceErr
 from fromager_dagster.core.resolve.requirements import Constraints
 from fromager_dagster.core.settings.overrides import PackageSettings, Settings
 from fromager_dagster.core.sources import archives as sources
-from fromager_dagster.core.sources.vcs import (
+from fromager_dagster.core.sources.git import (
     GitSource,
-    GitSources,
     clone_at,
     git_options,
     git_source,
     parse_git_url,
     redact,
-    sdist_from_git,
-    version_from_source,
 )
+from fromager_dagster.core.sources.unpacking import unpack
+from fromager_dagster.core.sources.vcs import GitSources, sdist_from_git, version_from_source
 from tests.fixtures.packages import FixturePackage, sdist_members
 
 _GIT_ID = ["-c", "user.name=Fixture", "-c", "user.email=fixture@example.invalid"]
@@ -363,7 +362,7 @@ def test_git_sources_resolve_to_a_package_the_pipeline_can_download_and_unpack(
     archive = sources.download(
         requests.Session(), pkg.source, tmp_path / "sdists-repo" / "downloads"
     )
-    tree = sources.unpack(archive, tmp_path / "work-dir")
+    tree = unpack(archive, tmp_path / "work-dir")
     assert (tree / "fixture.json").is_file() and _version_in(tree) == "1.0"
 
 

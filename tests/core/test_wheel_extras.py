@@ -21,7 +21,8 @@ from fromager_dagster.core.build.wheel_extras import WheelExtras, tool_name, whe
 from fromager_dagster.core.build.wheels import finalize_wheel
 from fromager_dagster.core.errors import BuildError, ConfigError
 from fromager_dagster.core.provenance.sbom import SBOM_PATH
-from fromager_dagster.core.settings.overrides import Settings, load_settings
+from fromager_dagster.core.settings.loading import load_settings
+from fromager_dagster.core.settings.overrides import Settings
 from tests.fixtures.packages import FixturePackage, make_wheel
 
 SHA = "ab" * 32

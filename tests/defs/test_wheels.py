@@ -13,7 +13,8 @@ import pytest
 
 from fromager_dagster.core.errors import BuildError, HashMismatchError, SourceError
 from fromager_dagster.core.graph.model import DependencyGraph
-from fromager_dagster.core.settings.overrides import Settings, load_settings
+from fromager_dagster.core.settings.loading import load_settings
+from fromager_dagster.core.settings.overrides import Settings
 from fromager_dagster.defs.collections import Collection
 from fromager_dagster.defs.graph_state import wheel_keys
 from fromager_dagster.defs.location import build_definitions

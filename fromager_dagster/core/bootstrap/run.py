@@ -27,7 +27,8 @@ from fromager_dagster.core.errors import FromagerDagsterError
 from fromager_dagster.core.graph.model import ROOT, DependencyGraph
 from fromager_dagster.core.index.client import IndexClient
 from fromager_dagster.core.index.page_cache import PageCache
-from fromager_dagster.core.index.server import LocalIndexServer, write_simple_tree
+from fromager_dagster.core.index.server import LocalIndexServer
+from fromager_dagster.core.index.simple_pages import write_simple_tree
 from fromager_dagster.core.layout import OutputLayout
 from fromager_dagster.core.plugins import Plugins
 from fromager_dagster.core.plugins.finder import source_policy

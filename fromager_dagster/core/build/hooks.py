@@ -1,4 +1,5 @@
-"""PEP 517 through pyproject-hooks: build-system requirements, the get_requires hooks, builds."""
+"""PEP 517 hooks through pyproject-hooks, in the sandbox: the get_requires hooks, metadata and
+builds (:mod:`.build_system` reads which backend)."""
 
 from __future__ import annotations
 
@@ -8,76 +9,26 @@ import json
 import os
 import shutil
 import tempfile
-import tomllib
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import pyproject_hooks
 from packaging.requirements import Requirement
 
-from fromager_dagster.core.build.environment import BuildEnv
-from fromager_dagster.core.build.sandbox import (
+from fromager_dagster.core.build.build_system import BuildSystem
+from fromager_dagster.core.build.confined import (
     HookLimits,
-    Sandbox,
-    as_sandbox,
     describe,
     hook_environ,
     python_prefix,
     run_confined,
 )
+from fromager_dagster.core.build.environment import BuildEnv
+from fromager_dagster.core.build.sandbox import Sandbox, as_sandbox
 from fromager_dagster.core.build.wheel_check import WheelRejectedError, check_wheel, tree_names
-from fromager_dagster.core.errors import BuildError, ConfigError
+from fromager_dagster.core.errors import BuildError
 from fromager_dagster.core.resolve.requirements import marker_holds, parse_requirement
-
-DEFAULT_REQUIRES = ("setuptools>=40.8.0",)
-DEFAULT_BACKEND = "setuptools.build_meta:__legacy__"
-
-
-@dataclass(frozen=True)
-class BuildSystem:
-    """The ``[build-system]`` table of a source tree (with the setuptools legacy default)."""
-
-    requires: tuple[Requirement, ...]
-    backend: str
-    backend_path: tuple[str, ...] | None
-
-
-def read_build_system(source_dir: Path, *, package: str | None = None) -> BuildSystem:
-    pyproject = source_dir / "pyproject.toml"
-    table: Mapping[str, object] = {}
-    if pyproject.exists():
-        try:
-            data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{pyproject}: invalid TOML: {exc}", package=package) from exc
-        raw = data.get("build-system", {})
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{pyproject}: [build-system] must be a table", package=package)
-        table = raw
-    requires = table.get("requires", list(DEFAULT_REQUIRES))
-    if not isinstance(requires, list) or not all(isinstance(r, str) for r in requires):
-        raise ConfigError(
-            f"{pyproject}: [build-system].requires must be a list of strings", package=package
-        )
-    backend = table.get("build-backend", DEFAULT_BACKEND)
-    backend_path = table.get("backend-path")
-    if isinstance(backend_path, str):  # flit-core 2.x writes one path as a string
-        backend_path = [backend_path]
-    if not isinstance(backend, str) or (
-        backend_path is not None
-        and (
-            not isinstance(backend_path, list) or not all(isinstance(p, str) for p in backend_path)
-        )
-    ):
-        raise ConfigError(f"{pyproject}: bad build-backend or backend-path", package=package)
-    reqs = tuple(parse_requirement(r, source=str(pyproject)) for r in requires)
-    return BuildSystem(
-        tuple(r for r in reqs if marker_holds(r)),
-        backend,
-        tuple(backend_path) if backend_path is not None else None,
-    )
 
 
 class HookCaller:

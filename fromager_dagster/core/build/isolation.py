@@ -1,4 +1,5 @@
-"""Network isolation: run a build subprocess in a new network namespace with only loopback."""
+"""Network isolation (the ``unshare`` sandbox): a build subprocess in a new network namespace
+with only loopback, and new PID, IPC and UTS namespaces where unshare can make them."""
 
 from __future__ import annotations
 
@@ -89,3 +90,25 @@ def resolve_isolation(requested: bool | None) -> bool:
 def isolated(cmd: list[str]) -> list[str]:
     """``cmd`` wrapped so it runs with no network but loopback."""
     return [*_unshare_prefix(), *cmd]
+
+
+def unshare_command(argv: list[str]) -> list[str]:
+    """Today's network namespace, in new PID, IPC and UTS namespaces too: when the command
+    ends, whatever it started ends with it."""
+    wrapped = isolated(argv)
+    wrapped[1:1] = _unshare_extras()
+    return wrapped
+
+
+@functools.cache
+def _unshare_extras() -> tuple[str, ...]:
+    extras = ("--pid", "--fork", "--kill-child", "--ipc", "--uts")
+    try:
+        proc = subprocess.run(
+            ["unshare", *extras, "--net", "--map-root-user", "true"],
+            capture_output=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ()
+    return extras if proc.returncode == 0 else ()

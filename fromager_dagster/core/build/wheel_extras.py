@@ -18,7 +18,8 @@ from fromager_dagster.core.provenance.sbom import (
     spdx_document,
     spdx_json,
 )
-from fromager_dagster.core.settings.overrides import Settings, override_name
+from fromager_dagster.core.settings.layout import override_name
+from fromager_dagster.core.settings.overrides import Settings
 
 TOOL = "fromager-dagster"
 

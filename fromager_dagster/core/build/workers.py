@@ -26,7 +26,7 @@ from fromager_dagster.core.graph.model import DependencyGraph
 from fromager_dagster.core.layout import OutputLayout
 from fromager_dagster.core.provenance.statement import RunInfo
 from fromager_dagster.core.settings.overrides import Settings
-from fromager_dagster.core.sources import archives as sources
+from fromager_dagster.core.sources import unpacking
 
 T = TypeVar("T")
 
@@ -94,9 +94,9 @@ class WorkerProcesses:
             raise
 
     def unpack(self, archive: Path, dest_dir: Path) -> Path:
-        """:func:`~fromager_dagster.core.sources.archives.unpack` in a worker."""
+        """:func:`~fromager_dagster.core.sources.unpacking.unpack` in a worker."""
         try:
-            return self.run(sources.unpack, archive, dest_dir)
+            return self.run(unpacking.unpack, archive, dest_dir)
         except BrokenProcessPool as exc:
             raise SourceError(f"could not unpack {archive.name}: the worker process died") from exc
 

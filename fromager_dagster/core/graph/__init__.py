@@ -11,45 +11,39 @@ from typing import TYPE_CHECKING
 from fromager_dagster.core.public_names import lazy_names
 
 if TYPE_CHECKING:
+    from .files import REQ_TYPES, find_graph_file, load_build_order, load_graph
     from .model import BUILD_TYPES, ROOT, DependencyGraph, ReqType, write_atomic
     from .queries import (
-        REQ_TYPES,
         Duplicate,
-        GraphStats,
         WhyLink,
         WhyReport,
         duplicates,
-        find_graph_file,
         graph_changes,
-        graph_stats,
-        load_build_order,
-        load_graph,
         select_nodes,
-        subset,
-        to_dot,
         why,
     )
+    from .reports import GraphStats, graph_stats, subset, to_dot
 
 #: The public names, and the module of this package that defines each.
 _MODULES = {
     "BUILD_TYPES": "model",
     "DependencyGraph": "model",
     "Duplicate": "queries",
-    "GraphStats": "queries",
-    "REQ_TYPES": "queries",
+    "GraphStats": "reports",
+    "REQ_TYPES": "files",
     "ROOT": "model",
     "ReqType": "model",
     "WhyLink": "queries",
     "WhyReport": "queries",
     "duplicates": "queries",
-    "find_graph_file": "queries",
+    "find_graph_file": "files",
     "graph_changes": "queries",
-    "graph_stats": "queries",
-    "load_build_order": "queries",
-    "load_graph": "queries",
+    "graph_stats": "reports",
+    "load_build_order": "files",
+    "load_graph": "files",
     "select_nodes": "queries",
-    "subset": "queries",
-    "to_dot": "queries",
+    "subset": "reports",
+    "to_dot": "reports",
     "why": "queries",
     "write_atomic": "model",
 }

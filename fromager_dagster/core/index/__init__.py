@@ -12,7 +12,8 @@ from fromager_dagster.core.public_names import lazy_names
 
 if TYPE_CHECKING:
     from .client import IndexClient
-    from .server import LocalIndexServer, write_simple_tree
+    from .server import LocalIndexServer
+    from .simple_pages import write_simple_tree
     from .url import ENV_VAR, resolve_index_url
 
 #: The public names, and the module of this package that defines each.
@@ -21,7 +22,7 @@ _MODULES = {
     "IndexClient": "client",
     "LocalIndexServer": "server",
     "resolve_index_url": "url",
-    "write_simple_tree": "server",
+    "write_simple_tree": "simple_pages",
 }
 __all__ = [
     "ENV_VAR",

@@ -9,7 +9,8 @@ import threading
 
 from packaging.utils import NormalizedName, canonicalize_name
 
-from fromager_dagster.core.index.client import DistFile, IndexClient
+from fromager_dagster.core.index.client import IndexClient
+from fromager_dagster.core.index.distributions import DistFile
 from fromager_dagster.core.plugins.registry import Plugins
 from fromager_dagster.core.resolve.resolver import PackageFinder, SourcePolicy
 from fromager_dagster.core.settings.overrides import Settings

@@ -12,7 +12,7 @@ from packaging.utils import NormalizedName
 from packaging.version import Version
 
 from fromager_dagster.core.build.hooks import HookCaller
-from fromager_dagster.core.index.client import DistFile
+from fromager_dagster.core.index.distributions import DistFile
 from fromager_dagster.core.resolve.resolver import PackageFinder
 from fromager_dagster.core.settings.overrides import Settings
 

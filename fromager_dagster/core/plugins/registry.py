@@ -32,7 +32,7 @@ from fromager_dagster.core.plugins.protocols import (
     parameters,
 )
 from fromager_dagster.core.plugins.results import STEP_KINDS
-from fromager_dagster.core.settings.overrides import override_name
+from fromager_dagster.core.settings.layout import override_name
 
 OVERRIDES_GROUP = "fromager_dagster.project_overrides"
 HOOKS_GROUP = "fromager_dagster.hooks"

@@ -17,7 +17,7 @@ from fromager_dagster.core.errors import (
     ResolutionError,
     SourceError,
 )
-from fromager_dagster.core.index.client import DistFile
+from fromager_dagster.core.index.distributions import DistFile
 
 
 def _existing_file(value: Any) -> Path:

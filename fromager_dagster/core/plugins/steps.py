@@ -21,7 +21,7 @@ from fromager_dagster.core.plugins.registry import Plugins
 from fromager_dagster.core.plugins.wheel_metadata import add_extra_metadata
 from fromager_dagster.core.resolve.requirements import marker_holds, parse_requirement
 from fromager_dagster.core.settings.overrides import Settings
-from fromager_dagster.core.sources import archives as sources
+from fromager_dagster.core.sources.repack import repack_sdist
 
 
 def _ids(name: str, version: str | Version) -> tuple[NormalizedName, Version]:
@@ -158,7 +158,7 @@ def build_sdist(
     anywhere but ``dest``."""
     step = plugins.override(name, "build_sdist")
     if step is None:
-        return sources.repack_sdist(
+        return repack_sdist(
             source_dir,
             dest,
             name=name,

@@ -13,7 +13,8 @@ from packaging.version import Version
 from fromager_dagster.core.build.settings import installed
 from fromager_dagster.core.errors import SourceError
 from fromager_dagster.core.graph.model import DependencyGraph, write_atomic
-from fromager_dagster.core.index.client import SDIST_EXTENSIONS, IndexClient
+from fromager_dagster.core.index.client import IndexClient
+from fromager_dagster.core.index.distributions import SDIST_EXTENSIONS
 from fromager_dagster.core.layout import OutputLayout
 from fromager_dagster.core.plugins import Plugins
 from fromager_dagster.core.repository.prebuilt import download_prebuilt_wheel

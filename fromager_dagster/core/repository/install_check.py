@@ -24,8 +24,9 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from fromager_dagster.core.build.confined import hook_environ, python_prefix
 from fromager_dagster.core.build.environment import BuildEnv, BuildEnvFactory, temporary_session
-from fromager_dagster.core.build.sandbox import Sandbox, as_sandbox, hook_environ, python_prefix
+from fromager_dagster.core.build.sandbox import Sandbox, as_sandbox
 from fromager_dagster.core.build.wheels import wheel_top_level_modules
 from fromager_dagster.core.errors import FromagerDagsterError
 from fromager_dagster.core.index.server import LocalIndexServer

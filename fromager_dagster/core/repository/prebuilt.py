@@ -10,7 +10,8 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from fromager_dagster.core.errors import SourceError
-from fromager_dagster.core.index.client import DistFile, IndexClient, best_wheel
+from fromager_dagster.core.index.client import IndexClient
+from fromager_dagster.core.index.distributions import DistFile, best_wheel
 from fromager_dagster.core.settings.overrides import Settings
 from fromager_dagster.core.sources import archives as sources
 

@@ -15,7 +15,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from fromager_dagster.core.errors import ResolutionError
-from fromager_dagster.core.index.client import DistFile, best_wheel, wheel_tag_rank
+from fromager_dagster.core.index.distributions import DistFile, best_wheel, wheel_tag_rank
 from fromager_dagster.core.resolve.requirements import Constraint, Constraints
 from fromager_dagster.core.settings.sections import ResolverDist
 

@@ -11,23 +11,18 @@ from typing import TYPE_CHECKING
 from fromager_dagster.core.public_names import lazy_names
 
 if TYPE_CHECKING:
-    from .overrides import (
-        DEFAULT_VARIANT,
-        Settings,
-        default_paths,
-        lint_overrides,
-        list_overrides,
-        load_settings,
-    )
+    from .layout import default_paths
+    from .loading import lint_overrides, list_overrides, load_settings
+    from .overrides import DEFAULT_VARIANT, Settings
 
 #: The public names, and the module of this package that defines each.
 _MODULES = {
     "DEFAULT_VARIANT": "overrides",
     "Settings": "overrides",
-    "default_paths": "overrides",
-    "lint_overrides": "overrides",
-    "list_overrides": "overrides",
-    "load_settings": "overrides",
+    "default_paths": "layout",
+    "lint_overrides": "loading",
+    "list_overrides": "loading",
+    "load_settings": "loading",
 }
 __all__ = [
     "DEFAULT_VARIANT",

@@ -15,12 +15,13 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from fromager_dagster.core.build.hooks import BuildSystem, read_build_system
+from fromager_dagster.core.build.build_system import BuildSystem, read_build_system
 from fromager_dagster.core.errors import ConfigError
 from fromager_dagster.core.plugins import Plugins
 from fromager_dagster.core.plugins.steps import plugin_requirements
-from fromager_dagster.core.settings.overrides import ProjectOverride, Settings
-from fromager_dagster.core.sources import archives as sources
+from fromager_dagster.core.settings.overrides import Settings
+from fromager_dagster.core.settings.sections import ProjectOverride
+from fromager_dagster.core.sources import unpacking
 from fromager_dagster.core.sources.patches import apply_patches
 
 
@@ -43,11 +44,11 @@ def prepare_source(
     version: str,
     log: Path,
     plugins: Plugins | None = None,
-    unpack: Callable[[Path, Path], Path] = sources.unpack,
+    unpack: Callable[[Path, Path], Path] = unpacking.unpack,
 ) -> PreparedSource:
     """Unpack ``archive`` under ``work_dir`` and apply the package's patches and overrides.
 
-    ``unpack`` is :func:`sources.unpack` or the same in another process.
+    ``unpack`` is :func:`.unpacking.unpack` or the same in another process.
 
     A ``prepare_source`` plugin replaces the unpacking, the patches and ``project_override``:
     the tree is what it returns. ``build_dir`` still applies, and a

@@ -19,7 +19,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from fromager_dagster.core.errors import ConfigError, SourceError
-from fromager_dagster.core.index.client import DistFile
+from fromager_dagster.core.index.distributions import DistFile
 from fromager_dagster.core.plugins import Plugins
 from fromager_dagster.core.resolve.resolver import ResolvedPackage
 from fromager_dagster.core.settings.overrides import PackageSettings, Settings
