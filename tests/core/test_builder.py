@@ -17,6 +17,7 @@ from fromager_dagster.core.graph.model import DependencyGraph
 from fromager_dagster.core.index.client import IndexClient
 from fromager_dagster.core.index.server import LocalIndexServer
 from fromager_dagster.core.layout import OutputLayout
+from fromager_dagster.core.package_id import PackageId
 from fromager_dagster.core.resolve.requirements import Constraints, toplevel_requirements
 from fromager_dagster.core.settings.overrides import load_settings
 from fromager_dagster.core.sources.archives import sha256_file
@@ -108,8 +109,8 @@ def test_missing_build_requirement_is_named(upstream: tuple[Path, str], tmp_path
 def test_pre_built_nodes_take_the_index_wheel(upstream: tuple[Path, str], tmp_path: Path) -> None:
     layout = OutputLayout(tmp_path / "out")
     graph = DependencyGraph()
-    graph.add_node("fx-pre", "1.0", pre_built=True)
-    graph.add_node("fx-tool", "1.0")
+    graph.add_node(PackageId.of("fx-pre", "1.0"), pre_built=True)
+    graph.add_node(PackageId.of("fx-tool", "1.0"))
     with pytest.raises(SourceError, match="no index was given"):
         builder.build_node(graph, "fx-pre==1.0", layout=layout, isolate=False)
 

@@ -9,6 +9,7 @@ import pytest
 
 from fromager_dagster.core.errors import ConfigError, ResolutionError
 from fromager_dagster.core.graph.model import ROOT, DependencyGraph
+from fromager_dagster.core.package_id import PackageId
 
 GOLDEN = Path(__file__).resolve().parents[2].parent / "shared" / "golden"
 
@@ -34,9 +35,9 @@ def test_build_requirements_are_build_children_and_their_install_closure() -> No
 def _graph_with_two_versions(install_req: str) -> DependencyGraph:
     graph = DependencyGraph()
     for version in ("1.0", "2.0"):
-        graph.add_node("lib", version)
-    graph.add_node("app", "1.0")
-    graph.add_node("tool", "1.0")
+        graph.add_node(PackageId.of("lib", version))
+    graph.add_node(PackageId.of("app", "1.0"))
+    graph.add_node(PackageId.of("tool", "1.0"))
     graph.add_edge(ROOT, "app==1.0", "toplevel", "app")
     graph.add_edge(ROOT, "tool==1.0", "toplevel", "tool")
     graph.add_edge("app==1.0", "lib==1.0", "install", install_req)
@@ -62,7 +63,7 @@ def test_constraints_pick_newest_version_every_install_edge_admits() -> None:
 def test_build_order_puts_build_dependencies_first_and_install_after() -> None:
     graph = DependencyGraph()
     for name in ("app", "tool", "lib"):
-        graph.add_node(name, "1")
+        graph.add_node(PackageId.of(name, "1"))
     graph.add_edge(ROOT, "app==1", "toplevel", "app")
     graph.add_edge("app==1", "tool==1", "build-system", "tool")
     graph.add_edge("app==1", "lib==1", "install", "lib")

@@ -28,6 +28,7 @@ from fromager_dagster.core.graph.model import DependencyGraph
 from fromager_dagster.core.index.client import IndexClient
 from fromager_dagster.core.index.server import LocalIndexServer
 from fromager_dagster.core.layout import OutputLayout
+from fromager_dagster.core.package_id import PackageId
 from fromager_dagster.core.plugins import (
     HOOKS_GROUP,
     OVERRIDES_GROUP,
@@ -522,7 +523,7 @@ def test_taking_a_pre_built_wheel_runs_the_prebuilt_wheel_hook(
         }
 
     graph = DependencyGraph()
-    graph.add_node("fx-pre", "1.0", pre_built=True)
+    graph.add_node(PackageId.of("fx-pre", "1.0"), pre_built=True)
     layout = OutputLayout(tmp_path / "out")
     built = builder.build_node(
         graph, "fx-pre==1.0", layout=layout, isolate=False, index=index, plugins=plugins

@@ -93,8 +93,7 @@ class Scheduler:
             raise _led_to(exc, parent, req, req_type) from exc
         for found in chosen:
             self.graph.add_node(
-                found.name,
-                str(found.version),
+                found.id,
                 download_url=found.source.url,
                 pre_built=found.source.kind == "wheel",
                 constraint=str(found.constraint) if found.constraint is not None else None,

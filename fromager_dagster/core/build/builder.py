@@ -37,6 +37,7 @@ from fromager_dagster.core.errors import BuildError, FromagerDagsterError
 from fromager_dagster.core.graph.model import DependencyGraph
 from fromager_dagster.core.index.client import IndexClient
 from fromager_dagster.core.layout import OutputLayout
+from fromager_dagster.core.package_id import package_key
 from fromager_dagster.core.package_log import start_stage
 from fromager_dagster.core.plugins import Plugins
 from fromager_dagster.core.provenance.statement import RunInfo, write_provenance
@@ -160,7 +161,7 @@ def build_package(
     canonical = canonicalize_name(name)
     job = _Build.of(
         layout,
-        f"{canonical}=={version}",
+        package_key(canonical, version),
         canonical,
         version,
         settings=settings,
@@ -173,7 +174,7 @@ def build_package(
     if job.wanted.pre_built:
         return job.take_prebuilt(index)
     start = time.perf_counter()
-    start_stage(job.log, f"build of {canonical}=={version}")
+    start_stage(job.log, f"build of {package_key(canonical, version)}")
     package = resolve_source(
         index,
         canonical,

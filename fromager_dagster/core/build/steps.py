@@ -23,6 +23,7 @@ from fromager_dagster.core.errors import BuildError, ConfigError, SourceError
 from fromager_dagster.core.graph.model import write_atomic
 from fromager_dagster.core.index.client import IndexClient
 from fromager_dagster.core.layout import OutputLayout
+from fromager_dagster.core.package_id import package_key
 from fromager_dagster.core.package_log import start_stage
 from fromager_dagster.core.plugins import Plugins
 from fromager_dagster.core.plugins import steps as plugin_steps
@@ -61,7 +62,7 @@ def resolve_source(
     chosen = settings if settings is not None else Settings()
     policy = source_policy(chosen, index, plugins=installed(plugins))
     resolver = Resolver(index, constraints or Constraints.from_lines([]), policy)
-    return resolver.resolve(Requirement(f"{canonicalize_name(name)}=={version}"))
+    return resolver.resolve(Requirement(package_key(canonicalize_name(name), version)))
 
 
 def download_source(
@@ -150,7 +151,7 @@ def prepare_downloaded(
     let a ``prepare_source`` plugin prepare it); record where the tree is for the later steps."""
     archive = downloaded_source(layout, name, version)
     log = layout.log_path(name, version)
-    start_stage(log, f"prepare source of {name}=={version} from {archive.name}")
+    start_stage(log, f"prepare source of {package_key(name, version)} from {archive.name}")
     chosen = settings if settings is not None else Settings()
     prepared = prepare_source(
         archive,
@@ -191,8 +192,8 @@ def prepared_source(
         found = False
     if not found:
         raise SourceError(
-            f"the source of {name}=={version} is not prepared in {layout.work_dir}; run "
-            "`step prepare-source` first",
+            f"the source of {package_key(name, version)} is not prepared in {layout.work_dir}; "
+            "run `step prepare-source` first",
             package=name,
             version=version,
         )

@@ -17,6 +17,7 @@ from packaging.version import InvalidVersion, Version
 
 from fromager_dagster.core.credentials import strip_credentials
 from fromager_dagster.core.errors import BuildCycleError, ConfigError, ResolutionError
+from fromager_dagster.core.package_id import PackageId, package_key
 
 ReqType = Literal["toplevel", "install", "build-system", "build-backend", "build-sdist"]
 BUILD_TYPES: tuple[ReqType, ...] = ("build-system", "build-backend", "build-sdist")
@@ -50,9 +51,11 @@ class Node:
             "edges": [{"key": e.key, "req_type": e.req_type, "req": e.req} for e in self.edges],
         }
 
-
-def node_key(name: str, version: str | Version) -> str:
-    return f"{name}=={version}"
+    @property
+    def id(self) -> PackageId:
+        """The package-version of a node (not of the root); graph.json's names and versions
+        are checked when it is read."""
+        return PackageId.of(self.canonicalized_name, self.version)
 
 
 class DependencyGraph:
@@ -64,18 +67,19 @@ class DependencyGraph:
 
     def add_node(
         self,
-        name: str,
-        version: str,
+        package: PackageId,
         *,
         download_url: str = "",
         pre_built: bool = False,
         constraint: str | None = None,
     ) -> Node:
-        key = node_key(name, version)
+        key = package.key
         with self._lock:
             node = self.nodes.get(key)
             if node is None:
-                node = Node(key, name, version, download_url, pre_built, constraint)
+                node = Node(
+                    key, package.name, str(package.version), download_url, pre_built, constraint
+                )
                 self.nodes[key] = node
             return node
 
@@ -197,7 +201,7 @@ class DependencyGraph:
 
     def build_order_keys(self) -> list[str]:
         """The node keys of :meth:`build_order`, each after everything its build needs."""
-        return [f"{e['dist']}=={e['version']}" for e in self.build_order()]
+        return [package_key(e["dist"], e["version"]) for e in self.build_order()]
 
     def build_order(self) -> list[dict[str, Any]]:
         """fromager's build-order.json: each node after everything its build needs.
@@ -287,7 +291,7 @@ class DependencyGraph:
                     f"{', '.join(str(v) for v in versions)}",
                     package=name,
                 )
-            lines.append(node_key(name, chosen))
+            lines.append(package_key(name, chosen))
         return lines
 
     def write(self, work_dir: Path, *, constraints: bool = True) -> dict[str, Path]:

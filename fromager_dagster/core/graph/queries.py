@@ -14,6 +14,7 @@ from packaging.version import InvalidVersion, Version
 
 from fromager_dagster.core.errors import ConfigError
 from fromager_dagster.core.graph.model import ROOT, DependencyGraph, Edge, Node, ReqType
+from fromager_dagster.core.package_id import package_key
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -293,7 +294,7 @@ def subset(
         for key in dict.fromkeys(keys):
             toplevel = [e for e in root_edges if e.key == key]
             node = graph.nodes[key]
-            req = f"{node.canonicalized_name}=={node.version}"
+            req = package_key(node.canonicalized_name, node.version)
             result.nodes[ROOT].edges.extend(toplevel or [Edge(key, "toplevel", req)])
     return result
 
@@ -489,7 +490,7 @@ def graph_stats(
     }
     order_stats = None
     if build_order is not None:
-        ordered = [f"{canonicalize_name(e['dist'])}=={e['version']}" for e in build_order]
+        ordered = [package_key(canonicalize_name(e["dist"]), e["version"]) for e in build_order]
         order_stats = BuildOrderStats(
             path=build_order_path,
             entries=len(build_order),

@@ -15,6 +15,7 @@ from fromager_dagster.core.errors import SourceError
 from fromager_dagster.core.graph.model import DependencyGraph, write_atomic
 from fromager_dagster.core.index.client import SDIST_EXTENSIONS, IndexClient
 from fromager_dagster.core.layout import OutputLayout
+from fromager_dagster.core.package_id import package_key
 from fromager_dagster.core.plugins import Plugins
 from fromager_dagster.core.repository.prebuilt import download_prebuilt_wheel
 from fromager_dagster.core.repository.records import record_path
@@ -153,7 +154,7 @@ def downloaded_source(layout: OutputLayout, name: str, version: str) -> Path:
             if found == (wanted_name, wanted_version):
                 return path
     raise SourceError(
-        f"no source archive of {wanted_name}=={version} in {folder}; run "
+        f"no source archive of {package_key(wanted_name, version)} in {folder}; run "
         "`step download-source-archive` first",
         package=wanted_name,
         version=version,
@@ -190,7 +191,8 @@ def take_prebuilt(
     if existing is None:
         if index is None:
             raise SourceError(
-                f"the pre-built wheel of {name}=={version} is not in {layout.wheels_prebuilt} "
+                f"the pre-built wheel of {package_key(name, version)} is not in "
+                f"{layout.wheels_prebuilt} "
                 "and no index was given to download it from",
                 package=name,
                 version=version,
@@ -230,5 +232,5 @@ def accept_prebuilt(
         wheel=path,
     )
     log = layout.log_path(name, version)
-    key = f"{name}=={version}"
+    key = package_key(name, version)
     return BuiltWheel.since(start, key, path, log, path, reused=reused, prebuilt=True)

@@ -11,6 +11,7 @@ from packaging.version import InvalidVersion, Version
 
 from fromager_dagster.core.errors import SourceError
 from fromager_dagster.core.index.client import DistFile, IndexClient, best_wheel
+from fromager_dagster.core.package_id import package_key
 from fromager_dagster.core.settings.overrides import Settings
 from fromager_dagster.core.sources import archives as sources
 
@@ -73,7 +74,8 @@ def fetch_prebuilt_wheel(
             else "it has no wheel of that version"
         )
         raise SourceError(
-            f"no pre-built wheel of {canonical}=={version} on {index.index_url}: {found}",
+            f"no pre-built wheel of {package_key(canonical, version)} on {index.index_url}: "
+            f"{found}",
             package=canonical,
             version=version,
         )

@@ -17,6 +17,7 @@ from packaging.version import Version
 
 from fromager_dagster.core.build.hooks import BuildSystem, read_build_system
 from fromager_dagster.core.errors import ConfigError
+from fromager_dagster.core.package_id import package_key
 from fromager_dagster.core.plugins import Plugins
 from fromager_dagster.core.plugins.steps import plugin_requirements
 from fromager_dagster.core.settings.overrides import ProjectOverride, Settings
@@ -76,7 +77,7 @@ def prepare_source(
         if not project_dir.is_relative_to(root.resolve()) or not project_dir.is_dir():
             raise ConfigError(
                 f"build_dir {package.build_dir!r} is not a folder inside the source of "
-                f"{name}=={version}; fix it in {package.source_file or 'the settings'}",
+                f"{package_key(name, version)}; fix it in {package.source_file or 'the settings'}",
                 package=name,
                 version=version,
             )
