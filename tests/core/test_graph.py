@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from fromager_dagster.core.errors import ConfigError, ResolutionError
+from fromager_dagster.core.graph.build_order import BuildOrderEntry
 from fromager_dagster.core.graph.model import ROOT, DependencyGraph
 from fromager_dagster.core.package_id import PackageId
 
@@ -68,7 +69,7 @@ def test_build_order_puts_build_dependencies_first_and_install_after() -> None:
     graph.add_edge("app==1", "tool==1", "build-system", "tool")
     graph.add_edge("app==1", "lib==1", "install", "lib")
     graph.add_edge("lib==1", "app==1", "install", "app")
-    assert [e["dist"] for e in graph.build_order()] == ["tool", "app", "lib"]
+    assert [e.dist for e in graph.build_order()] == ["tool", "app", "lib"]
 
 
 def test_bad_graph_file_is_a_config_error(tmp_path: Path) -> None:
@@ -79,3 +80,30 @@ def test_bad_graph_file_is_a_config_error(tmp_path: Path) -> None:
     path.write_text("not json")
     with pytest.raises(ConfigError, match="cannot read graph"):
         DependencyGraph.load(path)
+
+
+def test_build_order_entries_are_typed_and_written_as_fromager_writes_them(
+    tmp_path: Path,
+) -> None:
+    graph = DependencyGraph()
+    graph.add_node(PackageId.of("app", "1"), download_url="https://u:p@example.test/app-1.tar.gz")
+    graph.add_node(PackageId.of("tool", "2"), pre_built=True, constraint="tool<3")
+    graph.add_edge(ROOT, "app==1", "toplevel", "app")
+    graph.add_edge("app==1", "tool==2", "build-system", "tool<3")
+    order = graph.build_order()
+    assert [(e.key, e.req, e.prebuilt, e.source_url_type) for e in order] == [
+        ("tool==2", "tool<3", True, "prebuilt"),
+        ("app==1", "app", False, "sdist"),
+    ]
+    written = json.loads(graph.write(tmp_path)["build_order"].read_text(encoding="utf-8"))
+    assert written[0] == {
+        "req": "tool<3",
+        "constraint": "tool<3",
+        "dist": "tool",
+        "version": "2",
+        "prebuilt": True,
+        "source_url": "",
+        "source_url_type": "prebuilt",
+    }
+    assert written[1]["source_url"] == "https://example.test/app-1.tar.gz"
+    assert [BuildOrderEntry.from_json(e) for e in written] == order

@@ -10,6 +10,7 @@ import pytest
 
 from fromager_dagster.core.errors import ConfigError
 from fromager_dagster.core.graph import queries as gt
+from fromager_dagster.core.graph.build_order import BuildOrderEntry
 from fromager_dagster.core.graph.model import ROOT, DependencyGraph
 from fromager_dagster.core.package_id import PackageId
 
@@ -223,7 +224,7 @@ def test_subset_of_pbr_is_a_loadable_graph_of_what_pbr_needs() -> None:
     ]
     assert data["pbr==7.1.3"] == graph.nodes["pbr==7.1.3"].to_json()
     again = DependencyGraph.from_json(json.loads(json.dumps(data)))
-    assert [e["dist"] for e in again.build_order()] == ["setuptools", "pbr"]
+    assert [e.dist for e in again.build_order()] == ["setuptools", "pbr"]
     assert again.constraints() == ["pbr==7.1.3", "setuptools==84.2.1"]
 
 
@@ -317,8 +318,8 @@ def test_graph_stats_of_stevedore_with_its_build_order() -> None:
 
 def test_graph_stats_counts_prebuilt_duplicates_and_build_order_mismatch() -> None:
     graph = _duplicated()
-    order = [e for e in graph.build_order() if e["dist"] != "tool"]
-    order.append({"dist": "Extra_Pkg", "version": "9"})
+    order = [e for e in graph.build_order() if e.dist != "tool"]
+    order.append(BuildOrderEntry(dist="Extra_Pkg", version="9"))
     stats = gt.graph_stats(graph, build_order=order)
     assert (stats.nodes, stats.packages, stats.prebuilt) == (5, 4, 1)
     assert stats.multiple_versions == {"lib": ["1.0", "2.0"]}

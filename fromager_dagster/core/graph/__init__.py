@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from fromager_dagster.core.public_names import lazy_names
 
 if TYPE_CHECKING:
+    from .build_order import BuildOrderEntry
     from .model import BUILD_TYPES, ROOT, DependencyGraph, ReqType, write_atomic
     from .queries import (
         REQ_TYPES,
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 #: The public names, and the module of this package that defines each.
 _MODULES = {
     "BUILD_TYPES": "model",
+    "BuildOrderEntry": "build_order",
     "DependencyGraph": "model",
     "Duplicate": "queries",
     "GraphStats": "queries",
@@ -55,6 +57,7 @@ _MODULES = {
 }
 __all__ = [
     "BUILD_TYPES",
+    "BuildOrderEntry",
     "DependencyGraph",
     "Duplicate",
     "GraphStats",

@@ -13,6 +13,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from fromager_dagster.core.errors import ConfigError
+from fromager_dagster.core.graph.build_order import BuildOrderEntry
 from fromager_dagster.core.graph.model import ROOT, DependencyGraph, Edge, Node, ReqType
 from fromager_dagster.core.package_id import package_key
 
@@ -448,7 +449,7 @@ def longest_build_chain(graph: DependencyGraph) -> list[str]:
     return list(reversed(chain))
 
 
-def load_build_order(path: Path) -> list[dict[str, Any]]:
+def load_build_order(path: Path) -> list[BuildOrderEntry]:
     """Read fromager's build-order.json; errors name the file."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -464,13 +465,13 @@ def load_build_order(path: Path) -> list[dict[str, Any]]:
             f"{path}: not a build-order.json file (expected a list of objects with dist and "
             "version)"
         )
-    return data
+    return [BuildOrderEntry.from_json(e) for e in data]
 
 
 def graph_stats(
     graph: DependencyGraph,
     *,
-    build_order: list[dict[str, Any]] | None = None,
+    build_order: list[BuildOrderEntry] | None = None,
     build_order_path: str = "build-order.json",
 ) -> GraphStats:
     """Counts of nodes, packages, edges per type, pre-built nodes, duplicates, build depth."""
@@ -490,11 +491,11 @@ def graph_stats(
     }
     order_stats = None
     if build_order is not None:
-        ordered = [package_key(canonicalize_name(e["dist"]), e["version"]) for e in build_order]
+        ordered = [package_key(canonicalize_name(e.dist), e.version) for e in build_order]
         order_stats = BuildOrderStats(
             path=build_order_path,
             entries=len(build_order),
-            prebuilt=sum(1 for e in build_order if e.get("prebuilt")),
+            prebuilt=sum(1 for e in build_order if e.prebuilt),
             missing=tuple(sorted(set(keys) - set(ordered))),
             extra=tuple(sorted(set(ordered) - set(keys))),
         )
