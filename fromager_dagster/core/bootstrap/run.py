@@ -89,7 +89,7 @@ def bootstrap(
     layout: OutputLayout,
     options: BootstrapOptions | None = None,
     progress: Progress | None = None,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> BootstrapResult:
     """Discover and build ``requirements`` and everything they need; write the outputs.
 
@@ -98,7 +98,6 @@ def bootstrap(
     writes fromager's failure report and returns the failures in the result.
     """
     options = options or BootstrapOptions()
-    settings = settings or Settings()
     layout.ensure()
     index = index.with_page_cache(PageCache(layout.cache_dir / "index-pages"))
     started = time.perf_counter()

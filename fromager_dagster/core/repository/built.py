@@ -10,7 +10,6 @@ from pathlib import Path
 from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
 from packaging.version import Version
 
-from fromager_dagster.core.build.settings import installed
 from fromager_dagster.core.errors import SourceError
 from fromager_dagster.core.graph.model import DependencyGraph, write_atomic
 from fromager_dagster.core.index.client import SDIST_EXTENSIONS, IndexClient
@@ -177,13 +176,12 @@ def take_prebuilt(
     version: str,
     *,
     index: IndexClient | None,
-    settings: Settings | None = None,
-    plugins: Plugins | None = None,
+    settings: Settings,
+    plugins: Plugins,
 ) -> BuiltWheel:
     """The pre-built wheel of ``name==version``: the one in the repository, else the index's.
 
-    The ``prebuilt_wheel`` hooks of ``plugins`` (None: the installed ones) run on it, with the
-    variant of ``settings`` (None: the default variant).
+    The ``prebuilt_wheel`` hooks of ``plugins`` run on it, with the variant of ``settings``.
     """
     start = time.perf_counter()
     existing = find_wheel(layout, name, version)
@@ -207,8 +205,8 @@ def take_prebuilt(
         existing,
         start=start,
         reused=reused,
-        settings=settings if settings is not None else Settings(),
-        plugins=installed(plugins),
+        settings=settings,
+        plugins=plugins,
     )
 
 

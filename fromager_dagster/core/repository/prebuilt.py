@@ -29,9 +29,9 @@ class PrebuiltDownload:
         return self.file.url
 
 
-def _wheel_server(index: IndexClient, name: str, settings: Settings | None) -> IndexClient:
+def _wheel_server(index: IndexClient, name: str, settings: Settings) -> IndexClient:
     """The package's variant ``wheel_server_url`` when it is pre-built there, else ``index``."""
-    url = settings.wheel_server_url(name) if settings is not None else None
+    url = settings.wheel_server_url(name)
     return index.other_index(url) if url else index
 
 
@@ -42,7 +42,7 @@ def fetch_prebuilt_wheel(
     dest_dir: Path,
     *,
     session: requests.Session | None = None,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> PrebuiltDownload:
     """Download the wheel of ``name==version`` this interpreter prefers into ``dest_dir``.
 
@@ -59,9 +59,7 @@ def fetch_prebuilt_wheel(
         raise SourceError(
             f"{version!r} is not a valid version", package=canonical, version=version
         ) from exc
-    ignore_platform = (
-        settings is not None and settings.package(canonical).resolver_dist.ignore_platform
-    )
+    ignore_platform = settings.package(canonical).resolver_dist.ignore_platform
     index = _wheel_server(index, canonical, settings)
     files = [f for f in index.files(canonical) if f.version == wanted]
     chosen = best_wheel(files, ignore_platform=ignore_platform)
@@ -90,7 +88,7 @@ def download_prebuilt_wheel(
     dest_dir: Path,
     *,
     session: requests.Session | None = None,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> Path:
     """The path of :func:`fetch_prebuilt_wheel`'s download (for callers that need no URL)."""
     found = fetch_prebuilt_wheel(index, name, version, dest_dir, session=session, settings=settings)

@@ -43,7 +43,7 @@ def prepare_source(
     name: str,
     version: str,
     log: Path,
-    plugins: Plugins | None = None,
+    plugins: Plugins,
     unpack: Callable[[Path, Path], Path] = sources.unpack,
 ) -> PreparedSource:
     """Unpack ``archive`` under ``work_dir`` and apply the package's patches and overrides.
@@ -54,7 +54,7 @@ def prepare_source(
     the tree is what it returns. ``build_dir`` still applies, and a
     ``get_build_system_dependencies`` plugin still gives the build-system requirements.
     """
-    step = plugins.override(name, "prepare_source") if plugins is not None else None
+    step = plugins.override(name, "prepare_source")
     if step is None:
         root = unpack(archive, work_dir)
         applied = apply_patches(
@@ -94,15 +94,15 @@ def prepared_build_system(
     name: str,
     version: str,
     log: Path,
-    plugins: Plugins | None = None,
+    plugins: Plugins,
 ) -> BuildSystem:
     """The build system of a prepared tree: ``[build-system]`` with ``project_override``
     applied (unless a ``prepare_source`` plugin prepared the tree), its requirements replaced
     by a ``get_build_system_dependencies`` plugin's."""
     build_system = read_build_system(project_dir, package=name)
-    if plugins is None or plugins.override(name, "prepare_source") is None:
+    if plugins.override(name, "prepare_source") is None:
         build_system = override_build_system(build_system, settings.package(name).project_override)
-    step = plugins.override(name, "get_build_system_dependencies") if plugins is not None else None
+    step = plugins.override(name, "get_build_system_dependencies")
     if step is None:
         return build_system
     texts = step(
@@ -150,10 +150,10 @@ def hook_environ(
     }
 
 
-def build_fingerprint(settings: Settings, plugins: Plugins | None, name: str, version: str) -> str:
+def build_fingerprint(settings: Settings, plugins: Plugins, name: str, version: str) -> str:
     """What, beyond the source and the build requirements, decides the build of
     ``name==version``: its settings (env, patches, build tag...) and the plugin overriding it.
     Recorded with every build and compared before a wheel is reused."""
     fingerprint = settings.fingerprint(name, version)
-    plugin = plugins.describe(name) if plugins is not None else None
+    plugin = plugins.describe(name)
     return fingerprint if plugin is None else f"{fingerprint} {plugin}"
