@@ -162,7 +162,9 @@ def test_steps_a_plugin_does_not_define_and_packages_without_plugin_have_no_over
         "find_candidates, get_build_backend_dependencies, get_build_sdist_dependencies, "
         "prepare_source"
     )
-    assert fingerprint.startswith(build_fingerprint(Settings(), Plugins.none(), "fixture-wired", "1.0"))
+    assert fingerprint.startswith(
+        build_fingerprint(Settings(), Plugins.none(), "fixture-wired", "1.0")
+    )
     with pytest.raises(ValueError, match="unknown step 'build_wheels'"):
         plugins.override("fixture-plugged", "build_wheels")
 
