@@ -18,6 +18,7 @@ from ..core.credentials import redact_text
 from ..core.errors import ConfigError
 from ..core.layout import OutputLayout
 from ..core.output_lock import hold_output
+from ..core.plugins import Plugins
 from ..core.resolve import Constraints
 from ..core.settings import Settings
 from .build_summary import BuildSummary
@@ -55,6 +56,11 @@ class BuildContext:
 
     def printer(self) -> ProgressPrinter:
         return ProgressPrinter(verbose=self.verbose)
+
+    @property
+    def plugins(self) -> Plugins:
+        """The installed plugins (read when a step first needs them, once per process)."""
+        return Plugins.load()
 
 
 def hold_output_folder(ctx: click.Context, root: Path) -> None:

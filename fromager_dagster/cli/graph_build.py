@@ -149,10 +149,10 @@ def _rescue(
         summary.prebuilt.append(key)
         summary.wheels.append(wheel)
         done.add(key)
-    waiting = [e for e in graph.build_order() if f"{e['dist']}=={e['version']}" not in done]
+    waiting = [e for e in graph.build_order() if e.key not in done]
     retry: list[str] = []
     for entry in waiting:
-        key = f"{entry['dist']}=={entry['version']}"
+        key = entry.key
         if key in failed:
             continue
         if all(dep in done or dep in retry for dep in graph.build_requirements(key)):
@@ -169,14 +169,14 @@ def _rescue(
     built = set(summary.built) | set(summary.reused) | set(summary.prebuilt)
     recorded = {(f.package, f.version) for f in summary.failures}
     for entry in waiting:
-        key = f"{entry['dist']}=={entry['version']}"
-        if key in built or (entry["dist"], entry["version"]) in recorded:
+        key = entry.key
+        if key in built or (entry.dist, entry.version) in recorded:
             continue
         blockers = [d for d in graph.build_requirements(key) if d not in built]
         summary.failures.append(
             FailureRecord(
-                package=entry["dist"],
-                version=entry["version"],
+                package=entry.dist,
+                version=entry.version,
                 exception_type="DependencyFailedError",
                 exception_message=f"not built: build requirement(s) {', '.join(blockers)} failed",
                 failure_type="bootstrap",

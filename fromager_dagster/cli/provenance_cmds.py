@@ -32,7 +32,6 @@ def apply_settings_options(func: F) -> F:
     return settings_options(NETWORK_ISOLATION(func))
 
 
-
 @click.command("verify")
 @click.argument(
     "output_dir",
@@ -114,6 +113,7 @@ def _rebuild(
     """Rebuild the wheels ``wanted`` names and compare: one line per wheel that differs."""
     from packaging.utils import canonicalize_name
 
+    from fromager_dagster.core.plugins import Plugins
     from fromager_dagster.core.provenance import rebuild_and_compare
 
     graph_file = layout.work_dir / "graph.json"
@@ -137,7 +137,9 @@ def _rebuild(
         )
     lines = []
     for key in keys:
-        result = rebuild_and_compare(graph, key, layout, isolate=isolate, settings=settings)
+        result = rebuild_and_compare(
+            graph, key, layout, isolate=isolate, settings=settings, plugins=Plugins.load()
+        )
         status = "reproducible" if result.reproducible else "NOT reproducible"
         click.echo(f"rebuilt {key}: {status}", err=True)
         if not result.reproducible:

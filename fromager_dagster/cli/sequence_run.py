@@ -19,6 +19,7 @@ from ..core.build import build_package, take_prebuilt
 from ..core.errors import FromagerDagsterError
 from ..core.index import IndexClient, write_simple_tree
 from ..core.layout import OutputLayout
+from ..core.plugins import Plugins
 from ..core.provenance import RunInfo
 from ..core.repository import download_prebuilt_wheel, record_built_wheel, trusted_wheel
 from ..core.resolve import Constraints
@@ -117,7 +118,12 @@ def _sequence_op(
         try:
             if entry.prebuilt:
                 built = take_prebuilt(
-                    layout, entry.name, entry.version, index=plan.index, settings=plan.settings
+                    layout,
+                    entry.name,
+                    entry.version,
+                    index=plan.index,
+                    settings=plan.settings,
+                    plugins=Plugins.load(),
                 )
             else:
                 built = build_package(
@@ -129,6 +135,7 @@ def _sequence_op(
                     wheel_server_url=plan.wheel_server_url,
                     constraints=plan.constraints,
                     settings=plan.settings,
+                    plugins=Plugins.load(),
                     run=RunInfo.from_environ(os.environ, run_id=context.run.run_id),
                 )
         except FromagerDagsterError as exc:

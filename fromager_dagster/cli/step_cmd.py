@@ -74,6 +74,7 @@ def step_download(
             context.layout,
             constraints=context.constraints,
             settings=context.settings,
+            plugins=context.plugins,
         )
 
     _step(ctx, output, dist_name, dist_version, action)
@@ -90,7 +91,10 @@ def step_prepare_source(
     """Unpack the downloaded sdist and apply the package's patches; print the source tree."""
 
     def action(context: BuildContext, name: str, version: str) -> Path:
-        return prepare_downloaded(context.layout, name, version, settings=context.settings).root
+        prepared = prepare_downloaded(
+            context.layout, name, version, settings=context.settings, plugins=context.plugins
+        )
+        return prepared.root
 
     _step(ctx, output, dist_name, dist_version, action)
 
@@ -116,7 +120,9 @@ def step_prepare_build(
     """Create the build environment: build-system requirements, then the backend's."""
 
     def action(context: BuildContext, name: str, version: str) -> Path:
-        prepared = prepared_source(context.layout, name, version, settings=context.settings)
+        prepared = prepared_source(
+            context.layout, name, version, settings=context.settings, plugins=context.plugins
+        )
         env = prepare_build(
             context.layout,
             name,
@@ -125,6 +131,7 @@ def step_prepare_build(
             wheel_server_url=wheel_server_url,
             settings=_build_settings(context, name, version),
             isolate=context.isolate,
+            plugins=context.plugins,
         )
         return env.path
 
@@ -142,9 +149,19 @@ def step_build_sdist(
     """Re-pack the prepared source as a reproducible sdist in sdists-repo/builds."""
 
     def action(context: BuildContext, name: str, version: str) -> Path:
-        prepared = prepared_source(context.layout, name, version, settings=context.settings)
+        prepared = prepared_source(
+            context.layout, name, version, settings=context.settings, plugins=context.plugins
+        )
         epoch = source_epoch(context.layout, name, version)
-        return build_sdist(context.layout, name, version, prepared, source_date_epoch=epoch)
+        return build_sdist(
+            context.layout,
+            name,
+            version,
+            prepared,
+            source_date_epoch=epoch,
+            settings=context.settings,
+            plugins=context.plugins,
+        )
 
     _step(ctx, output, dist_name, dist_version, action)
 
@@ -162,7 +179,9 @@ def step_build_wheel(
     $FROMAGER_DAGSTER_SIGNING_KEY names a key), as a bootstrap writes them."""
 
     def action(context: BuildContext, name: str, version: str) -> Path:
-        prepared = prepared_source(context.layout, name, version, settings=context.settings)
+        prepared = prepared_source(
+            context.layout, name, version, settings=context.settings, plugins=context.plugins
+        )
         env = build_env(context.layout, name, version)
         return build_wheel(
             context.layout,
@@ -172,6 +191,7 @@ def step_build_wheel(
             env,
             settings=_build_settings(context, name, version),
             isolate=context.isolate,
+            plugins=context.plugins,
             run=RunInfo.from_environ(os.environ),
         )
 

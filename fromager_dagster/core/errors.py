@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fromager_dagster.core.credentials import redact_text
+from fromager_dagster.core.package_id import package_key
 
 
 class FromagerDagsterError(Exception):
@@ -57,7 +58,7 @@ class FromagerDagsterError(Exception):
         """`<package>==<version>: <step>: <message> (log: <path>)` with the parts that are known."""
         who = self.package or ""
         if who and self.version:
-            who = f"{who}=={self.version}"
+            who = package_key(who, self.version)
         text = f"{who}: {self.step} failed" if who else f"{self.step} failed"
         text = f"{text}: {_single_line(self.message)}"
         if self.log_path:

@@ -23,6 +23,7 @@ import dagster as dg
 from fromager_dagster.core.errors import FromagerDagsterError
 from fromager_dagster.core.graph import DependencyGraph
 from fromager_dagster.core.layout import OutputLayout
+from fromager_dagster.core.plugins import Plugins
 from fromager_dagster.core.provenance import rebuild_and_compare, record_path, recorded
 
 from .collections import Collection
@@ -97,7 +98,9 @@ def reproducible_checks(
             key = nodes[asset_key]
             started = time.monotonic()
             try:
-                result = rebuild_and_compare(graph, key, layout, isolate=sandbox, settings=settings)
+                result = rebuild_and_compare(
+                    graph, key, layout, isolate=sandbox, settings=settings, plugins=Plugins.load()
+                )
             except FromagerDagsterError as exc:
                 yield dg.AssetCheckResult(
                     asset_key=asset_key,

@@ -102,7 +102,7 @@ def lanes_for(
     collection: Collection,
     graph: DependencyGraph,
     lanes: int,
-    settings: Settings | None = None,
+    settings: Settings,
     *,
     memory_gb: float | None = None,
 ) -> dict[str, dict[str, str]]:
@@ -143,15 +143,13 @@ def lanes_for(
 def _lanes_wanted(
     name: str,
     exclusive: set[str],
-    settings: Settings | None,
+    settings: Settings,
     lane_memory: float,
     lanes: int,
 ) -> tuple[int, bool]:
     """How many lanes ``name``'s build takes, and whether it is exclusive (every lane)."""
-    if name in exclusive or (settings and settings.exclusive_build(name)):
+    if name in exclusive or settings.exclusive_build(name):
         return lanes, True
-    if settings is None:
-        return 1, False
     options = settings.package(name).build_options
     by_memory = math.ceil(options.memory_per_job_gb / lane_memory) if lane_memory else 1
     return min(lanes, max(1, options.cpu_cores_per_job, by_memory)), False
@@ -171,7 +169,7 @@ def wheel_asset(
     *,
     collection: Collection,
     op_tags: dict[str, str] | None = None,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> dg.AssetsDefinition:
     """The asset that builds node ``key`` of ``graph`` (and its blocking install check).
 
@@ -183,7 +181,6 @@ def wheel_asset(
     """
     node = graph.nodes[key]
     name, version, variant = node.canonicalized_name, node.version, collection.variant
-    settings = settings or collection.settings()
     asset_key = node_asset_key(graph, variant, key)
     build_reqs = graph.build_requirements(key)
     deps = [node_asset_key(graph, variant, dep) for dep in build_reqs]

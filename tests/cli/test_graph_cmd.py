@@ -16,6 +16,7 @@ from click.testing import CliRunner, Result
 
 from fromager_dagster.cli.main import cli
 from fromager_dagster.core.graph.model import ROOT, DependencyGraph
+from fromager_dagster.core.package_id import PackageId
 
 GOLDEN = Path(__file__).resolve().parents[2].parent / "shared" / "golden"
 STEVEDORE = GOLDEN / "stevedore" / "graph.json"
@@ -38,10 +39,10 @@ def _write(graph: DependencyGraph, path: Path) -> Path:
 
 def _duplicated(tmp_path: Path, *, conflict: bool = False) -> Path:
     graph = DependencyGraph()
-    graph.add_node("app", "1.0")
-    graph.add_node("tool", "1.0", constraint="tool<2")
-    graph.add_node("lib", "1.0")
-    graph.add_node("lib", "2.0")
+    graph.add_node(PackageId.of("app", "1.0"))
+    graph.add_node(PackageId.of("tool", "1.0"), constraint="tool<2")
+    graph.add_node(PackageId.of("lib", "1.0"))
+    graph.add_node(PackageId.of("lib", "2.0"))
     graph.add_edge(ROOT, "app==1.0", "toplevel", "app")
     graph.add_edge("app==1.0", "tool==1.0", "install", "tool")
     graph.add_edge("app==1.0", "lib==2.0", "install", "lib>=2" if conflict else "lib>=1")

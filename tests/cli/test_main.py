@@ -37,9 +37,7 @@ def test_the_commands_are_listed_and_imported_only_when_run() -> None:
         "cli.get_command(None, 'list-overrides'); "
         "print(sorted(m for m in sys.modules if m == 'dagster' or m.startswith('dagster.')))"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
-    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
 
 

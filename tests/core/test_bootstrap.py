@@ -23,6 +23,7 @@ from fromager_dagster.core.errors import (
 from fromager_dagster.core.index.client import IndexClient
 from fromager_dagster.core.layout import OutputLayout
 from fromager_dagster.core.resolve.requirements import Constraints, parse_requirement
+from fromager_dagster.core.settings.overrides import Settings
 from tests.fixtures.packages import FixturePackage, Upstream
 
 
@@ -40,6 +41,7 @@ def run(
         constraints=Constraints.from_lines([("test", c) for c in constraints]),
         layout=OutputLayout(out),
         options=BootstrapOptions(**{"jobs": 2, "isolate": False, **options}),  # type: ignore[arg-type]
+        settings=Settings(),
     )
 
 
@@ -206,6 +208,7 @@ def test_hash_mismatch_is_refused(upstream: Upstream, tmp_path: Path) -> None:
             constraints=Constraints(),
             layout=OutputLayout(out),
             options=BootstrapOptions(jobs=1, isolate=False),
+            settings=Settings(),
         )
     assert isinstance(info.value.failures[0], HashMismatchError)
     assert list((out / "sdists-repo" / "downloads").iterdir()) == []

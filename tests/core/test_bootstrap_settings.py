@@ -17,6 +17,7 @@ from fromager_dagster.core.errors import PatchError, ResolutionError
 from fromager_dagster.core.index.client import IndexClient
 from fromager_dagster.core.index.server import LocalIndexServer
 from fromager_dagster.core.layout import OutputLayout
+from fromager_dagster.core.plugins import Plugins
 from fromager_dagster.core.resolve.requirements import Constraints, parse_requirement
 from fromager_dagster.core.settings.layout import default_paths
 from fromager_dagster.core.settings.loading import load_settings
@@ -347,7 +348,12 @@ def test_pre_built_wheel_comes_from_the_variants_wheel_server(
         layout = OutputLayout(tmp_path / "again")
         settings = load_settings(settings_dir=overrides / "settings")
         taken = take_prebuilt(
-            layout, "fx-b", "1.0", index=IndexClient(upstream.server.url), settings=settings
+            layout,
+            "fx-b",
+            "1.0",
+            index=IndexClient(upstream.server.url),
+            settings=settings,
+            plugins=Plugins.load(),
         )
         assert taken.path.parent == layout.wheels_prebuilt and taken.path.is_file()
     # without the server setting, the main index has no wheel of fx-b: the pre-built one fails

@@ -12,7 +12,9 @@ from fromager_dagster.core.graph.model import DependencyGraph
 from fromager_dagster.core.index.client import IndexClient
 from fromager_dagster.core.index.server import LocalIndexServer
 from fromager_dagster.core.layout import OutputLayout
+from fromager_dagster.core.plugins import Plugins
 from fromager_dagster.core.resolve.requirements import Constraints, toplevel_requirements
+from fromager_dagster.core.settings.overrides import Settings
 from tests.fixtures.packages import FixturePackage, make_index
 
 PACKAGES = [
@@ -36,6 +38,7 @@ def _discover(tmp_path: Path, requirement: str) -> tuple[DependencyGraph, Output
             constraints=Constraints.from_lines([]),
             layout=layout,
             options=BootstrapOptions(jobs=2, sdist_only=True, isolate=False),
+            settings=Settings(),
         ).graph
     return graph, layout
 
@@ -54,14 +57,28 @@ def test_a_hook_requirement_the_build_system_satisfies_keeps_its_version(
     ]
     assert "st-scm==2.0" not in graph.nodes
     assert graph.build_stages("st-app==1.0") == [["st-scm==1.0"]]
-    built = builder.build_node(graph, "st-app==1.0", layout=layout, isolate=False)
+    built = builder.build_node(
+        graph,
+        "st-app==1.0",
+        layout=layout,
+        isolate=False,
+        settings=Settings(),
+        plugins=Plugins.load(),
+    )
     assert built.path.name == "st_app-1.0-0-py3-none-any.whl"
 
 
 def test_build_installs_the_build_system_stage_then_the_hooks_stage(tmp_path: Path) -> None:
     graph, layout = _discover(tmp_path, "st-new")
     assert graph.build_stages("st-new==1.0") == [["st-scm==1.0"], ["st-scm==2.0"]]
-    built = builder.build_node(graph, "st-new==1.0", layout=layout, isolate=False)
+    built = builder.build_node(
+        graph,
+        "st-new==1.0",
+        layout=layout,
+        isolate=False,
+        settings=Settings(),
+        plugins=Plugins.load(),
+    )
     assert built.path.name == "st_new-1.0-0-py3-none-any.whl"
     log = built.log_path.read_text(encoding="utf-8")
     hermetic = log[log.index("# ===== build of st-new==1.0") :]  # after discovery's stage

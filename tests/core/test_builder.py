@@ -17,8 +17,11 @@ from fromager_dagster.core.graph.model import DependencyGraph
 from fromager_dagster.core.index.client import IndexClient
 from fromager_dagster.core.index.server import LocalIndexServer
 from fromager_dagster.core.layout import OutputLayout
+from fromager_dagster.core.package_id import PackageId
+from fromager_dagster.core.plugins import Plugins
 from fromager_dagster.core.resolve.requirements import Constraints, toplevel_requirements
 from fromager_dagster.core.settings.loading import load_settings
+from fromager_dagster.core.settings.overrides import Settings
 from fromager_dagster.core.sources.archives import sha256_file
 from tests.fixtures.packages import FixturePackage, make_index, make_sdist, make_wheel
 
@@ -49,6 +52,7 @@ def _discover(url: str, layout: OutputLayout, *requirements: str) -> DependencyG
         constraints=Constraints.from_lines([]),
         layout=layout,
         options=BootstrapOptions(jobs=2, sdist_only=True, isolate=False),
+        settings=Settings(),
     )
     return result.graph
 
@@ -75,7 +79,12 @@ def test_build_node_applies_the_package_settings(
     settings = load_settings(settings_dir=overrides / "settings", patches_dir=overrides / "patches")
 
     built = builder.build_node(
-        graph, "fx-env==1.0", layout=layout, isolate=False, settings=settings
+        graph,
+        "fx-env==1.0",
+        layout=layout,
+        isolate=False,
+        settings=settings,
+        plugins=Plugins.load(),
     )
 
     assert built.path == layout.wheels_downloads / "fx_env-1.0-1-py3-none-any.whl"  # build tag 1
@@ -90,7 +99,14 @@ def test_build_node_applies_the_package_settings(
     assert "get_requires_for_build" not in build_stage
 
     # without settings: defaults (no patch, build tag 0, no extra environment)
-    plain = builder.build_node(graph, "fx-env==1.0", layout=layout, isolate=False)
+    plain = builder.build_node(
+        graph,
+        "fx-env==1.0",
+        layout=layout,
+        isolate=False,
+        settings=Settings(),
+        plugins=Plugins.load(),
+    )
     assert plain.path.name == "fx_env-1.0-0-py3-none-any.whl"
     assert json.loads(_member(plain.path, "fx_env/build-env.json"))["env"] == {"FX_FLAG": None}
 
@@ -101,24 +117,54 @@ def test_missing_build_requirement_is_named(upstream: tuple[Path, str], tmp_path
     for wheel in layout.wheels_downloads.glob("fx_tool-*.whl"):
         wheel.unlink()
     with pytest.raises(BuildError, match=r"fx-tool==1\.0 are missing") as info:
-        builder.build_node(graph, "fx-env==1.0", layout=layout, isolate=False)
+        builder.build_node(
+            graph,
+            "fx-env==1.0",
+            layout=layout,
+            isolate=False,
+            settings=Settings(),
+            plugins=Plugins.load(),
+        )
     assert info.value.package == "fx-env" and info.value.step == "prepare build"
 
 
 def test_pre_built_nodes_take_the_index_wheel(upstream: tuple[Path, str], tmp_path: Path) -> None:
     layout = OutputLayout(tmp_path / "out")
     graph = DependencyGraph()
-    graph.add_node("fx-pre", "1.0", pre_built=True)
-    graph.add_node("fx-tool", "1.0")
+    graph.add_node(PackageId.of("fx-pre", "1.0"), pre_built=True)
+    graph.add_node(PackageId.of("fx-tool", "1.0"))
     with pytest.raises(SourceError, match="no index was given"):
-        builder.build_node(graph, "fx-pre==1.0", layout=layout, isolate=False)
+        builder.build_node(
+            graph,
+            "fx-pre==1.0",
+            layout=layout,
+            isolate=False,
+            settings=Settings(),
+            plugins=Plugins.load(),
+        )
 
     index = IndexClient(upstream[1])
-    first = builder.build_node(graph, "fx-pre==1.0", layout=layout, isolate=False, index=index)
+    first = builder.build_node(
+        graph,
+        "fx-pre==1.0",
+        layout=layout,
+        isolate=False,
+        index=index,
+        settings=Settings(),
+        plugins=Plugins.load(),
+    )
     assert first.prebuilt and not first.reused
     assert first.path == layout.wheels_prebuilt / "fx_pre-1.0-py3-none-any.whl"
     assert first.path.read_bytes() == (upstream[0] / first.path.name).read_bytes()
-    again = builder.build_node(graph, "fx-pre==1.0", layout=layout, isolate=False, index=index)
+    again = builder.build_node(
+        graph,
+        "fx-pre==1.0",
+        layout=layout,
+        isolate=False,
+        index=index,
+        settings=Settings(),
+        plugins=Plugins.load(),
+    )
     assert again.prebuilt and again.reused and again.path == first.path
 
     # the settings can make a package pre-built too (variant cpu, the default)
@@ -128,7 +174,13 @@ def test_pre_built_nodes_take_the_index_wheel(upstream: tuple[Path, str], tmp_pa
     settings = load_settings(settings_dir=settings_dir)
     make_wheel(TOOL, upstream[0])
     tool = builder.build_node(
-        graph, "fx-tool==1.0", layout=layout, isolate=False, index=index, settings=settings
+        graph,
+        "fx-tool==1.0",
+        layout=layout,
+        isolate=False,
+        index=index,
+        settings=settings,
+        plugins=Plugins.load(),
     )
     assert tool.prebuilt and tool.path.parent == layout.wheels_prebuilt
 
@@ -141,39 +193,80 @@ def test_build_package_and_the_steps(upstream: tuple[Path, str], tmp_path: Path)
     make_wheel(TOOL, folder)
     layout = OutputLayout(tmp_path / "out")
     built = builder.build_package(
-        "FX_Env", "1.0", index=index, layout=layout, isolate=False, wheel_server_url=url
+        "FX_Env",
+        "1.0",
+        index=index,
+        layout=layout,
+        isolate=False,
+        wheel_server_url=url,
+        settings=Settings(),
+        plugins=Plugins.load(),
     )
     assert built.path == layout.wheels_downloads / "fx_env-1.0-0-py3-none-any.whl"
     log = built.log_path.read_text()
     assert "fx-tool" in log and "get_requires_for_build_wheel" in log
     assert (layout.sdists_downloads / "fx_env-1.0.tar.gz").is_file()
     with pytest.raises(ResolutionError, match="fx-env"):
-        builder.build_package("fx-env", "9.9", index=index, layout=layout, isolate=False)
+        builder.build_package(
+            "fx-env",
+            "9.9",
+            index=index,
+            layout=layout,
+            isolate=False,
+            settings=Settings(),
+            plugins=Plugins.load(),
+        )
 
     # the steps, each reading what the previous one left (build requirements: local repository)
     steps = OutputLayout(tmp_path / "steps").ensure()
-    archive = builder.download_source(index, "fxplain", "1.0", steps)
+    archive = builder.download_source(
+        index, "fxplain", "1.0", steps, settings=Settings(), plugins=Plugins.load()
+    )
     assert archive == steps.sdists_downloads / "fxplain-1.0.tar.gz"
-    prepared = builder.prepare_downloaded(steps, "fxplain", "1.0")
+    prepared = builder.prepare_downloaded(
+        steps, "fxplain", "1.0", settings=Settings(), plugins=Plugins.load()
+    )
     assert (prepared.root / "pyproject.toml").is_file()
-    defaults = builder.BuildSettings.of(None, "fxplain", "1.0")
+    defaults = builder.BuildSettings.of(Settings(), "fxplain", "1.0")
     env = builder.prepare_build(
-        steps, "fxplain", "1.0", prepared, wheel_server_url=None, settings=defaults, isolate=False
+        steps,
+        "fxplain",
+        "1.0",
+        prepared,
+        wheel_server_url=None,
+        settings=defaults,
+        isolate=False,
+        plugins=Plugins.load(),
     )
     assert builder.build_env(steps, "fxplain", "1.0") == env
     # the environment now sits beside the tree; later steps still find the tree itself
-    again = builder.prepared_source(steps, "fxplain", "1.0")
+    again = builder.prepared_source(
+        steps, "fxplain", "1.0", settings=Settings(), plugins=Plugins.load()
+    )
     assert again.root == prepared.root and again.build_system == prepared.build_system
-    sdist = builder.build_sdist(steps, "fxplain", "1.0", again)
+    sdist = builder.build_sdist(
+        steps, "fxplain", "1.0", again, settings=Settings(), plugins=Plugins.load()
+    )
     assert sdist == steps.repacked_sdist("fxplain", "1.0") and sdist.is_file()
     wheel = builder.build_wheel(
-        steps, "fxplain", "1.0", again, env, settings=defaults, isolate=False
+        steps,
+        "fxplain",
+        "1.0",
+        again,
+        env,
+        settings=defaults,
+        isolate=False,
+        plugins=Plugins.load(),
     )
     assert wheel == steps.wheels_downloads / "fxplain-1.0-0-py3-none-any.whl"
     with pytest.raises(SourceError, match="step prepare-source"):
-        builder.prepared_source(steps, "fx-tool", "1.0")
+        builder.prepared_source(
+            steps, "fx-tool", "1.0", settings=Settings(), plugins=Plugins.load()
+        )
     with pytest.raises(SourceError, match="step download-source-archive"):
-        builder.prepare_downloaded(steps, "fx-env", "1.0")
+        builder.prepare_downloaded(
+            steps, "fx-env", "1.0", settings=Settings(), plugins=Plugins.load()
+        )
     with pytest.raises(BuildError, match="step prepare-build"):
         builder.build_env(steps, "fx-env", "1.0")
 
@@ -200,6 +293,7 @@ def test_build_package_takes_the_download_source_url(
             layout=layout,
             isolate=False,
             settings=load_settings(settings_dir=settings_dir),
+            plugins=Plugins.load(),
         )
     # ...the archive from the URL: only the mirror's copy records FROM_MIRROR
     assert "FROM_MIRROR" in _member(built.path, "fx_tool/build-env.json")
@@ -219,21 +313,37 @@ def test_build_commands_follow_resolver_dist(upstream: tuple[Path, str], tmp_pat
     layout = OutputLayout(tmp_path / "out")
     # fromager's build takes the version's wheel as published, as a bootstrap would
     built = builder.build_package(
-        "fx-pre", "1.0", index=index, layout=layout, isolate=False, settings=settings
+        "fx-pre",
+        "1.0",
+        index=index,
+        layout=layout,
+        isolate=False,
+        settings=settings,
+        plugins=Plugins.load(),
     )
     assert built.prebuilt and built.path == layout.wheels_prebuilt / PRE.wheel_filename
     assert built.path.read_bytes() == (folder / PRE.wheel_filename).read_bytes()
     assert not list(layout.wheels_downloads.glob("*.whl"))
     assert not list(layout.sdists_downloads.glob("*"))
     with pytest.raises(SourceError, match="resolves to the wheel fx_pre-1.0-py3-none-any.whl"):
-        builder.download_source(index, "fx-pre", "1.0", layout, settings=settings)
+        builder.download_source(
+            index, "fx-pre", "1.0", layout, settings=settings, plugins=Plugins.load()
+        )
     # only sdists on the index and include_sdists: false: the resolver's one-line error
     with pytest.raises(ResolutionError, match="fxplain: no file on the index is a candidate"):
         builder.build_package(
-            "fxplain", "1.0", index=index, layout=layout, isolate=False, settings=settings
+            "fxplain",
+            "1.0",
+            index=index,
+            layout=layout,
+            isolate=False,
+            settings=settings,
+            plugins=Plugins.load(),
         )
     with pytest.raises(ResolutionError, match="include_sdists=false"):
-        builder.download_source(index, "fxplain", "1.0", layout, settings=settings)
+        builder.download_source(
+            index, "fxplain", "1.0", layout, settings=settings, plugins=Plugins.load()
+        )
 
 
 def test_build_package_resolves_from_the_sdist_server_url(
@@ -253,6 +363,7 @@ def test_build_package_resolves_from_the_sdist_server_url(
             "3.0",
             layout,
             settings=load_settings(settings_dir=settings_dir),
+            plugins=Plugins.load(),
         )
     assert archive == layout.sdists_downloads / "fxplain-3.0.tar.gz"
 
@@ -270,14 +381,37 @@ def test_step_build_wheel_names_the_downloaded_source_in_the_sbom(
         settings_file=overrides / "settings.yaml", settings_dir=overrides / "settings"
     )
     steps = OutputLayout(tmp_path / "steps").ensure()
-    archive = builder.download_source(IndexClient(upstream[1]), "fxplain", "1.0", steps)
-    prepared = builder.prepare_downloaded(steps, "fxplain", "1.0", settings=settings)
+    archive = builder.download_source(
+        IndexClient(upstream[1]),
+        "fxplain",
+        "1.0",
+        steps,
+        settings=Settings(),
+        plugins=Plugins.load(),
+    )
+    prepared = builder.prepare_downloaded(
+        steps, "fxplain", "1.0", settings=settings, plugins=Plugins.load()
+    )
     wanted = builder.BuildSettings.of(settings, "fxplain", "1.0")
     env = builder.prepare_build(
-        steps, "fxplain", "1.0", prepared, wheel_server_url=None, settings=wanted, isolate=False
+        steps,
+        "fxplain",
+        "1.0",
+        prepared,
+        wheel_server_url=None,
+        settings=wanted,
+        isolate=False,
+        plugins=Plugins.load(),
     )
     wheel = builder.build_wheel(
-        steps, "fxplain", "1.0", prepared, env, settings=wanted, isolate=False
+        steps,
+        "fxplain",
+        "1.0",
+        prepared,
+        env,
+        settings=wanted,
+        isolate=False,
+        plugins=Plugins.load(),
     )
     assert "Requires-External: libplain\n" in _member(wheel, "fxplain-1.0.dist-info/METADATA")
     sbom = json.loads(_member(wheel, "fxplain-1.0.dist-info/sboms/fromager-dagster.spdx.json"))

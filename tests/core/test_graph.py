@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from fromager_dagster.core.errors import ConfigError, ResolutionError
+from fromager_dagster.core.graph.build_order import BuildOrderEntry
 from fromager_dagster.core.graph.model import ROOT, DependencyGraph
+from fromager_dagster.core.package_id import PackageId
 
 GOLDEN = Path(__file__).resolve().parents[2].parent / "shared" / "golden"
 
@@ -34,9 +36,9 @@ def test_build_requirements_are_build_children_and_their_install_closure() -> No
 def _graph_with_two_versions(install_req: str) -> DependencyGraph:
     graph = DependencyGraph()
     for version in ("1.0", "2.0"):
-        graph.add_node("lib", version)
-    graph.add_node("app", "1.0")
-    graph.add_node("tool", "1.0")
+        graph.add_node(PackageId.of("lib", version))
+    graph.add_node(PackageId.of("app", "1.0"))
+    graph.add_node(PackageId.of("tool", "1.0"))
     graph.add_edge(ROOT, "app==1.0", "toplevel", "app")
     graph.add_edge(ROOT, "tool==1.0", "toplevel", "tool")
     graph.add_edge("app==1.0", "lib==1.0", "install", install_req)
@@ -62,12 +64,12 @@ def test_constraints_pick_newest_version_every_install_edge_admits() -> None:
 def test_build_order_puts_build_dependencies_first_and_install_after() -> None:
     graph = DependencyGraph()
     for name in ("app", "tool", "lib"):
-        graph.add_node(name, "1")
+        graph.add_node(PackageId.of(name, "1"))
     graph.add_edge(ROOT, "app==1", "toplevel", "app")
     graph.add_edge("app==1", "tool==1", "build-system", "tool")
     graph.add_edge("app==1", "lib==1", "install", "lib")
     graph.add_edge("lib==1", "app==1", "install", "app")
-    assert [e["dist"] for e in graph.build_order()] == ["tool", "app", "lib"]
+    assert [e.dist for e in graph.build_order()] == ["tool", "app", "lib"]
 
 
 def test_bad_graph_file_is_a_config_error(tmp_path: Path) -> None:
@@ -78,3 +80,30 @@ def test_bad_graph_file_is_a_config_error(tmp_path: Path) -> None:
     path.write_text("not json")
     with pytest.raises(ConfigError, match="cannot read graph"):
         DependencyGraph.load(path)
+
+
+def test_build_order_entries_are_typed_and_written_as_fromager_writes_them(
+    tmp_path: Path,
+) -> None:
+    graph = DependencyGraph()
+    graph.add_node(PackageId.of("app", "1"), download_url="https://u:p@example.test/app-1.tar.gz")
+    graph.add_node(PackageId.of("tool", "2"), pre_built=True, constraint="tool<3")
+    graph.add_edge(ROOT, "app==1", "toplevel", "app")
+    graph.add_edge("app==1", "tool==2", "build-system", "tool<3")
+    order = graph.build_order()
+    assert [(e.key, e.req, e.prebuilt, e.source_url_type) for e in order] == [
+        ("tool==2", "tool<3", True, "prebuilt"),
+        ("app==1", "app", False, "sdist"),
+    ]
+    written = json.loads(graph.write(tmp_path)["build_order"].read_text(encoding="utf-8"))
+    assert written[0] == {
+        "req": "tool<3",
+        "constraint": "tool<3",
+        "dist": "tool",
+        "version": "2",
+        "prebuilt": True,
+        "source_url": "",
+        "source_url_type": "prebuilt",
+    }
+    assert written[1]["source_url"] == "https://example.test/app-1.tar.gz"
+    assert [BuildOrderEntry.from_json(e) for e in written] == order

@@ -10,7 +10,9 @@ import pytest
 
 from fromager_dagster.core.errors import ConfigError
 from fromager_dagster.core.graph import files, queries, reports
+from fromager_dagster.core.graph.build_order import BuildOrderEntry
 from fromager_dagster.core.graph.model import ROOT, DependencyGraph
+from fromager_dagster.core.package_id import PackageId
 
 GOLDEN = Path(__file__).resolve().parents[2].parent / "shared" / "golden"
 STEVEDORE = GOLDEN / "stevedore" / "graph.json"
@@ -21,11 +23,11 @@ def _duplicated() -> DependencyGraph:
     """app needs lib>=1 and tool; tool needs lib<2 to build and lib==1.0 to run; lib 2.0 also
     comes from app. pre-built ``wheelonly`` is installed by app."""
     graph = DependencyGraph()
-    graph.add_node("app", "1.0")
-    graph.add_node("tool", "1.0")
-    graph.add_node("lib", "1.0")
-    graph.add_node("lib", "2.0")
-    graph.add_node("wheelonly", "3.0", pre_built=True)
+    graph.add_node(PackageId.of("app", "1.0"))
+    graph.add_node(PackageId.of("tool", "1.0"))
+    graph.add_node(PackageId.of("lib", "1.0"))
+    graph.add_node(PackageId.of("lib", "2.0"))
+    graph.add_node(PackageId.of("wheelonly", "3.0"), pre_built=True)
     graph.add_edge(ROOT, "app==1.0", "toplevel", "app")
     graph.add_edge("app==1.0", "tool==1.0", "build-system", "tool")
     graph.add_edge("app==1.0", "lib==2.0", "install", "lib>=1")
@@ -39,7 +41,7 @@ def _cycle() -> DependencyGraph:
     """app installs a and b; both install lib; lib installs a back (a cycle)."""
     graph = DependencyGraph()
     for name in ("app", "a", "b", "lib"):
-        graph.add_node(name, "1")
+        graph.add_node(PackageId.of(name, "1"))
     graph.add_edge(ROOT, "app==1", "toplevel", "app")
     graph.add_edge("app==1", "a==1", "install", "a")
     graph.add_edge("app==1", "b==1", "install", "b")
@@ -166,12 +168,12 @@ def test_why_marks_cycles_and_parents_already_shown() -> None:
 
 def test_why_stays_small_on_a_graph_with_exponentially_many_chains() -> None:
     graph = DependencyGraph()
-    graph.add_node("n", "0")
+    graph.add_node(PackageId.of("n", "0"))
     graph.add_edge(ROOT, "n==0", "toplevel", "n")
     for level in range(1, 41):  # 2**40 distinct chains from the root to the last node
-        graph.add_node("n", str(level))
+        graph.add_node(PackageId.of("n", str(level)))
         for side in ("l", "r"):
-            graph.add_node(f"{side}{level}", "1")
+            graph.add_node(PackageId.of(f"{side}{level}", "1"))
             graph.add_edge(f"n=={level - 1}", f"{side}{level}==1", "install", side)
             graph.add_edge(f"{side}{level}==1", f"n=={level}", "install", "n")
     start = time.monotonic()
@@ -222,7 +224,7 @@ def test_subset_of_pbr_is_a_loadable_graph_of_what_pbr_needs() -> None:
     ]
     assert data["pbr==7.1.3"] == graph.nodes["pbr==7.1.3"].to_json()
     again = DependencyGraph.from_json(json.loads(json.dumps(data)))
-    assert [e["dist"] for e in again.build_order()] == ["setuptools", "pbr"]
+    assert [e.dist for e in again.build_order()] == ["setuptools", "pbr"]
     assert again.constraints() == ["pbr==7.1.3", "setuptools==84.2.1"]
 
 
@@ -316,8 +318,8 @@ def test_graph_stats_of_stevedore_with_its_build_order() -> None:
 
 def test_graph_stats_counts_prebuilt_duplicates_and_build_order_mismatch() -> None:
     graph = _duplicated()
-    order = [e for e in graph.build_order() if e["dist"] != "tool"]
-    order.append({"dist": "Extra_Pkg", "version": "9"})
+    order = [e for e in graph.build_order() if e.dist != "tool"]
+    order.append(BuildOrderEntry(dist="Extra_Pkg", version="9"))
     stats = reports.graph_stats(graph, build_order=order)
     assert (stats.nodes, stats.packages, stats.prebuilt) == (5, 4, 1)
     assert stats.multiple_versions == {"lib": ["1.0", "2.0"]}
@@ -332,8 +334,8 @@ def test_graph_stats_counts_prebuilt_duplicates_and_build_order_mismatch() -> No
 def test_longest_build_chain_ignores_prebuilt_and_survives_build_cycles() -> None:
     graph = DependencyGraph()
     for name in ("a", "b", "c"):
-        graph.add_node(name, "1")
-    graph.add_node("p", "1", pre_built=True)
+        graph.add_node(PackageId.of(name, "1"))
+    graph.add_node(PackageId.of("p", "1"), pre_built=True)
     graph.add_edge(ROOT, "a==1", "toplevel", "a")
     graph.add_edge("a==1", "b==1", "build-system", "b")
     graph.add_edge("b==1", "c==1", "build-system", "c")

@@ -15,8 +15,10 @@ from fromager_dagster.core.index.client import IndexClient
 from fromager_dagster.core.index.server import LocalIndexServer
 from fromager_dagster.core.layout import OutputLayout
 from fromager_dagster.core.package_log import keep_head_and_tail, start_stage
+from fromager_dagster.core.plugins import Plugins
 from fromager_dagster.core.resolve.requirements import Constraints, toplevel_requirements
 from fromager_dagster.core.settings.loading import load_settings
+from fromager_dagster.core.settings.overrides import Settings
 from tests.fixtures.packages import FixturePackage, make_index
 
 TOOL = FixturePackage("fx-tool")
@@ -39,14 +41,29 @@ def test_the_build_appends_to_the_log_discovery_wrote(upstream: str, tmp_path: P
         constraints=Constraints.from_lines([]),
         layout=layout,
         options=BootstrapOptions(jobs=2, sdist_only=True, isolate=False),
+        settings=Settings(),
     )
     log = layout.log_path("fx-lib", "1.0")
     discovered = log.read_text()
     assert discovered.startswith("# ===== discovery of fx-lib==1.0 from ")
     assert "get_requires_for_build_wheel" in discovered  # discovery's hook output
 
-    builder.build_node(result.graph, "fx-tool==1.0", layout=layout, isolate=False)
-    builder.build_node(result.graph, "fx-lib==1.0", layout=layout, isolate=False)
+    builder.build_node(
+        result.graph,
+        "fx-tool==1.0",
+        layout=layout,
+        isolate=False,
+        settings=Settings(),
+        plugins=Plugins.load(),
+    )
+    builder.build_node(
+        result.graph,
+        "fx-lib==1.0",
+        layout=layout,
+        isolate=False,
+        settings=Settings(),
+        plugins=Plugins.load(),
+    )
 
     text = log.read_text()
     assert text.startswith(discovered), "the build truncated discovery's log"

@@ -163,7 +163,9 @@ def test_steps_a_plugin_does_not_define_and_packages_without_plugin_have_no_over
         "find_candidates, get_build_backend_dependencies, get_build_sdist_dependencies, "
         "prepare_source"
     )
-    assert fingerprint.startswith(build_fingerprint(Settings(), None, "fixture-wired", "1.0"))
+    assert fingerprint.startswith(
+        build_fingerprint(Settings(), Plugins.none(), "fixture-wired", "1.0")
+    )
     with pytest.raises(ValueError, match="unknown step 'build_wheels'"):
         plugins.override("fixture-plugged", "build_wheels")
 
@@ -508,4 +510,4 @@ def test_prepare_source_override_replaces_unpacking_patches_and_project_override
     assert [str(r) for r in prepared.build_system.requires] == ["fx-base"]
     # without the plugin: unpacked, and the settings' patch and project_override apply
     with pytest.raises(PatchError, match="0001-any.patch"):
-        prepare_source(archive, tmp_path / "plain", plugins=None, **args)
+        prepare_source(archive, tmp_path / "plain", plugins=Plugins.none(), **args)

@@ -28,6 +28,7 @@ from fromager_dagster.core.graph.model import DependencyGraph
 from fromager_dagster.core.index.client import IndexClient
 from fromager_dagster.core.index.server import LocalIndexServer
 from fromager_dagster.core.layout import OutputLayout
+from fromager_dagster.core.package_id import PackageId
 from fromager_dagster.core.plugins import (
     HOOKS_GROUP,
     OVERRIDES_GROUP,
@@ -196,7 +197,12 @@ def test_hermetic_build_of_the_graph_runs_the_same_overrides(wired: Wired) -> No
     layout = OutputLayout(wired.out)
     graph = DependencyGraph.load(wired.out / "work-dir" / "graph.json")
     built = builder.build_node(
-        graph, KEY, layout=layout, isolate=False, settings=_settings(wired.overrides)
+        graph,
+        KEY,
+        layout=layout,
+        isolate=False,
+        settings=_settings(wired.overrides),
+        plugins=Plugins.load(),
     )
     # same tree, same metadata, deterministic finalisation: the very same wheel
     assert built.path.name == WHEEL and _has_plugin_metadata(built.path)
@@ -213,9 +219,15 @@ def test_build_steps_run_the_overrides(wired: Wired, tmp_path: Path) -> None:
     # find_candidates: the index's 2.0 is not a version this package has
     assert [f.version for f in index.files("fixture-wired")] == [Version("1.0"), Version("2.0")]
     with pytest.raises(ResolutionError, match="fixture-wired"):
-        builder.download_source(index, "fixture-wired", "2.0", steps, settings=settings)
-    builder.download_source(index, "fixture-wired", "1.0", steps, settings=settings)
-    prepared = builder.prepare_downloaded(steps, "fixture-wired", "1.0", settings=settings)
+        builder.download_source(
+            index, "fixture-wired", "2.0", steps, settings=settings, plugins=Plugins.load()
+        )
+    builder.download_source(
+        index, "fixture-wired", "1.0", steps, settings=settings, plugins=Plugins.load()
+    )
+    prepared = builder.prepare_downloaded(
+        steps, "fixture-wired", "1.0", settings=settings, plugins=Plugins.load()
+    )
     assert prepared.patches == ()
     assert (prepared.project_dir / "fixture_wired" / plugin.PREPARED_MARKER).is_file()
     wanted = builder.BuildSettings.of(settings, "fixture-wired", "1.0")
@@ -228,15 +240,27 @@ def test_build_steps_run_the_overrides(wired: Wired, tmp_path: Path) -> None:
             wheel_server_url=server.url,
             settings=wanted,
             isolate=False,
+            plugins=Plugins.load(),
         )
     # get_build_backend_dependencies decided what the environment holds
     for module in ("fixture_wired_helper", "fixture_wired_backend"):
         subprocess.run([str(env.python), "-c", f"import {module}"], check=True)
-    again = builder.prepared_source(steps, "fixture-wired", "1.0", settings=settings)
-    sdist = builder.build_sdist(steps, "fixture-wired", "1.0", again, settings=settings)
+    again = builder.prepared_source(
+        steps, "fixture-wired", "1.0", settings=settings, plugins=Plugins.load()
+    )
+    sdist = builder.build_sdist(
+        steps, "fixture-wired", "1.0", again, settings=settings, plugins=Plugins.load()
+    )
     assert f"fixture_wired-1.0/{plugin.SDIST_MARKER}" in _sdist_names(sdist)
     wheel = builder.build_wheel(
-        steps, "fixture-wired", "1.0", again, env, settings=wanted, isolate=False
+        steps,
+        "fixture-wired",
+        "1.0",
+        again,
+        env,
+        settings=wanted,
+        isolate=False,
+        plugins=Plugins.load(),
     )
     assert _has_plugin_metadata(wheel)
     assert wheel.read_bytes() == wired.wheel_bytes
@@ -256,6 +280,7 @@ def test_build_package_discovers_backend_requirements_through_the_override(
             wheel_server_url=server.url,
             settings=_settings(wired.overrides),
             keep_build_env=True,
+            plugins=Plugins.load(),
         )
     assert _has_plugin_metadata(built.path)
     assert built.path.read_bytes() == wired.wheel_bytes
@@ -281,17 +306,29 @@ def test_build_node_honours_the_build_system_and_environment_overrides(
         constraints=Constraints.from_lines([]),
         layout=layout,
         options=BootstrapOptions(jobs=2, isolate=False),
+        settings=Settings(),
     )
     wheel = layout.wheels_downloads / "fixture_plugged-1.0-0-py3-none-any.whl"
     first = wheel.read_bytes()
-    built = builder.build_node(result.graph, "fixture-plugged==1.0", layout=layout, isolate=False)
+    built = builder.build_node(
+        result.graph,
+        "fixture-plugged==1.0",
+        layout=layout,
+        isolate=False,
+        settings=Settings(),
+        plugins=Plugins.load(),
+    )
     assert built.path == wheel
     seen = json.loads(_wheel_member(wheel.read_bytes(), "fixture_plugged/build-env.json"))
     assert seen["env"] == {"FIXTURE_PLUGGED": "fixture-plugged==1.0"}
     assert wheel.read_bytes() == first
     # the step commands read the same build-system requirements from the prepared tree
-    builder.prepare_downloaded(layout, "fixture-plugged", "1.0")
-    prepared = builder.prepared_source(layout, "fixture-plugged", "1.0")
+    builder.prepare_downloaded(
+        layout, "fixture-plugged", "1.0", settings=Settings(), plugins=Plugins.load()
+    )
+    prepared = builder.prepared_source(
+        layout, "fixture-plugged", "1.0", settings=Settings(), plugins=Plugins.load()
+    )
     assert [str(r) for r in prepared.build_system.requires] == ["fixture-plugged-helper>=1.0"]
 
 
@@ -330,7 +367,13 @@ def test_build_package_honours_download_source_and_build_wheel_overrides(
     url = upstream.start()
     layout = OutputLayout(tmp_path / "out")
     built = builder.build_package(
-        "fx-steps", "1.0", index=IndexClient(url), layout=layout, isolate=False, plugins=plugins
+        "fx-steps",
+        "1.0",
+        index=IndexClient(url),
+        layout=layout,
+        isolate=False,
+        plugins=plugins,
+        settings=Settings(),
     )
     log = built.log_path.read_text()
     assert "plugin downloaded http://127.0.0.1:" in log
@@ -399,7 +442,9 @@ def test_sbom_and_requires_external_give_the_same_wheel_in_bootstrap_and_the_bui
         # the hermetic build of the graph: the very same bytes
         layout = OutputLayout(out)
         graph = DependencyGraph.load(out / "work-dir" / "graph.json")
-        built = builder.build_node(graph, KEY, layout=layout, isolate=False, settings=settings)
+        built = builder.build_node(
+            graph, KEY, layout=layout, isolate=False, settings=settings, plugins=Plugins.load()
+        )
         assert built.path == wheel and wheel.read_bytes() == first
 
         # fromager's build, requirements from the bootstrap's wheels: the same bytes again
@@ -412,6 +457,7 @@ def test_sbom_and_requires_external_give_the_same_wheel_in_bootstrap_and_the_bui
                 isolate=False,
                 wheel_server_url=server.url,
                 settings=settings,
+                plugins=Plugins.load(),
             )
         assert again.path.read_bytes() == first
 
@@ -419,7 +465,9 @@ def test_sbom_and_requires_external_give_the_same_wheel_in_bootstrap_and_the_bui
         graph.nodes[
             KEY
         ].download_url = f"https://user:secret@files.example.com/packages/{WIRED.sdist_filename}"
-        moved = builder.build_node(graph, KEY, layout=layout, isolate=False, settings=settings)
+        moved = builder.build_node(
+            graph, KEY, layout=layout, isolate=False, settings=settings, plugins=Plugins.load()
+        )
         location = json.loads(_wheel_member(moved.path.read_bytes(), SBOM_MEMBER))["packages"][1]
         assert location["downloadLocation"] == (
             f"https://files.example.com/packages/{WIRED.sdist_filename}"
@@ -453,12 +501,18 @@ def test_build_node_and_build_package_run_the_post_build_hook(
         constraints=Constraints.from_lines([]),
         layout=layout,
         options=BootstrapOptions(jobs=2, isolate=False),
+        settings=Settings(),
     )
     hook_log = tmp_path / "hooks.jsonl"
     monkeypatch.setenv(hooks.LOG_VARIABLE, str(hook_log))  # from here on the hook records
     settings = load_settings(variant="rocm")
     built = builder.build_node(
-        result.graph, "fx-hooked==1.0", layout=layout, isolate=False, settings=settings
+        result.graph,
+        "fx-hooked==1.0",
+        layout=layout,
+        isolate=False,
+        settings=settings,
+        plugins=Plugins.load(),
     )
     expected = {
         "hook": "post_build",
@@ -479,6 +533,7 @@ def test_build_node_and_build_package_run_the_post_build_hook(
             isolate=False,
             wheel_server_url=server.url,
             settings=settings,
+            plugins=Plugins.load(),
         )
     assert again.path.name == built.path.name
     assert _hook_lines(hook_log) == [expected, expected]
@@ -524,10 +579,16 @@ def test_taking_a_pre_built_wheel_runs_the_prebuilt_wheel_hook(
         }
 
     graph = DependencyGraph()
-    graph.add_node("fx-pre", "1.0", pre_built=True)
+    graph.add_node(PackageId.of("fx-pre", "1.0"), pre_built=True)
     layout = OutputLayout(tmp_path / "out")
     built = builder.build_node(
-        graph, "fx-pre==1.0", layout=layout, isolate=False, index=index, plugins=plugins
+        graph,
+        "fx-pre==1.0",
+        layout=layout,
+        isolate=False,
+        index=index,
+        plugins=plugins,
+        settings=Settings(),
     )
     assert built.prebuilt and _hook_lines(hook_log) == [taken("fx-pre")]
     # build: a pre_built package, and a version resolver_dist takes as a wheel

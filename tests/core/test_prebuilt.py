@@ -16,6 +16,7 @@ from fromager_dagster.core.layout import OutputLayout
 from fromager_dagster.core.repository.prebuilt import download_prebuilt_wheel, fetch_prebuilt_wheel
 from fromager_dagster.core.resolve.requirements import Constraints, parse_requirement
 from fromager_dagster.core.settings.loading import load_settings
+from fromager_dagster.core.settings.overrides import Settings
 from fromager_dagster.core.sources.archives import sha256_file
 from tests.core.conftest import DistFactory
 from tests.fixtures.packages import FixturePackage, Upstream, make_wheel
@@ -31,12 +32,12 @@ def test_picks_the_preferred_compatible_wheel(dist_factory: DistFactory, tmp_pat
     dest = tmp_path / "prebuilt"
     with LocalIndexServer([dist_factory.folder]) as server:
         index = IndexClient(server.url)
-        path = download_prebuilt_wheel(index, "FX_W", "1.0", dest)
+        path = download_prebuilt_wheel(index, "FX_W", "1.0", dest, settings=Settings())
         assert path == dest / preferred.name
         assert path.read_bytes() == preferred.read_bytes()
         # a second call reuses the verified file, and tells where it came from
         before = path.stat().st_mtime_ns
-        found = fetch_prebuilt_wheel(index, "fx-w", "1.0", dest)
+        found = fetch_prebuilt_wheel(index, "fx-w", "1.0", dest, settings=Settings())
         assert found.path == path
         assert path.stat().st_mtime_ns == before
         [listed] = [f for f in index.files("fx-w") if f.filename == preferred.name]
@@ -52,14 +53,14 @@ def test_no_compatible_wheel_names_what_is_there(dist_factory: DistFactory, tmp_
     with LocalIndexServer([dist_factory.folder]) as server:
         index = IndexClient(server.url)
         with pytest.raises(SourceError) as info:
-            download_prebuilt_wheel(index, "fx-w", "1.0", tmp_path / "dest")
+            download_prebuilt_wheel(index, "fx-w", "1.0", tmp_path / "dest", settings=Settings())
         assert "fx-w==1.0" in str(info.value)
         assert "fx_w-1.0-cp27-cp27m-win32.whl" in str(info.value)
         assert info.value.package == "fx-w" and info.value.version == "1.0"
         with pytest.raises(SourceError, match=r"fx-s==1\.0 .*no wheel of that version"):
-            download_prebuilt_wheel(index, "fx-s", "1.0", tmp_path / "dest")
+            download_prebuilt_wheel(index, "fx-s", "1.0", tmp_path / "dest", settings=Settings())
         with pytest.raises(SourceError, match="not a valid version"):
-            download_prebuilt_wheel(index, "fx-s", "one", tmp_path / "dest")
+            download_prebuilt_wheel(index, "fx-s", "one", tmp_path / "dest", settings=Settings())
     assert not (tmp_path / "dest").exists() or not list((tmp_path / "dest").iterdir())
 
 
@@ -70,7 +71,7 @@ def test_hash_mismatch_leaves_nothing(dist_factory: DistFactory, tmp_path: Path)
         index.files("fx-w")  # the index's sha256 is read now...
         wheel.write_bytes(wheel.read_bytes() + b"tampered")  # ...and the file changes after
         with pytest.raises(HashMismatchError):
-            download_prebuilt_wheel(index, "fx-w", "1.0", tmp_path / "dest")
+            download_prebuilt_wheel(index, "fx-w", "1.0", tmp_path / "dest", settings=Settings())
     assert list((tmp_path / "dest").iterdir()) == []
 
 
@@ -86,6 +87,7 @@ def test_bootstrap_test_mode_falls_back_to_the_same_wheel_and_records_its_url(
         constraints=Constraints.from_lines([]),
         layout=OutputLayout(out),
         options=BootstrapOptions(jobs=1, isolate=False, test_mode=True),
+        settings=Settings(),
     )
     assert result.prebuilt == ["fx-broken==1.0"] and result.built == []
     [listed] = [f for f in IndexClient(url).files("fx-broken") if f.kind == "wheel"]
@@ -113,7 +115,7 @@ def test_ignore_platform_takes_a_wheel_of_another_platform(
     with LocalIndexServer([dist_factory.folder]) as server:
         index = IndexClient(server.url)
         with pytest.raises(SourceError, match="resolver_dist.ignore_platform: true"):
-            download_prebuilt_wheel(index, "fx-w", "1.0", dest)
+            download_prebuilt_wheel(index, "fx-w", "1.0", dest, settings=Settings())
         with pytest.raises(SourceError, match="do not fit this interpreter"):
             download_prebuilt_wheel(index, "fx-plain", "1.0", dest, settings=settings)
         found = fetch_prebuilt_wheel(index, "fx-w", "1.0", dest, settings=settings)
@@ -126,6 +128,6 @@ def test_ignore_platform_takes_a_wheel_of_another_platform(
 def test_real_index_pure_python_wheel(tmp_path: Path) -> None:
     index = IndexClient(resolve_index_url())
     [listed] = [f for f in index.files("packaging") if f.filename.endswith("24.2-py3-none-any.whl")]
-    path = download_prebuilt_wheel(index, "packaging", "24.2", tmp_path)
+    path = download_prebuilt_wheel(index, "packaging", "24.2", tmp_path, settings=Settings())
     assert path.name == "packaging-24.2-py3-none-any.whl"
     assert listed.sha256 is not None and sha256_file(path) == listed.sha256

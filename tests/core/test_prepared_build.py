@@ -13,8 +13,10 @@ from fromager_dagster.core.graph.model import DependencyGraph
 from fromager_dagster.core.index.client import IndexClient
 from fromager_dagster.core.index.server import LocalIndexServer
 from fromager_dagster.core.layout import OutputLayout
+from fromager_dagster.core.plugins import Plugins
 from fromager_dagster.core.resolve.requirements import Constraints, toplevel_requirements
 from fromager_dagster.core.settings.loading import load_settings
+from fromager_dagster.core.settings.overrides import Settings
 from tests.fixtures.packages import FixturePackage, make_index
 
 ADOPTED = "# adopted the source tree and build environment"
@@ -33,6 +35,7 @@ def _discover(upstream: Path, out: Path) -> tuple[DependencyGraph, OutputLayout]
             constraints=Constraints.from_lines([]),
             layout=layout,
             options=BootstrapOptions(jobs=1, sdist_only=True, isolate=False),
+            settings=Settings(),
         ).graph
     return graph, layout
 
@@ -54,14 +57,28 @@ def test_a_build_adopts_what_discovery_left_once_and_makes_the_same_wheel(
     assert record.is_file()  # an install-only package: its tree and environment are kept
     assert not (layout.package_dir("pb-tool", "1.0") / "discovered-build.json").exists()
 
-    adopted = builder.build_node(graph, "pb-app==1.0", layout=layout, isolate=False)
+    adopted = builder.build_node(
+        graph,
+        "pb-app==1.0",
+        layout=layout,
+        isolate=False,
+        settings=Settings(),
+        plugins=Plugins.load(),
+    )
     assert _adopted(layout)
     assert not record.exists()  # claimed: a second build starts afresh
 
     # the same wheel as a build that unpacked and installed everything itself
     fresh_graph, fresh = _discover(upstream, tmp_path / "b")
     shutil.rmtree(fresh.package_dir("pb-app", "1.0"))
-    built = builder.build_node(fresh_graph, "pb-app==1.0", layout=fresh, isolate=False)
+    built = builder.build_node(
+        fresh_graph,
+        "pb-app==1.0",
+        layout=fresh,
+        isolate=False,
+        settings=Settings(),
+        plugins=Plugins.load(),
+    )
     assert not _adopted(fresh)
     assert adopted.path.name == built.path.name
     assert _sha(adopted.path) == _sha(built.path)
@@ -73,7 +90,14 @@ def test_a_build_requirement_with_other_bytes_means_a_fresh_environment(tmp_path
     tool = next(layout.wheels_downloads.glob("pb_tool-1.0-*.whl"))
     original = tool.read_bytes()
     tool.write_bytes(original + b"\0")  # rebuilt since, other bytes, same name
-    built = builder.build_node(graph, "pb-app==1.0", layout=layout, isolate=False)
+    built = builder.build_node(
+        graph,
+        "pb-app==1.0",
+        layout=layout,
+        isolate=False,
+        settings=Settings(),
+        plugins=Plugins.load(),
+    )
     assert not _adopted(layout)
     assert built.path.is_file()  # built in an environment of its own
 
@@ -84,12 +108,21 @@ def test_other_settings_mean_a_fresh_tree(tmp_path: Path) -> None:
     settings_dir.mkdir()
     (settings_dir / "pb_app.yaml").write_text("env:\n  PB_FLAG: '1'\n")
     other = load_settings(settings_dir=settings_dir)
-    builder.build_node(graph, "pb-app==1.0", layout=layout, isolate=False, settings=other)
+    builder.build_node(
+        graph, "pb-app==1.0", layout=layout, isolate=False, settings=other, plugins=Plugins.load()
+    )
     assert not _adopted(layout)
 
 
 def test_a_removed_environment_is_not_adopted(tmp_path: Path) -> None:
     graph, layout = _discover(make_index(PACKAGES, tmp_path / "up"), tmp_path / "out")
     shutil.rmtree(layout.package_dir("pb-app", "1.0") / "build-env")
-    builder.build_node(graph, "pb-app==1.0", layout=layout, isolate=False)
+    builder.build_node(
+        graph,
+        "pb-app==1.0",
+        layout=layout,
+        isolate=False,
+        settings=Settings(),
+        plugins=Plugins.load(),
+    )
     assert not _adopted(layout)

@@ -18,6 +18,7 @@ from fromager_dagster.core.index.client import IndexClient
 from fromager_dagster.core.index.server import LocalIndexServer
 from fromager_dagster.core.layout import OutputLayout
 from fromager_dagster.core.resolve.requirements import Constraints, toplevel_requirements
+from fromager_dagster.core.settings.overrides import Settings
 from fromager_dagster.defs.collections import Collection
 from fromager_dagster.defs.graph_state import wheel_keys
 from fromager_dagster.defs.location import build_definitions
@@ -63,6 +64,7 @@ def discover(
         constraints=Constraints.from_lines([]),
         layout=layout,
         options=BootstrapOptions(jobs=2, sdist_only=True, isolate=False),
+        settings=Settings(),
     )
     collection = Collection(name=name, requirements=requirements, output_dir=output, index_url=url)
     return replace(collection, **fields)  # type: ignore[arg-type]
@@ -111,7 +113,7 @@ class ScenarioRun:
 
     def lanes(self) -> dict[str, set[str]]:
         """Step key -> the lanes its op takes (an exclusive build takes all of them)."""
-        tags = lanes_for(self.collection, self.graph, LANES)
+        tags = lanes_for(self.collection, self.graph, LANES, self.collection.settings())
         return {
             wheel_op_name(self.collection, node.canonicalized_name, node.version): {
                 tag for tag in tags[key] if tag.startswith("lane_")

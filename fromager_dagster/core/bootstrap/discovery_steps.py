@@ -14,9 +14,9 @@ from packaging.requirements import Requirement
 
 from fromager_dagster.core.bootstrap.capacity import Capacity
 from fromager_dagster.core.bootstrap.failures import DEPENDENCY_EXTRACTION_STEP
-from fromager_dagster.core.bootstrap.node import Node
 from fromager_dagster.core.bootstrap.options import BootstrapOptions
 from fromager_dagster.core.bootstrap.tally import Tally
+from fromager_dagster.core.bootstrap.work import PackageWork, Prepared
 from fromager_dagster.core.build import wheels
 from fromager_dagster.core.build.adoption import record_discovered
 from fromager_dagster.core.build.environment import BuildEnvFactory
@@ -42,7 +42,7 @@ RequirementsStep = Callable[..., list[Requirement]]  # plugin_steps.backend_/sdi
 
 @dataclass(frozen=True)
 class DiscoverySteps:
-    """The steps, each on one node; the scheduler links what they find into the graph."""
+    """The steps, each on one package-version; the scheduler links what they find into the graph."""
 
     settings: Settings
     plugins: Plugins
@@ -54,37 +54,44 @@ class DiscoverySteps:
     capacity: Capacity
     workers: WorkerProcesses  # unpacking in other processes
 
-    def prepare(self, node: Node) -> PreparedSource:
+    def prepare(self, work: PackageWork) -> Prepared:
         """Download the source, unpack and patch it; learn the hooks' extra environment."""
-        name, version = node.pkg.name, str(node.pkg.version)
-        start_stage(node.log, f"discovery of {node.key} from {node.pkg.source.url}", fresh=True)
-        self.tally.progress("download", node.key)
+        name, version = work.pkg.name, str(work.pkg.version)
+        start_stage(work.log, f"discovery of {work.key} from {work.pkg.source.url}", fresh=True)
+        self.tally.progress("download", work.key)
         with self.tally.timed("download", self.capacity.net):
-            archive = node.archive = self._download(node)
+            archive = self._download(work)
         with self.tally.timed("unpack"):
-            prepared = prepare_source(
+            source = prepare_source(
                 archive,
                 self.layout.work_dir,
                 settings=self.settings,
                 name=name,
                 version=version,
-                log=node.log,
+                log=work.log,
                 plugins=self.plugins,
                 unpack=self.workers.unpack,
             )
-        for patch in prepared.patches:
-            self.tally.progress("patched", node.key, patch.name)
-        self._environ(node, prepared.project_dir)
-        return prepared
+        for patch in source.patches:
+            self.tally.progress("patched", work.key, patch.name)
+        environ = extra_environ(
+            source.project_dir,
+            self._wanted(work, archive),
+            self.plugins,
+            name,
+            version,
+            work.log,
+        )
+        return Prepared(archive, source, environ)
 
-    def create_env(self, node: Node) -> None:
+    def create_env(self, work: PackageWork) -> None:
         """The build environment, still empty of build requirements."""
-        self.tally.progress("discover", node.key)
+        self.tally.progress("discover", work.key)
         with self.tally.timed("environments", self.capacity.work):
-            node.env = self.envs.create(node.pkg_dir / "build-env", log=node.log)
+            work.env = self.envs.create(work.pkg_dir / "build-env", log=work.log)
 
     def build_requirements(
-        self, node: Node, prepared: PreparedSource
+        self, work: PackageWork, prepared: Prepared
     ) -> list[tuple[ReqType, list[Requirement]]]:
         """The backend's and the sdist hook's requirements, once build-system's are installed.
 
@@ -93,176 +100,166 @@ class DiscoverySteps:
         backend is imported once. Beside it, unless sdist-only, a speculative build_wheel in
         a copy of the tree, kept when the backend asks for nothing beyond what is installed.
         """
-        node.hooks = self._hook_caller(node, prepared)
+        work.hooks = self._hook_caller(work, prepared)
         with self.tally.timed("hooks", self.capacity.work):
-            if not self.options.sdist_only and not self._overridden(node, "build_wheel"):
-                node.speculative = self._speculate(node, prepared)
-            node.hooks.prefetch(self._prefetched(node), metadata_dir=self._metadata_dir(node))
-            backend = self._requirements(plugin_steps.backend_requirements, node, node.hooks)
-            sdist = self._requirements(plugin_steps.sdist_requirements, node, node.hooks)
+            if not self.options.sdist_only and not self._overridden(work, "build_wheel"):
+                work.speculative = self._speculate(work, prepared)
+            work.hooks.prefetch(self._prefetched(work), metadata_dir=self._metadata_dir(work))
+            backend = self._requirements(
+                plugin_steps.backend_requirements, work, work.hooks, prepared.environ
+            )
+            sdist = self._requirements(
+                plugin_steps.sdist_requirements, work, work.hooks, prepared.environ
+            )
         return [("build-backend", backend), ("build-sdist", sdist)]
 
-    def _prefetched(self, node: Node) -> list[str]:
-        """The hooks that will be called for ``node`` unless a plugin answers instead."""
+    def _prefetched(self, work: PackageWork) -> list[str]:
+        """The hooks that will be called for ``work`` unless a plugin answers instead."""
         hooks = []
-        if not self._overridden(node, "get_build_backend_dependencies"):
+        if not self._overridden(work, "get_build_backend_dependencies"):
             hooks.append("get_requires_for_build_wheel")
-        if not self._overridden(node, "get_build_sdist_dependencies"):
+        if not self._overridden(work, "get_build_sdist_dependencies"):
             hooks.append("get_requires_for_build_sdist")
         if self.options.sdist_only:
             hooks.append("prepare_metadata_for_build_wheel")
         return hooks
 
     @staticmethod
-    def _metadata_dir(node: Node) -> Path:
-        return node.pkg_dir / "metadata"
+    def _metadata_dir(work: PackageWork) -> Path:
+        return work.pkg_dir / "metadata"
 
-    def install_metadata(self, node: Node) -> email.message.Message:
+    def install_metadata(self, work: PackageWork) -> email.message.Message:
         """The core metadata that names the install requirements: the wheel's, else the
-        prepare_metadata hook's. Call it under the node's wheel lock."""
-        if node.wheel is not None:
+        prepare_metadata hook's. Call it under the package's wheel lock."""
+        if work.wheel is not None:
             try:
-                return wheels.read_metadata(node.wheel)
+                return wheels.read_metadata(work.wheel)
             except FromagerDagsterError as exc:
                 exc.step = DEPENDENCY_EXTRACTION_STEP  # the wheel is there; its METADATA not
                 raise
-        assert node.hooks is not None
+        assert work.hooks is not None
         with self.tally.timed("hooks", self.capacity.work):
-            dist_info = node.hooks.prepare_metadata(self._metadata_dir(node))
+            dist_info = work.hooks.prepare_metadata(self._metadata_dir(work))
         return email.message_from_bytes((dist_info / "METADATA").read_bytes())
 
-    def leave_for_build(self, node: Node) -> None:
+    def leave_for_build(self, work: PackageWork) -> None:
         """Record the tree and environment for the wheel's build to adopt
         (:mod:`.build.adoption`), unless a wheel was built in them meanwhile."""
-        with node.wheel_lock:
-            if node.wheel is not None or node.env is None or node.prepared is None:
-                return
-            if node.archive is None:
+        with work.wheel_lock:
+            prepared = work.prepared
+            if work.wheel is not None or work.env is None or prepared is None:
                 return
             record_discovered(
                 self.layout,
-                node.pkg.name,
-                str(node.pkg.version),
-                prepared=node.prepared,
-                env=node.env,
-                installed=node.installed,
-                archive=node.archive,
+                work.pkg.name,
+                str(work.pkg.version),
+                prepared=prepared.source,
+                env=work.env,
+                installed=work.installed,
+                archive=prepared.archive,
                 settings=self.settings,
                 plugins=self.plugins,
-                source_date_epoch=self._epoch(node),
+                source_date_epoch=self._epoch(prepared.archive),
             )
 
-    def repack(self, node: Node, source_dir: Path) -> None:
+    def repack(self, work: PackageWork, prepared: Prepared) -> None:
         """The sdist of the prepared tree in sdists-repo/builds (a build_sdist plugin's)."""
-        name, version = node.pkg.name, str(node.pkg.version)
+        name, version = work.pkg.name, str(work.pkg.version)
+        epoch = self._epoch(prepared.archive)
         with self.tally.timed("repack"):
-            node.sdist = plugin_steps.build_sdist(
+            work.sdist = plugin_steps.build_sdist(
                 self.plugins,
-                source_dir,
+                prepared.source.root,
                 self.layout.repacked_sdist(name, version),
                 name=name,
                 version=version,
                 settings=self.settings,
-                environ=node.environ or {},
-                log=node.log,
-                source_date_epoch=self._epoch(node),
+                environ=prepared.environ,
+                log=work.log,
+                source_date_epoch=epoch,
             )
-            if node.archive is not None:
-                record_repacked_sdist(
-                    self.layout,
-                    name,
-                    version,
-                    archive=node.archive,
-                    settings=self.settings,
-                    plugins=self.plugins,
-                    source_date_epoch=self._epoch(node),
-                    sdist=node.sdist,
-                )
+            record_repacked_sdist(
+                self.layout,
+                name,
+                version,
+                archive=prepared.archive,
+                settings=self.settings,
+                plugins=self.plugins,
+                source_date_epoch=epoch,
+                sdist=work.sdist,
+            )
 
-    def _speculate(self, node: Node, prepared: PreparedSource) -> Future[Path]:
+    def _speculate(self, work: PackageWork, prepared: Prepared) -> Future[Path]:
         """A build_wheel in a copy of the source, before the backend's requirements are known."""
         spec_hooks = self._hook_caller(
-            node,
+            work,
             prepared,
-            self._copy_source(prepared, node.pkg_dir / "spec-src"),
-            log=node.pkg_dir / "speculative-build.log",
+            self._copy_source(prepared.source, work.pkg_dir / "spec-src"),
+            log=work.pkg_dir / "speculative-build.log",
         )
-        return self.capacity.pool.submit(spec_hooks.build_wheel, node.pkg_dir / "spec-dist")
+        return self.capacity.pool.submit(spec_hooks.build_wheel, work.pkg_dir / "spec-dist")
 
     def _requirements(
-        self, step: RequirementsStep, node: Node, hooks: HookCaller
+        self, step: RequirementsStep, work: PackageWork, hooks: HookCaller, environ: dict[str, str]
     ) -> list[Requirement]:
         return step(
             self.plugins,
             hooks,
-            name=node.pkg.name,
-            version=str(node.pkg.version),
+            name=work.pkg.name,
+            version=str(work.pkg.version),
             settings=self.settings,
-            environ=node.environ or {},
-            log=node.log,
+            environ=environ,
+            log=work.log,
         )
 
     def _hook_caller(
         self,
-        node: Node,
-        prepared: PreparedSource,
+        work: PackageWork,
+        prepared: Prepared,
         source_dir: Path | None = None,
         log: Path | None = None,
     ) -> HookCaller:
         """The hooks of ``prepared``, or of ``source_dir``, a copy of its tree."""
-        assert node.env is not None
-        tree = source_dir or prepared.project_dir
+        assert work.env is not None
+        tree = source_dir or prepared.source.project_dir
         return hook_caller(
-            prepared,
-            node.env,
-            self._wanted(node),
+            prepared.source,
+            work.env,
+            self._wanted(work, prepared.archive),
             self.options.isolate,
-            log or node.log,
-            node.pkg.name,
-            str(node.pkg.version),
-            self._environ(node, tree),
+            log or work.log,
+            work.pkg.name,
+            str(work.pkg.version),
+            prepared.environ,
             source_dir=tree,
         )
 
-    def _overridden(self, node: Node, step: str) -> bool:
-        return self.plugins.override(node.pkg.name, step) is not None
+    def _overridden(self, work: PackageWork, step: str) -> bool:
+        return self.plugins.override(work.pkg.name, step) is not None
 
-    def _download(self, node: Node) -> Path:
+    def _download(self, work: PackageWork) -> Path:
         """The sdist: from a plugin, the settings' download_source URL, or the index."""
         return fetch_source(
             self.index.session,
-            node.pkg,
+            work.pkg,
             self.layout.sdists_downloads,
             settings=self.settings,
             plugins=self.plugins,
-            log=node.log,
+            log=work.log,
         )
 
-    def _epoch(self, node: Node) -> int:
-        """The node's SOURCE_DATE_EPOCH: its archive's (:mod:`.sources.epoch`)."""
-        return source_date_epoch(node.archive, self.options.source_date_epoch)
+    def _epoch(self, archive: Path) -> int:
+        """The package's SOURCE_DATE_EPOCH: its archive's (:mod:`.sources.epoch`)."""
+        return source_date_epoch(archive, self.options.source_date_epoch)
 
-    def _wanted(self, node: Node) -> BuildSettings:
-        """What the settings say about the node's build, as the builder reads them."""
+    def _wanted(self, work: PackageWork, archive: Path) -> BuildSettings:
+        """What the settings say about the package's build, as the builder reads them."""
         return BuildSettings.of(
             self.settings,
-            node.pkg.name,
-            str(node.pkg.version),
-            source_date_epoch=self._epoch(node),
+            work.pkg.name,
+            str(work.pkg.version),
+            source_date_epoch=self._epoch(archive),
         )
-
-    def _environ(self, node: Node, source_dir: Path) -> dict[str, str]:
-        """The hooks' extra environment: settings, then an update_extra_environ plugin."""
-        if node.environ is None:
-            node.environ = extra_environ(
-                source_dir,
-                self._wanted(node),
-                self.plugins,
-                node.pkg.name,
-                str(node.pkg.version),
-                node.log,
-            )
-        return node.environ
 
     @staticmethod
     def _copy_source(prepared: PreparedSource, dest: Path) -> Path:

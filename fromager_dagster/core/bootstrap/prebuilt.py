@@ -6,9 +6,9 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from fromager_dagster.core.bootstrap.node import Node
 from fromager_dagster.core.bootstrap.tally import Tally
 from fromager_dagster.core.bootstrap.waits import DependencyFailedError
+from fromager_dagster.core.bootstrap.work import PackageWork
 from fromager_dagster.core.errors import BuildCycleError, FromagerDagsterError
 from fromager_dagster.core.graph.model import DependencyGraph
 from fromager_dagster.core.index.client import IndexClient
@@ -25,50 +25,50 @@ class PrebuiltWheels:
     layout: OutputLayout
     plugins: Plugins
     settings: Settings
-    graph: DependencyGraph  # a fallback's node is marked pre_built
+    graph: DependencyGraph  # a fallback's graph node is marked pre_built
     tally: Tally
     net_slots: threading.BoundedSemaphore  # downloads
 
-    def download(self, node: Node) -> None:
+    def download(self, work: PackageWork) -> None:
         """A pre_built package: the wheel the resolver chose, as it is."""
-        wheel = node.pkg.source
-        self.tally.progress("download", node.key, wheel.filename)
+        wheel = work.pkg.source
+        self.tally.progress("download", work.key, wheel.filename)
         with self.tally.timed("download", self.net_slots):
             path = sources.download(self.index.session, wheel, self.layout.wheels_prebuilt)
-        self._take(node, path)
+        self._take(work, path)
 
-    def fall_back(self, node: Node, exc: FromagerDagsterError) -> bool:
+    def fall_back(self, work: PackageWork, exc: FromagerDagsterError) -> bool:
         """Record the failure, then carry on with a pre-built wheel if there is one (test mode
         only: the scheduler asks only then)."""
         if isinstance(exc, DependencyFailedError | BuildCycleError):
             return False
-        node.stamp(exc)
+        work.stamp(exc)
         try:
             with self.tally.timed("download", self.net_slots):
                 found = fetch_prebuilt_wheel(
                     self.index,
-                    node.pkg.name,
-                    str(node.pkg.version),
+                    work.pkg.name,
+                    str(work.pkg.version),
                     self.layout.wheels_prebuilt,
                     settings=self.settings,
                 )
         except FromagerDagsterError:
             return False  # no wheel to fall back on: the caller reports the failure
-        self.tally.recover(node.key, exc)
-        recorded = self.graph.nodes[node.key]
+        self.tally.recover(work.key, exc)
+        recorded = self.graph.nodes[work.key]
         recorded.pre_built, recorded.download_url = True, found.url
-        self._take(node, found.path)
+        self._take(work, found.path)
         return True
 
-    def _take(self, node: Node, path: Path) -> None:
+    def _take(self, work: PackageWork, path: Path) -> None:
         """Use a downloaded pre-built wheel (a pre_built package, or a test-mode fallback)."""
-        node.wheel = path  # no lock: a failed build may hold it while falling back here
+        work.wheel = path  # no lock: a failed build may hold it while falling back here
         self.plugins.run_hooks(
             "prebuilt_wheel",
-            name=node.pkg.name,
-            version=node.pkg.version,
+            name=work.pkg.name,
+            version=work.pkg.version,
             variant=self.settings.variant,
             wheel=path,
         )
-        node.build_known.set()
-        self.tally.count("prebuilt", node.key, path.name)
+        work.build_known.set()
+        self.tally.count("prebuilt", work.key, path.name)

@@ -90,7 +90,7 @@ def bootstrap(
     layout: OutputLayout,
     options: BootstrapOptions | None = None,
     progress: Progress | None = None,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> BootstrapResult:
     """Discover and build ``requirements`` and everything they need; write the outputs.
 
@@ -99,7 +99,6 @@ def bootstrap(
     writes fromager's failure report and returns the failures in the result.
     """
     options = options or BootstrapOptions()
-    settings = settings or Settings()
     layout.ensure()
     index = index.with_page_cache(PageCache(layout.cache_dir / "index-pages"))
     started = time.perf_counter()

@@ -16,12 +16,12 @@ from packaging.version import InvalidVersion
 
 from fromager_dagster.core.bootstrap.capacity import Capacity
 from fromager_dagster.core.bootstrap.discovery_steps import DiscoverySteps
-from fromager_dagster.core.bootstrap.node import Node
 from fromager_dagster.core.bootstrap.options import BootstrapOptions, Progress
 from fromager_dagster.core.bootstrap.prebuilt import PrebuiltWheels
 from fromager_dagster.core.bootstrap.tally import Tally
 from fromager_dagster.core.bootstrap.waits import DependencyFailedError, Waits
 from fromager_dagster.core.bootstrap.wheel_steps import WheelSteps
+from fromager_dagster.core.bootstrap.work import PackageWork, Prepared
 from fromager_dagster.core.build import wheels
 from fromager_dagster.core.build.environment import BuildEnvFactory
 from fromager_dagster.core.build.workers import WorkerProcesses
@@ -37,12 +37,13 @@ from fromager_dagster.core.sources.vcs import GitSources
 
 
 class Scheduler:
-    """Every package-version is a node processed by its own thread: prepare the source, discover
-    its build requirements (build-system, then the backend's and the sdist hook's), build the
-    wheel once every build requirement's wheel and install closure exist, then read its install
-    requirements from the wheel. Heavy work (downloads, environments, hooks, builds) is bounded
-    by ``jobs`` slots; waiting never holds a slot. Waits are recorded so that a build-dependency
-    cycle is reported as an error instead of hanging.
+    """Every package-version is worked on by a thread of its own (a :class:`PackageWork`):
+    prepare the source, discover its build requirements (build-system, then the backend's and
+    the sdist hook's), build the wheel once every build requirement's wheel and install closure
+    exist, then read its install requirements from the wheel. Heavy work (downloads,
+    environments, hooks, builds) is bounded by ``jobs`` slots; waiting never holds a slot.
+    Waits are recorded so that a build-dependency cycle is reported as an error instead of
+    hanging.
     """
 
     def __init__(
@@ -61,7 +62,7 @@ class Scheduler:
         self.settings, self.plugins, self.layout = settings, plugins, layout
         self.resolver, self.git, self.envs, self.options = resolver, git, envs, options
         self.graph = DependencyGraph()
-        self.nodes: dict[str, Node] = {}
+        self.packages: dict[str, PackageWork] = {}
         self.threads: list[threading.Thread] = []
         self.lock = threading.Lock()
         self.capacity = Capacity.for_jobs(options.jobs)
@@ -93,8 +94,7 @@ class Scheduler:
             raise _led_to(exc, parent, req, req_type) from exc
         for found in chosen:
             self.graph.add_node(
-                found.name,
-                str(found.version),
+                found.id,
                 download_url=found.source.url,
                 pre_built=found.source.kind == "wheel",
                 constraint=str(found.constraint) if found.constraint is not None else None,
@@ -115,17 +115,17 @@ class Scheduler:
 
     def _spawn(self, pkg: ResolvedPackage, extras: set[str]) -> None:
         with self.lock:
-            node = self.nodes.get(pkg.key)
-            if node is None:
-                node = Node.of(pkg, extras, self.layout)
-                self.nodes[pkg.key] = node
+            work = self.packages.get(pkg.key)
+            if work is None:
+                work = PackageWork.of(pkg, extras, self.layout)
+                self.packages[pkg.key] = work
                 thread = threading.Thread(
-                    target=self._process, args=(node,), name=pkg.key, daemon=True
+                    target=self._process, args=(work,), name=pkg.key, daemon=True
                 )
             else:
                 thread = None
-                new_extras = extras - node.extras
-                node.extras |= new_extras
+                new_extras = extras - work.extras
+                work.extras |= new_extras
         if thread is not None:
             # started outside the lock: start() waits until the thread runs, and with every
             # other thread busy that wait would hold up all of them. join() sees it in time:
@@ -134,60 +134,60 @@ class Scheduler:
             with self.lock:
                 self.threads.append(thread)
             return
-        if new_extras and node.install_known.is_set() and node.error is None:
-            self._link_install(node)
+        if new_extras and work.install_known.is_set() and work.error is None:
+            self._link_install(work)
 
     # -- one package -------------------------------------------------------------------------
 
-    def _process(self, node: Node) -> None:
+    def _process(self, work: PackageWork) -> None:
         try:
             try:
-                if node.pkg.source.kind == "wheel":
-                    self.prebuilt.download(node)
+                if work.pkg.source.kind == "wheel":
+                    self.prebuilt.download(work)
                 else:
-                    self._discover_build(node)
+                    self._discover_build(work)
                     if not self.options.sdist_only:
-                        self._ensure_wheel(node.key)
+                        self._ensure_wheel(work.key)
             except FromagerDagsterError as exc:
                 # a failed wheel build has had its chance to fall back in _ensure_wheel
-                if exc is node.wheel_error or not self._fall_back(node, exc):
+                if exc is work.wheel_error or not self._fall_back(work, exc):
                     raise
-            self._link_install(node)
+            self._link_install(work)
             if self.options.sdist_only:
-                self.steps.leave_for_build(node)
-            self._run_hooks("post_bootstrap", node)
+                self.steps.leave_for_build(work)
+            self._run_hooks("post_bootstrap", work)
         except FromagerDagsterError as exc:
-            self._fail(node, exc)
+            self._fail(work, exc)
         except InvalidVersion as exc:  # a version string in the package's metadata or files
-            self._fail(node, BuildError(f"invalid version: {exc}", log_path=str(node.log)))
+            self._fail(work, BuildError(f"invalid version: {exc}", log_path=str(work.log)))
         except Exception as exc:  # a bug or an unexpected OS error: keep the run consistent
             self._fail(
-                node, BuildError(f"unexpected {type(exc).__name__}: {exc}", log_path=str(node.log))
+                work, BuildError(f"unexpected {type(exc).__name__}: {exc}", log_path=str(work.log))
             )
         finally:
-            node.build_known.set()
-            node.install_known.set()
+            work.build_known.set()
+            work.install_known.set()
 
-    def _discover_build(self, node: Node) -> None:
-        cached = cached_build(self.layout, node.pkg, self.settings, self.plugins)
-        if cached is not None and self._reuse(node, cached):
+    def _discover_build(self, work: PackageWork) -> None:
+        cached = cached_build(self.layout, work.pkg, self.settings, self.plugins)
+        if cached is not None and self._reuse(work, cached):
             return
-        prepared = node.prepared = self.steps.prepare(node)
+        prepared = work.prepared = self.steps.prepare(work)
         # the re-packed sdist is an output nobody waits for: make it off the critical path
-        node.repacking = self._background(self.steps.repack, node, prepared.root)
-        requires = prepared.build_system.requires
-        children = [key for r in requires for key in self.link(node.key, r, "build-system")]
-        node.build_reqs["build-system"] = [str(r) for r in requires]
-        self.steps.create_env(node)
-        node.installed = set(self._install(node, children))
-        for req_type, reqs in self.steps.build_requirements(node, prepared):
+        work.repacking = self._background(self.steps.repack, work, prepared)
+        requires = prepared.source.build_system.requires
+        children = [key for r in requires for key in self.link(work.key, r, "build-system")]
+        work.build_reqs["build-system"] = [str(r) for r in requires]
+        self.steps.create_env(work)
+        work.installed = set(self._install(work, children))
+        for req_type, reqs in self.steps.build_requirements(work, prepared):
             for req in reqs:
-                self._link_hook_requirement(node, req, req_type, node.installed)
-            node.build_reqs[req_type] = [str(r) for r in reqs]
-        node.build_known.set()
+                self._link_hook_requirement(work, req, req_type, work.installed)
+            work.build_reqs[req_type] = [str(r) for r in reqs]
+        work.build_known.set()
 
     def _link_hook_requirement(
-        self, node: Node, req: Requirement, req_type: ReqType, installed: set[str]
+        self, work: PackageWork, req: Requirement, req_type: ReqType, installed: set[str]
     ) -> list[str]:
         """Link a hook's requirement. One that a package of the build system's closure
         (``installed``) already satisfies keeps that version, as fromager does: a backend
@@ -195,92 +195,92 @@ class Scheduler:
         brought, not a second version the environment cannot hold."""
         name = canonicalize_name(req.name)
         for key in sorted(installed):
-            child = self.nodes.get(key)
+            child = self.packages.get(key)
             if (
                 child is not None
                 and child.pkg.name == name
                 and req.specifier.contains(child.pkg.version, prereleases=True)
             ):
-                return self.link(node.key, req, req_type, child.pkg)
-        return self.link(node.key, req, req_type)
+                return self.link(work.key, req, req_type, child.pkg)
+        return self.link(work.key, req, req_type)
 
-    def _reuse(self, node: Node, cached: CachedBuild) -> bool:
+    def _reuse(self, work: PackageWork, cached: CachedBuild) -> bool:
         """An earlier build's wheel stands if, once its recorded build requirements and their
         install closure are final in this run (reused or rebuilt), the record still holds: a
         build requirement rebuilt with other bytes means a new build. Links the recorded
         requirements either way."""
-        node.wheel = cached.wheel  # tentatively: a cycle back to this node takes it
+        work.wheel = cached.wheel  # tentatively: a cycle back to this package takes it
         children = [
             key
             for text in cached.build_requires.get("build-system", [])
-            for key in self.link(node.key, Requirement(text), "build-system")
+            for key in self.link(work.key, Requirement(text), "build-system")
         ]
         try:
-            installed = set(self._installable(node.key, children))
+            installed = set(self._installable(work.key, children))
             for req_type in ("build-backend", "build-sdist"):
                 for text in cached.build_requires.get(req_type, []):
                     req = Requirement(text)
-                    children += self._link_hook_requirement(node, req, req_type, installed)
-            self._installable(node.key, children)
+                    children += self._link_hook_requirement(work, req, req_type, installed)
+            self._installable(work.key, children)
         except BuildCycleError:
             raise
         except FromagerDagsterError:
             pass  # a build requirement failed: the fresh discovery reports it
-        if cached_build(self.layout, node.pkg, self.settings, self.plugins) is None:
-            node.wheel = None
+        if cached_build(self.layout, work.pkg, self.settings, self.plugins) is None:
+            work.wheel = None
             return False
-        node.reused = True
-        node.build_known.set()
-        self.tally.count("reused", node.key, cached.wheel.name)
+        work.reused = True
+        work.build_known.set()
+        self.tally.count("reused", work.key, cached.wheel.name)
         return True
 
-    def _fall_back(self, node: Node, exc: FromagerDagsterError) -> bool:
+    def _fall_back(self, work: PackageWork, exc: FromagerDagsterError) -> bool:
         """Test mode: carry on with a pre-built wheel if the index has one."""
-        return self.options.test_mode and self.prebuilt.fall_back(node, exc)
+        return self.options.test_mode and self.prebuilt.fall_back(work, exc)
 
-    def _fail(self, node: Node, exc: FromagerDagsterError) -> None:
-        node.error = node.stamp(exc)
+    def _fail(self, work: PackageWork, exc: FromagerDagsterError) -> None:
+        work.error = work.stamp(exc)
         if not isinstance(exc, DependencyFailedError):
-            self.tally.progress("failed", node.key, exc.one_line())
+            self.tally.progress("failed", work.key, exc.one_line())
 
     def _background(
-        self, func: Callable[[Node, Path], None], node: Node, arg: Path
+        self, func: Callable[[PackageWork, Prepared], None], work: PackageWork, arg: Prepared
     ) -> Future[None]:
         def task() -> None:
             try:
-                func(node, arg)
+                func(work, arg)
             except FromagerDagsterError as exc:
-                self._fail(node, exc)
+                self._fail(work, exc)
 
         future = self.capacity.pool.submit(task)
         with self.lock:
             self.background.append(future)
         return future
 
-    def _run_hooks(self, event: str, node: Node, wheel: Path | None = None) -> None:
+    def _run_hooks(self, event: str, work: PackageWork, wheel: Path | None = None) -> None:
         """The ``post_build`` or ``post_bootstrap`` hooks, once the re-packed sdist is done;
-        ``wheel`` (default: the node's, by then) is the one just built."""
-        if node.repacking is not None:
-            node.repacking.result()
+        ``wheel`` (default: the package's, by then) is the one just built."""
+        if work.repacking is not None:
+            work.repacking.result()
         self.plugins.run_hooks(
             event,
-            name=node.pkg.name,
-            version=node.pkg.version,
+            name=work.pkg.name,
+            version=work.pkg.version,
             variant=self.settings.variant,
-            sdist=node.sdist,  # None if the re-pack failed
-            wheel=wheel or node.wheel,
+            sdist=work.sdist,  # None if the re-pack failed
+            wheel=wheel or work.wheel,
         )
 
     # -- build requirements and wheels -------------------------------------------------------
 
-    def _install(self, node: Node, children: list[str]) -> list[str]:
+    def _install(self, work: PackageWork, children: list[str]) -> list[str]:
         """Wait for the wheels of ``children`` and their install closure; install them."""
-        pins = self._installable(node.key, children)
-        assert node.env is not None
-        missing = [pin for pin in pins if pin not in node.installed]
+        pins = self._installable(work.key, children)
+        assert work.env is not None
+        missing = [pin for pin in pins if pin not in work.installed]
         with self.tally.timed("environments", self.capacity.work):
-            self.envs.install(node.env, missing, log=node.log)
-        node.installed.update(missing)
+            self.envs.install(work.env, missing, log=work.log)
+        work.installed.update(missing)
         return pins
 
     def _installable(self, waiter: str, keys: list[str]) -> list[str]:
@@ -295,7 +295,7 @@ class Scheduler:
             try:
                 with self.waits.waiting(waiter, key):
                     self._ensure_wheel(key)
-                    target = self.nodes[key]
+                    target = self.packages[key]
                     target.install_known.wait()
                     if target.error is not None:
                         raise target.error
@@ -310,79 +310,79 @@ class Scheduler:
         return closure
 
     def _ensure_wheel(self, key: str) -> Path:
-        node = self.nodes[key]
-        with node.wheel_lock:
-            if node.wheel is not None:
-                return node.wheel
-            if node.wheel_error is not None:
-                raise node.wheel_error
+        work = self.packages[key]
+        with work.wheel_lock:
+            if work.wheel is not None:
+                return work.wheel
+            if work.wheel_error is not None:
+                raise work.wheel_error
             try:
-                node.wheel = self._build_wheel(node)
-                return node.wheel
+                work.wheel = self._build_wheel(work)
+                return work.wheel
             except FromagerDagsterError as exc:
-                if self._fall_back(node, exc):
-                    assert node.wheel is not None
-                    return node.wheel
-                node.wheel_error = exc
+                if self._fall_back(work, exc):
+                    assert work.wheel is not None
+                    return work.wheel
+                work.wheel_error = exc
                 raise
 
-    def _build_wheel(self, node: Node) -> Path:
-        node.build_known.wait()
-        if node.error is not None:
-            raise node.error
-        if node.wheel is not None:
-            return node.wheel
-        self.tally.progress("build", node.key)
+    def _build_wheel(self, work: PackageWork) -> Path:
+        work.build_known.wait()
+        if work.error is not None:
+            raise work.error
+        if work.wheel is not None:
+            return work.wheel
+        self.tally.progress("build", work.key)
         start = time.perf_counter()
-        extras = self.wheel.extras(node)
-        needed = set(self.graph.children(node.key, BUILD_TYPES))
+        extras = self.wheel.extras(work)
+        needed = set(self.graph.children(work.key, BUILD_TYPES))
         with self.tally.timed("builds", self.capacity.work):
-            built = self.wheel.adopt_speculative(node, needed)
+            built = self.wheel.adopt_speculative(work, needed)
         if built is None:
-            self._install(node, self.graph.children(node.key, BUILD_TYPES))
+            self._install(work, self.graph.children(work.key, BUILD_TYPES))
             with self.tally.timed("builds", self.capacity.work):
-                built = self.wheel.build(node)
-        wheel = self.wheel.finish(node, built, extras)
-        self._run_hooks("post_build", node, wheel)
-        self.tally.count("built", node.key, f"{time.perf_counter() - start:.1f}s")
+                built = self.wheel.build(work)
+        wheel = self.wheel.finish(work, built, extras)
+        self._run_hooks("post_build", work, wheel)
+        self.tally.count("built", work.key, f"{time.perf_counter() - start:.1f}s")
         return wheel
 
-    def _link_install(self, node: Node) -> None:
+    def _link_install(self, work: PackageWork) -> None:
         with self.lock:
-            extras = set(node.extras) - node.extras_done
-            first = not node.extras_done
-            node.extras_done |= extras | {""}
+            extras = set(work.extras) - work.extras_done
+            first = not work.extras_done
+            work.extras_done |= extras | {""}
         if not extras and not first:
             return
-        metadata = self._install_metadata(node)
+        metadata = self._install_metadata(work)
         wanted = sorted(extras) if not first else sorted(extras | {""})
         for req in wheels.install_requirements(metadata, extras=wanted):
-            self.link(node.key, req, "install")
-        node.install_known.set()
+            self.link(work.key, req, "install")
+        work.install_known.set()
 
-    def _install_metadata(self, node: Node) -> email.message.Message:
-        """The node's core metadata: its wheel's; else (sdist-only) the prepare_metadata hook's,
+    def _install_metadata(self, work: PackageWork) -> email.message.Message:
+        """The package's core metadata: its wheel's; else (sdist-only) the prepare_metadata hook's,
         run once what get_requires_for_build_wheel returned is installed, as a build would have
         it; else, where the hook fails, the metadata of the wheel built for it."""
         # Under the wheel lock: a lazy wheel build (sdist-only) must not run in the same source
         # tree, install into the environment or delete it, while the metadata hook runs.
-        with node.wheel_lock:
-            if node.wheel is None:
-                before = set(node.installed)
-                self._install(node, self.graph.children(node.key, ("build-backend",)))
-                if node.installed != before and node.hooks is not None:
+        with work.wheel_lock:
+            if work.wheel is None:
+                before = set(work.installed)
+                self._install(work, self.graph.children(work.key, ("build-backend",)))
+                if work.installed != before and work.hooks is not None:
                     # metadata prefetched with fewer packages installed than a build has
-                    node.hooks.forget("prepare_metadata_for_build_wheel")
+                    work.hooks.forget("prepare_metadata_for_build_wheel")
             try:
-                return self.steps.install_metadata(node)
+                return self.steps.install_metadata(work)
             except BuildError as exc:
-                if node.wheel is not None:
+                if work.wheel is not None:
                     raise
-                with node.log.open("a", encoding="utf-8") as out:
+                with work.log.open("a", encoding="utf-8") as out:
                     out.write(f"# {exc.one_line()}; building the wheel to read its METADATA\n")
-        self._ensure_wheel(node.key)  # takes the wheel lock itself
-        with node.wheel_lock:
-            return self.steps.install_metadata(node)
+        self._ensure_wheel(work.key)  # takes the wheel lock itself
+        with work.wheel_lock:
+            return self.steps.install_metadata(work)
 
     # -- the end of the run ------------------------------------------------------------------
 
@@ -405,7 +405,7 @@ class Scheduler:
 
     def failures(self) -> list[FromagerDagsterError]:
         """Each failed package's error; those whose build requirement failed only if no other."""
-        errors = [n.error for n in self.nodes.values() if n.error is not None]
+        errors = [n.error for n in self.packages.values() if n.error is not None]
         return [e for e in errors if not isinstance(e, DependencyFailedError)] or errors
 
 

@@ -6,8 +6,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from fromager_dagster.core.bootstrap.node import Node
 from fromager_dagster.core.bootstrap.options import BootstrapOptions
+from fromager_dagster.core.bootstrap.work import PackageWork, Prepared
 from fromager_dagster.core.build.adoption import forget_discovered
 from fromager_dagster.core.build.wheel import finish_wheel, source_extras
 from fromager_dagster.core.build.wheel_extras import WheelExtras
@@ -23,18 +23,19 @@ from fromager_dagster.core.sources.epoch import source_date_epoch
 
 @dataclass(frozen=True)
 class WheelSteps:
-    """The steps of one node's wheel; the scheduler installs its build requirements between."""
+    """The steps of one package-version's wheel; the scheduler installs its build
+    requirements between them."""
 
     settings: Settings
     plugins: Plugins
     layout: OutputLayout
     options: BootstrapOptions
 
-    def epoch(self, node: Node) -> int:
-        """The node's SOURCE_DATE_EPOCH: its archive's (:mod:`.sources.epoch`)."""
-        return source_date_epoch(node.archive, self.options.source_date_epoch)
+    def epoch(self, work: PackageWork) -> int:
+        """The package's SOURCE_DATE_EPOCH: its archive's (:mod:`.sources.epoch`)."""
+        return source_date_epoch(_prepared(work).archive, self.options.source_date_epoch)
 
-    def extras(self, node: Node) -> WheelExtras:
+    def extras(self, work: PackageWork) -> WheelExtras:
         """What the settings add to the wheel (SBOM, Requires-External).
 
         The builder passes the same values (the graph's download_url, the archive's sha256),
@@ -42,95 +43,101 @@ class WheelSteps:
         """
         return source_extras(
             self.settings,
-            node.pkg.name,
-            str(node.pkg.version),
-            archive=node.archive,
-            source_url=node.pkg.source.url,
-            source_date_epoch=self.epoch(node),
+            work.pkg.name,
+            str(work.pkg.version),
+            archive=_prepared(work).archive,
+            source_url=work.pkg.source.url,
+            source_date_epoch=self.epoch(work),
         )
 
-    def adopt_speculative(self, node: Node, needed: set[str]) -> Path | None:
+    def adopt_speculative(self, work: PackageWork, needed: set[str]) -> Path | None:
         """The speculative wheel, if its environment had all of ``needed`` (the build
         requirements' keys), exactly the one the build needs."""
-        future, node.speculative = node.speculative, None
+        future, work.speculative = work.speculative, None
         if future is None:
             return None
-        spec_log = node.pkg_dir / "speculative-build.log"
+        spec_log = work.pkg_dir / "speculative-build.log"
         try:
             built: Path | None = future.result()
         except FromagerDagsterError:
             built = None
-        valid = needed <= node.installed
+        valid = needed <= work.installed
         if built is not None and valid:
-            with node.log.open("a", encoding="utf-8") as out:
+            with work.log.open("a", encoding="utf-8") as out:
                 out.write(spec_log.read_text(encoding="utf-8", errors="replace"))
-        for leftover in (node.pkg_dir / "spec-src", node.pkg_dir / "sdist-src", spec_log):
+        for leftover in (work.pkg_dir / "spec-src", work.pkg_dir / "sdist-src", spec_log):
             if leftover.is_dir():
                 shutil.rmtree(leftover, ignore_errors=True)
             else:
                 leftover.unlink(missing_ok=True)
         return built if valid else None
 
-    def build(self, node: Node) -> Path:
+    def build(self, work: PackageWork) -> Path:
         """The backend's (or a build_wheel plugin's) wheel, in the environment as it is."""
-        assert node.hooks is not None
-        forget_discovered(self.layout, node.pkg.name, str(node.pkg.version))  # tree changes
+        assert work.hooks is not None
+        forget_discovered(self.layout, work.pkg.name, str(work.pkg.version))  # tree changes
         return plugin_steps.build_wheel(
             self.plugins,
-            node.hooks,
-            node.pkg_dir / "dist",
-            name=node.pkg.name,
-            version=node.pkg.version,
+            work.hooks,
+            work.pkg_dir / "dist",
+            name=work.pkg.name,
+            version=work.pkg.version,
             settings=self.settings,
-            environ=node.environ or {},
-            log=node.log,
+            environ=_prepared(work).environ,
+            log=work.log,
         )
 
-    def finish(self, node: Node, built: Path, extras: WheelExtras) -> Path:
+    def finish(self, work: PackageWork, built: Path, extras: WheelExtras) -> Path:
         """``built`` with the plugins' and the settings' metadata, finalized into
         wheels-repo/downloads and recorded for reuse; the build's leftovers removed."""
-        assert node.env is not None and node.hooks is not None
+        assert work.env is not None and work.hooks is not None
         wheel = finish_wheel(
             self.plugins,
             built,
             self.layout.wheels_downloads,
-            name=node.pkg.name,
-            version=node.pkg.version,
-            source_dir=node.hooks.source_dir,
+            name=work.pkg.name,
+            version=work.pkg.version,
+            source_dir=work.hooks.source_dir,
             settings=self.settings,
-            environ=node.environ or {},
-            log=node.log,
-            build_tag=self.settings.build_tag(node.pkg.name, str(node.pkg.version)),
-            source_date_epoch=self.epoch(node),
+            environ=_prepared(work).environ,
+            log=work.log,
+            build_tag=self.settings.build_tag(work.pkg.name, str(work.pkg.version)),
+            source_date_epoch=self.epoch(work),
             extras=extras,
         )
-        shutil.rmtree(node.pkg_dir / "spec-dist", ignore_errors=True)
-        shutil.rmtree(node.pkg_dir / "dist", ignore_errors=True)
+        shutil.rmtree(work.pkg_dir / "spec-dist", ignore_errors=True)
+        shutil.rmtree(work.pkg_dir / "dist", ignore_errors=True)
         if not self.options.keep_build_envs:
-            shutil.rmtree(node.env.path, ignore_errors=True)
+            shutil.rmtree(work.env.path, ignore_errors=True)
         write_record(
             self.layout,
-            node.pkg.name,
-            str(node.pkg.version),
-            source_sha256=node.pkg.source.sha256,
+            work.pkg.name,
+            str(work.pkg.version),
+            source_sha256=work.pkg.source.sha256,
             settings=self.settings,
             plugins=self.plugins,
-            build_requires=node.build_reqs,
-            build_env=node.installed,
+            build_requires=work.build_reqs,
+            build_env=work.installed,
             wheel=wheel,
         )
         write_provenance(
             self.layout,
-            node.pkg.name,
-            str(node.pkg.version),
+            work.pkg.name,
+            str(work.pkg.version),
             wheel=wheel,
-            source_archive=node.archive,
-            source_url=node.pkg.source.url,
+            source_archive=_prepared(work).archive,
+            source_url=work.pkg.source.url,
             settings=self.settings,
             plugins=self.plugins,
-            build_env=node.installed,
-            source_date_epoch=self.epoch(node),
+            build_env=work.installed,
+            source_date_epoch=self.epoch(work),
             run=self.options.run,
-            started=node.started,
+            started=work.started,
         )
         return wheel
+
+
+def _prepared(work: PackageWork) -> Prepared:
+    """What ``work``'s preparation learnt: a wheel is built only once its source is prepared."""
+    assert work.prepared is not None, work.key
+    return work.prepared

@@ -19,7 +19,6 @@ from fromager_dagster.core.build.settings import (
     DEFAULT_SOURCE_DATE_EPOCH,
     BuildSettings,
     extra_environ,
-    installed,
 )
 from fromager_dagster.core.build.steps import (
     build_env,
@@ -37,6 +36,7 @@ from fromager_dagster.core.errors import BuildError, FromagerDagsterError
 from fromager_dagster.core.graph.model import DependencyGraph
 from fromager_dagster.core.index.client import IndexClient
 from fromager_dagster.core.layout import OutputLayout
+from fromager_dagster.core.package_id import package_key
 from fromager_dagster.core.package_log import start_stage
 from fromager_dagster.core.plugins import Plugins
 from fromager_dagster.core.provenance.statement import RunInfo, write_provenance
@@ -84,13 +84,13 @@ def build_node(
     *,
     layout: OutputLayout,
     isolate: bool | Sandbox,
-    settings: Settings | None = None,
+    settings: Settings,
     index: IndexClient | None = None,
     build_tag: int | None = None,
     source_date_epoch: int = DEFAULT_SOURCE_DATE_EPOCH,
     index_url: str | None = None,
     keep_build_env: bool = False,
-    plugins: Plugins | None = None,
+    plugins: Plugins,
     uv_cache: Path | None = None,
     run: RunInfo | None = None,
 ) -> BuiltWheel:
@@ -99,10 +99,10 @@ def build_node(
     No discovery hook runs and no index is asked: the build environment gets exactly the
     wheels of ``graph.build_requirements(key)`` from the local repository (served on
     127.0.0.1, or ``index_url`` if a server is already running). A missing requirement wheel
-    fails at once, naming it. ``settings`` (None: defaults) give the patches, environment,
+    fails at once, naming it. ``settings`` give the patches, environment,
     config_settings and build tag (``build_tag`` overrides it). A pre-built node (in the graph
     or the settings) is taken from ``wheels-repo/prebuilt``, or downloaded from ``index``.
-    The installed plugins (``plugins``: None loads them) override steps and run their hooks.
+    ``plugins`` (the installed ones, ``Plugins.load()``) override steps and run their hooks.
     ``uv_cache`` is the installer cache of the caller's session (a Dagster run's, say:
     :func:`~fromager_dagster.core.build.environment.session_cache`); None: one for this build only.
     ``run`` (the collection, Dagster run id and signing key) goes into the wheel's provenance,
@@ -148,10 +148,10 @@ def build_package(
     isolate: bool | Sandbox,
     wheel_server_url: str | None = None,
     constraints: Constraints | None = None,
-    settings: Settings | None = None,
+    settings: Settings,
     source_date_epoch: int = DEFAULT_SOURCE_DATE_EPOCH,
     keep_build_env: bool = False,
-    plugins: Plugins | None = None,
+    plugins: Plugins,
     run: RunInfo | None = None,
 ) -> BuiltWheel:
     """fromager's ``build``: ``name==version`` from ``index``'s sdist, build requirements
@@ -160,7 +160,7 @@ def build_package(
     canonical = canonicalize_name(name)
     job = _Build.of(
         layout,
-        f"{canonical}=={version}",
+        package_key(canonical, version),
         canonical,
         version,
         settings=settings,
@@ -173,7 +173,7 @@ def build_package(
     if job.wanted.pre_built:
         return job.take_prebuilt(index)
     start = time.perf_counter()
-    start_stage(job.log, f"build of {canonical}=={version}")
+    start_stage(job.log, f"build of {package_key(canonical, version)}")
     package = resolve_source(
         index,
         canonical,
@@ -237,14 +237,14 @@ class _Build:
         name: str,
         version: str,
         *,
-        settings: Settings | None,
-        plugins: Plugins | None,
+        settings: Settings,
+        plugins: Plugins,
         isolate: bool | Sandbox,
         source_date_epoch: int,
         keep_build_env: bool,
         run: RunInfo | None = None,
     ) -> _Build:
-        """The build of ``name==version`` with ``settings`` (None: defaults), output ready."""
+        """The build of ``name==version`` with ``settings``, output ready."""
         layout.ensure()
         wanted = BuildSettings.of(settings, name, version, source_date_epoch=source_date_epoch)
         return cls(
@@ -253,7 +253,7 @@ class _Build:
             name,
             version,
             wanted,
-            installed(plugins),
+            plugins,
             isolate,
             source_date_epoch,
             keep_build_env,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fromager_dagster.core.errors import BuildError
+from fromager_dagster.core.package_id import package_key
 
 
 def uv_binary() -> str:
@@ -66,7 +67,7 @@ class BuildEnv:
         for dist_info in self.path.glob("lib/python*/site-packages/*.dist-info"):
             name, _, version = dist_info.name.removesuffix(".dist-info").partition("-")
             if name and version:
-                found.append(f"{name.replace('_', '-').replace('.', '-').lower()}=={version}")
+                found.append(package_key(name.replace("_", "-").replace(".", "-").lower(), version))
         return sorted(found)
 
 

@@ -16,7 +16,7 @@ from fromager_dagster.core.sources.prepare import hook_environ
 
 @dataclass(frozen=True)
 class BuildSettings:
-    """What the settings say about one package-version's build (defaults without settings)."""
+    """What the settings say about one package-version's build."""
 
     settings: Settings
     build_tag: int
@@ -27,28 +27,22 @@ class BuildSettings:
     @classmethod
     def of(
         cls,
-        settings: Settings | None,
+        settings: Settings,
         name: str,
         version: str,
         *,
         source_date_epoch: int = DEFAULT_SOURCE_DATE_EPOCH,
     ) -> BuildSettings:
-        chosen = settings if settings is not None else Settings()
-        package = chosen.package(name)
+        package = settings.package(name)
         return cls(
-            settings=chosen,
-            build_tag=chosen.build_tag(name, version),
-            environ=hook_environ(chosen, name, version, source_date_epoch=source_date_epoch),
+            settings=settings,
+            build_tag=settings.build_tag(name, version),
+            environ=hook_environ(settings, name, version, source_date_epoch=source_date_epoch),
             config_settings={
                 k: v if isinstance(v, str) else list(v) for k, v in package.config_settings.items()
             },
-            pre_built=chosen.pre_built(name),
+            pre_built=settings.pre_built(name),
         )
-
-
-def installed(plugins: Plugins | None) -> Plugins:
-    """``plugins``, or the installed ones when None."""
-    return plugins if plugins is not None else Plugins.load()
 
 
 def extra_environ(

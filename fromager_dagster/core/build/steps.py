@@ -16,13 +16,13 @@ from fromager_dagster.core.build.settings import (
     DEFAULT_SOURCE_DATE_EPOCH,
     BuildSettings,
     extra_environ,
-    installed,
 )
 from fromager_dagster.core.build.wheel import hook_caller, make_wheel, wheel_server
 from fromager_dagster.core.errors import BuildError, ConfigError, SourceError
 from fromager_dagster.core.graph.model import write_atomic
 from fromager_dagster.core.index.client import IndexClient
 from fromager_dagster.core.layout import OutputLayout
+from fromager_dagster.core.package_id import package_key
 from fromager_dagster.core.package_log import start_stage
 from fromager_dagster.core.plugins import Plugins
 from fromager_dagster.core.plugins import steps as plugin_steps
@@ -47,8 +47,8 @@ def resolve_source(
     version: str,
     *,
     constraints: Constraints | None = None,
-    settings: Settings | None = None,
-    plugins: Plugins | None = None,
+    settings: Settings,
+    plugins: Plugins,
 ) -> ResolvedPackage:
     """The file ``name==version`` is built (or taken pre-built) from, chosen as a bootstrap
     chooses it: a ``find_candidates`` plugin's files, the settings' ``sdist_server_url`` or
@@ -58,10 +58,9 @@ def resolve_source(
         Version(version)
     except InvalidVersion as exc:
         raise ConfigError(f"{version!r} is not a valid version of {name}", package=name) from exc
-    chosen = settings if settings is not None else Settings()
-    policy = source_policy(chosen, index, plugins=installed(plugins))
+    policy = source_policy(settings, index, plugins=plugins)
     resolver = Resolver(index, constraints or Constraints.from_lines([]), policy)
-    return resolver.resolve(Requirement(f"{canonicalize_name(name)}=={version}"))
+    return resolver.resolve(Requirement(package_key(canonicalize_name(name), version)))
 
 
 def download_source(
@@ -71,15 +70,14 @@ def download_source(
     layout: OutputLayout,
     *,
     constraints: Constraints | None = None,
-    settings: Settings | None = None,
-    plugins: Plugins | None = None,
+    settings: Settings,
+    plugins: Plugins,
 ) -> Path:
     """Download the sdist of ``name==version`` into ``sdists-repo/downloads``: by a
     ``download_source`` plugin, from the settings' ``download_source.url`` when there is one,
     else from the index ``resolve_source`` chose (hash-verified); ResolutionError when the
     index (or a ``find_candidates`` plugin) has no such version, SourceError when the settings
     take that version as a pre-built wheel."""
-    plugins = installed(plugins)
     package = resolve_source(
         index, name, version, constraints=constraints, settings=settings, plugins=plugins
     )
@@ -91,7 +89,7 @@ def download_resolved(
     package: ResolvedPackage,
     layout: OutputLayout,
     *,
-    settings: Settings | None,
+    settings: Settings,
     plugins: Plugins,
 ) -> Path:
     """The archive of ``package``, downloaded; its URL recorded for ``step build-wheel``."""
@@ -99,7 +97,7 @@ def download_resolved(
         index.session,
         package,
         layout.sdists_downloads,
-        settings=settings if settings is not None else Settings(),
+        settings=settings,
         plugins=plugins,
         log=layout.log_path(package.name, str(package.version)),
     )
@@ -143,14 +141,14 @@ def prepare_downloaded(
     name: str,
     version: str,
     *,
-    settings: Settings | None = None,
-    plugins: Plugins | None = None,
+    settings: Settings,
+    plugins: Plugins,
 ) -> PreparedSource:
     """``step prepare-source``: unpack and patch the downloaded sdist of ``name==version`` (or
     let a ``prepare_source`` plugin prepare it); record where the tree is for the later steps."""
     archive = downloaded_source(layout, name, version)
     log = layout.log_path(name, version)
-    start_stage(log, f"prepare source of {name}=={version} from {archive.name}")
+    start_stage(log, f"prepare source of {package_key(name, version)} from {archive.name}")
     chosen = settings if settings is not None else Settings()
     prepared = prepare_source(
         archive,
@@ -159,7 +157,7 @@ def prepare_downloaded(
         name=name,
         version=version,
         log=log,
-        plugins=installed(plugins),
+        plugins=plugins,
     )
     marker = _prepared_marker(layout, name, version)
     marker.parent.mkdir(parents=True, exist_ok=True)
@@ -178,8 +176,8 @@ def prepared_source(
     name: str,
     version: str,
     *,
-    settings: Settings | None = None,
-    plugins: Plugins | None = None,
+    settings: Settings,
+    plugins: Plugins,
 ) -> PreparedSource:
     """The tree ``step prepare-source`` left (not unpacked again); SourceError if absent."""
     try:
@@ -191,18 +189,18 @@ def prepared_source(
         found = False
     if not found:
         raise SourceError(
-            f"the source of {name}=={version} is not prepared in {layout.work_dir}; run "
-            "`step prepare-source` first",
+            f"the source of {package_key(name, version)} is not prepared in {layout.work_dir}; "
+            "run `step prepare-source` first",
             package=name,
             version=version,
         )
     build_system = prepared_build_system(
         project_dir,
-        settings=settings if settings is not None else Settings(),
+        settings=settings,
         name=name,
         version=version,
         log=layout.log_path(name, version),
-        plugins=installed(plugins),
+        plugins=plugins,
     )
     return PreparedSource(root, project_dir, build_system, patches)
 
@@ -214,14 +212,13 @@ def build_sdist(
     prepared: PreparedSource,
     *,
     source_date_epoch: int = DEFAULT_SOURCE_DATE_EPOCH,
-    settings: Settings | None = None,
-    plugins: Plugins | None = None,
+    settings: Settings,
+    plugins: Plugins,
     environ: dict[str, str] | None = None,
 ) -> Path:
     """``step build-sdist``: the prepared tree as a reproducible sdist in ``sdists-repo/builds``
     (or a ``build_sdist`` plugin's sdist there). ``environ``: the build's extra environment
     (default: the settings', updated by an ``update_extra_environ`` plugin)."""
-    plugins = installed(plugins)
     log = layout.log_path(name, version)
     if environ is None:
         wanted = BuildSettings.of(settings, name, version, source_date_epoch=source_date_epoch)
@@ -232,7 +229,7 @@ def build_sdist(
         layout.repacked_sdist(name, version),
         name=name,
         version=version,
-        settings=settings if settings is not None else Settings(),
+        settings=settings,
         environ=environ,
         log=log,
         source_date_epoch=source_date_epoch,
@@ -249,13 +246,12 @@ def prepare_build(
     settings: BuildSettings,
     isolate: bool | Sandbox,
     log: Path | None = None,
-    plugins: Plugins | None = None,
+    plugins: Plugins,
 ) -> BuildEnv:
     """``step prepare-build``: a fresh environment with the build-system requirements, then
     what ``get_requires_for_build_wheel`` (or a ``get_build_backend_dependencies`` plugin)
     asks for, installed from the wheel server only."""
     log = log or layout.log_path(name, version)
-    plugins = installed(plugins)
     environ = extra_environ(prepared.project_dir, settings, plugins, name, version, log)
     with (
         wheel_server(layout, wheel_server_url) as url,
@@ -307,7 +303,7 @@ def build_wheel(
     *,
     settings: BuildSettings,
     isolate: bool | Sandbox,
-    plugins: Plugins | None = None,
+    plugins: Plugins,
     run: RunInfo | None = None,
 ) -> Path:
     """``step build-wheel``: build in ``env`` and finalize into ``wheels-repo/downloads``
@@ -316,7 +312,6 @@ def build_wheel(
     every wheel installed in ``env`` (``run``: the collection, run id and signing key)."""
     started = time.time()
     log = layout.log_path(name, version)
-    plugins = installed(plugins)
     environ = extra_environ(prepared.project_dir, settings, plugins, name, version, log)
     archive, source_url = _recorded_source(layout, name, version)
     wheel = make_wheel(

@@ -24,6 +24,7 @@ from fromager_dagster.core.build.sandbox import Sandbox
 from fromager_dagster.core.errors import BuildError, SourceError
 from fromager_dagster.core.graph.model import DependencyGraph
 from fromager_dagster.core.layout import OutputLayout
+from fromager_dagster.core.plugins import Plugins
 from fromager_dagster.core.provenance.statement import RunInfo
 from fromager_dagster.core.settings.overrides import Settings
 from fromager_dagster.core.sources import unpacking
@@ -59,6 +60,7 @@ def _build_in_worker(
         layout=OutputLayout(root),
         isolate=isolate,
         settings=settings,
+        plugins=Plugins.load(),  # the worker's own: plugins are code, not sent to it
         uv_cache=uv_cache,
         run=run,
     )

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from fromager_dagster.core.public_names import lazy_names
 
 if TYPE_CHECKING:
+    from .build_order import BuildOrderEntry
     from .files import REQ_TYPES, find_graph_file, load_build_order, load_graph
     from .model import BUILD_TYPES, ROOT, DependencyGraph, ReqType, write_atomic
     from .queries import (
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 #: The public names, and the module of this package that defines each.
 _MODULES = {
     "BUILD_TYPES": "model",
+    "BuildOrderEntry": "build_order",
     "DependencyGraph": "model",
     "Duplicate": "queries",
     "GraphStats": "reports",
@@ -49,6 +51,7 @@ _MODULES = {
 }
 __all__ = [
     "BUILD_TYPES",
+    "BuildOrderEntry",
     "DependencyGraph",
     "Duplicate",
     "GraphStats",

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, get_args
+from typing import get_args
 
 from fromager_dagster.core.errors import ConfigError
+from fromager_dagster.core.graph.build_order import BuildOrderEntry
 from fromager_dagster.core.graph.model import ROOT, DependencyGraph, ReqType
 
 REQ_TYPES: tuple[ReqType, ...] = get_args(ReqType)
@@ -45,7 +46,7 @@ def load_graph(path: Path) -> DependencyGraph:
     return graph
 
 
-def load_build_order(path: Path) -> list[dict[str, Any]]:
+def load_build_order(path: Path) -> list[BuildOrderEntry]:
     """Read fromager's build-order.json; errors name the file."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -61,4 +62,4 @@ def load_build_order(path: Path) -> list[dict[str, Any]]:
             f"{path}: not a build-order.json file (expected a list of objects with dist and "
             "version)"
         )
-    return data
+    return [BuildOrderEntry.from_json(e) for e in data]

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from packaging.requirements import Requirement
 from packaging.utils import InvalidName, canonicalize_name
@@ -17,6 +17,10 @@ from packaging.version import InvalidVersion, Version
 
 from fromager_dagster.core.credentials import strip_credentials
 from fromager_dagster.core.errors import BuildCycleError, ConfigError, ResolutionError
+from fromager_dagster.core.package_id import PackageId, package_key
+
+if TYPE_CHECKING:
+    from fromager_dagster.core.graph.build_order import BuildOrderEntry
 
 ReqType = Literal["toplevel", "install", "build-system", "build-backend", "build-sdist"]
 BUILD_TYPES: tuple[ReqType, ...] = ("build-system", "build-backend", "build-sdist")
@@ -50,9 +54,11 @@ class Node:
             "edges": [{"key": e.key, "req_type": e.req_type, "req": e.req} for e in self.edges],
         }
 
-
-def node_key(name: str, version: str | Version) -> str:
-    return f"{name}=={version}"
+    @property
+    def id(self) -> PackageId:
+        """The package-version of a node (not of the root); graph.json's names and versions
+        are checked when it is read."""
+        return PackageId.of(self.canonicalized_name, self.version)
 
 
 class DependencyGraph:
@@ -64,18 +70,19 @@ class DependencyGraph:
 
     def add_node(
         self,
-        name: str,
-        version: str,
+        package: PackageId,
         *,
         download_url: str = "",
         pre_built: bool = False,
         constraint: str | None = None,
     ) -> Node:
-        key = node_key(name, version)
+        key = package.key
         with self._lock:
             node = self.nodes.get(key)
             if node is None:
-                node = Node(key, name, version, download_url, pre_built, constraint)
+                node = Node(
+                    key, package.name, str(package.version), download_url, pre_built, constraint
+                )
                 self.nodes[key] = node
             return node
 
@@ -197,56 +204,14 @@ class DependencyGraph:
 
     def build_order_keys(self) -> list[str]:
         """The node keys of :meth:`build_order`, each after everything its build needs."""
-        return [f"{e['dist']}=={e['version']}" for e in self.build_order()]
+        return [entry.key for entry in self.build_order()]
 
-    def build_order(self) -> list[dict[str, Any]]:
-        """fromager's build-order.json: each node after everything its build needs.
+    def build_order(self) -> list[BuildOrderEntry]:
+        """fromager's build-order.json: each node after everything its build needs
+        (:func:`~fromager_dagster.core.graph.build_order.build_order`)."""
+        from fromager_dagster.core.graph.build_order import build_order
 
-        Depth-first from the root along edge order: a node is emitted after its build edges
-        are walked and before its install edges, as fromager's bootstrap does.
-        """
-        order: list[dict[str, Any]] = []
-        visited: set[str] = set()
-
-        def visit(key: str, req: str) -> None:
-            # iterative DFS with explicit frames to survive deep graphs
-            frames: list[tuple[str, str, int]] = [(key, req, 0)]
-            visited.add(key)
-            while frames:
-                current, current_req, index = frames.pop()
-                edges = self.nodes[current].edges
-                build_edges = [e for e in edges if e.req_type in BUILD_TYPES]
-                install_edges = [e for e in edges if e.req_type not in BUILD_TYPES]
-                sequence = build_edges + [None] + install_edges
-                while index < len(sequence):
-                    edge = sequence[index]
-                    index += 1
-                    if edge is None:
-                        order.append(self._order_entry(current, current_req))
-                        continue
-                    if edge.key in visited:
-                        continue
-                    visited.add(edge.key)
-                    frames.append((current, current_req, index))
-                    frames.append((edge.key, edge.req, 0))
-                    break
-
-        for edge in self.nodes[ROOT].edges:
-            if edge.key not in visited:
-                visit(edge.key, edge.req)
-        return order
-
-    def _order_entry(self, key: str, req: str) -> dict[str, Any]:
-        node = self.nodes[key]
-        return {
-            "req": req,
-            "constraint": node.constraint or "",
-            "dist": node.canonicalized_name,
-            "version": node.version,
-            "prebuilt": node.pre_built,
-            "source_url": strip_credentials(node.download_url),
-            "source_url_type": "prebuilt" if node.pre_built else "sdist",
-        }
+        return build_order(self)
 
     def constraints(self) -> list[str]:
         """``name==version`` for packages reachable through toplevel and install edges.
@@ -287,7 +252,7 @@ class DependencyGraph:
                     f"{', '.join(str(v) for v in versions)}",
                     package=name,
                 )
-            lines.append(node_key(name, chosen))
+            lines.append(package_key(name, chosen))
         return lines
 
     def write(self, work_dir: Path, *, constraints: bool = True) -> dict[str, Path]:
@@ -300,7 +265,7 @@ class DependencyGraph:
         }
         texts = {
             "graph": json.dumps(self.to_json(), indent=2),
-            "build_order": json.dumps(self.build_order(), indent=2),
+            "build_order": json.dumps([e.to_json() for e in self.build_order()], indent=2),
         }
         if constraints:
             paths["constraints"] = work_dir / "constraints.txt"

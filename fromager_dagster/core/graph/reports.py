@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 from packaging.utils import canonicalize_name
 
+from fromager_dagster.core.graph.build_order import BuildOrderEntry
 from fromager_dagster.core.graph.files import REQ_TYPES
 from fromager_dagster.core.graph.model import ROOT, DependencyGraph, Edge, Node, ReqType
 from fromager_dagster.core.graph.queries import version_key
+from fromager_dagster.core.package_id import package_key
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -65,7 +67,7 @@ def subset(
         for key in dict.fromkeys(keys):
             toplevel = [e for e in root_edges if e.key == key]
             node = graph.nodes[key]
-            req = f"{node.canonicalized_name}=={node.version}"
+            req = package_key(node.canonicalized_name, node.version)
             result.nodes[ROOT].edges.extend(toplevel or [Edge(key, "toplevel", req)])
     return result
 
@@ -222,7 +224,7 @@ def longest_build_chain(graph: DependencyGraph) -> list[str]:
 def graph_stats(
     graph: DependencyGraph,
     *,
-    build_order: list[dict[str, Any]] | None = None,
+    build_order: list[BuildOrderEntry] | None = None,
     build_order_path: str = "build-order.json",
 ) -> GraphStats:
     """Counts of nodes, packages, edges per type, pre-built nodes, duplicates, build depth."""
@@ -242,11 +244,11 @@ def graph_stats(
     }
     order_stats = None
     if build_order is not None:
-        ordered = [f"{canonicalize_name(e['dist'])}=={e['version']}" for e in build_order]
+        ordered = [package_key(canonicalize_name(e.dist), e.version) for e in build_order]
         order_stats = BuildOrderStats(
             path=build_order_path,
             entries=len(build_order),
-            prebuilt=sum(1 for e in build_order if e.get("prebuilt")),
+            prebuilt=sum(1 for e in build_order if e.prebuilt),
             missing=tuple(sorted(set(keys) - set(ordered))),
             extra=tuple(sorted(set(ordered) - set(keys))),
         )

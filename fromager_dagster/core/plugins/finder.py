@@ -53,7 +53,7 @@ def source_policy(
     index: IndexClient,
     *,
     min_release_age: float | None = None,
-    plugins: Plugins | None = None,
+    plugins: Plugins,
 ) -> SourcePolicy:
     """What the settings (and find_candidates plugins) say about where and how each package's
     files are chosen: its ``pre_built`` variant, its ``resolver_dist`` (``sdist_server_url``,
@@ -61,10 +61,10 @@ def source_policy(
     wins over ``min_release_age`` here) and a plugin's ``find_candidates``."""
     lock = threading.Lock()
     finders: dict[str, IndexClient] = {}
-    plugged = PluginFinder(index, plugins, settings) if plugins is not None else None
+    plugged = PluginFinder(index, plugins, settings)
 
     def finder(name: str) -> PackageFinder | None:
-        if plugins is not None and plugins.override(name, "find_candidates") is not None:
+        if plugins.override(name, "find_candidates") is not None:
             return plugged
         url = server_url(settings, name)
         if not url:

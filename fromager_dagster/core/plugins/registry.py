@@ -128,6 +128,11 @@ class Plugins:
             return cls._loaded
 
     @classmethod
+    def none(cls) -> Plugins:
+        """No plugins: every step is the default one and no hook runs."""
+        return cls({}, {})
+
+    @classmethod
     def clear_cache(cls) -> None:
         """Forget what ``load()`` read (for tests that install or remove plugins)."""
         with cls._lock:

@@ -17,6 +17,7 @@ from packaging.version import Version
 
 from fromager_dagster.core.build.hooks import HookCaller
 from fromager_dagster.core.errors import SourceError
+from fromager_dagster.core.package_id import package_key
 from fromager_dagster.core.plugins.registry import Plugins
 from fromager_dagster.core.plugins.wheel_metadata import add_extra_metadata
 from fromager_dagster.core.resolve.requirements import marker_holds, parse_requirement
@@ -32,7 +33,7 @@ def plugin_requirements(
     texts: Iterable[str], *, name: str, version: str | Version, step: str
 ) -> list[Requirement]:
     """A plugin's requirement strings as requirements, those whose markers do not hold left out."""
-    where = f"{canonicalize_name(name)}=={version} {step} plugin"
+    where = f"{package_key(canonicalize_name(name), version)} {step} plugin"
     reqs = [parse_requirement(text, source=where) for text in texts]
     return [r for r in reqs if marker_holds(r)]
 

@@ -25,6 +25,7 @@ from fromager_dagster.core.build.sandbox import Sandbox
 from fromager_dagster.core.errors import BuildError
 from fromager_dagster.core.graph.model import DependencyGraph, write_atomic
 from fromager_dagster.core.layout import OutputLayout
+from fromager_dagster.core.plugins import Plugins
 from fromager_dagster.core.provenance.statement import provenance_of
 from fromager_dagster.core.settings.overrides import Settings
 from fromager_dagster.core.sources import archives as sources
@@ -119,9 +120,11 @@ def rebuild_and_compare(
     *,
     isolate: bool | Sandbox,
     settings: Settings,
+    plugins: Plugins,
 ) -> Comparison:
     """Rebuild ``key``'s wheel (in ``layout``'s repository) in a scratch folder under
-    ``work-dir``, compare it with the wheel, record the result and remove the scratch folder."""
+    ``work-dir`` with ``settings`` and ``plugins``, compare it with the wheel, record the
+    result and remove the scratch folder."""
     node = graph.nodes[key]
     name, version = node.canonicalized_name, node.version
     wheel = find_wheel(layout, name, version, build_tag=settings.build_tag(name, version))
@@ -142,7 +145,9 @@ def rebuild_and_compare(
             for path in root.glob("*.whl"):
                 if path != wheel:
                     _link_or_copy(path, dest / path.name)
-        rebuilt = build_node(graph, key, layout=other, isolate=isolate, settings=settings)
+        rebuilt = build_node(
+            graph, key, layout=other, isolate=isolate, settings=settings, plugins=plugins
+        )
         original, again = provenance_of(layout, wheel), provenance_of(other, rebuilt.path)
         settings_differ = (
             original is not None

@@ -29,6 +29,7 @@ from typing import Any
 from fromager_dagster.core.credentials import strip_credentials
 from fromager_dagster.core.graph.model import write_atomic
 from fromager_dagster.core.layout import OutputLayout
+from fromager_dagster.core.package_id import package_key
 from fromager_dagster.core.plugins import Plugins
 from fromager_dagster.core.repository.records import WheelRepository
 from fromager_dagster.core.settings.overrides import Settings
@@ -192,7 +193,7 @@ def write_provenance(
     document = statement(
         wheel_name=wheel.name,
         wheel_sha256=sources.file_sha256(wheel),
-        requirement=f"{name}=={version}",
+        requirement=package_key(name, version),
         variant=settings.variant,
         collection=run.collection,
         settings_fingerprint=build_fingerprint(settings, plugins, name, version),

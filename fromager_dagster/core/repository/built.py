@@ -10,12 +10,12 @@ from pathlib import Path
 from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
 from packaging.version import Version
 
-from fromager_dagster.core.build.settings import installed
 from fromager_dagster.core.errors import SourceError
 from fromager_dagster.core.graph.model import DependencyGraph, write_atomic
 from fromager_dagster.core.index.client import IndexClient
 from fromager_dagster.core.index.distributions import SDIST_EXTENSIONS
 from fromager_dagster.core.layout import OutputLayout
+from fromager_dagster.core.package_id import package_key
 from fromager_dagster.core.plugins import Plugins
 from fromager_dagster.core.repository.prebuilt import download_prebuilt_wheel
 from fromager_dagster.core.repository.records import record_path
@@ -154,7 +154,7 @@ def downloaded_source(layout: OutputLayout, name: str, version: str) -> Path:
             if found == (wanted_name, wanted_version):
                 return path
     raise SourceError(
-        f"no source archive of {wanted_name}=={version} in {folder}; run "
+        f"no source archive of {package_key(wanted_name, version)} in {folder}; run "
         "`step download-source-archive` first",
         package=wanted_name,
         version=version,
@@ -177,13 +177,12 @@ def take_prebuilt(
     version: str,
     *,
     index: IndexClient | None,
-    settings: Settings | None = None,
-    plugins: Plugins | None = None,
+    settings: Settings,
+    plugins: Plugins,
 ) -> BuiltWheel:
     """The pre-built wheel of ``name==version``: the one in the repository, else the index's.
 
-    The ``prebuilt_wheel`` hooks of ``plugins`` (None: the installed ones) run on it, with the
-    variant of ``settings`` (None: the default variant).
+    The ``prebuilt_wheel`` hooks of ``plugins`` run on it, with the variant of ``settings``.
     """
     start = time.perf_counter()
     existing = find_wheel(layout, name, version)
@@ -191,7 +190,8 @@ def take_prebuilt(
     if existing is None:
         if index is None:
             raise SourceError(
-                f"the pre-built wheel of {name}=={version} is not in {layout.wheels_prebuilt} "
+                f"the pre-built wheel of {package_key(name, version)} is not in "
+                f"{layout.wheels_prebuilt} "
                 "and no index was given to download it from",
                 package=name,
                 version=version,
@@ -206,8 +206,8 @@ def take_prebuilt(
         existing,
         start=start,
         reused=reused,
-        settings=settings if settings is not None else Settings(),
-        plugins=installed(plugins),
+        settings=settings,
+        plugins=plugins,
     )
 
 
@@ -231,5 +231,5 @@ def accept_prebuilt(
         wheel=path,
     )
     log = layout.log_path(name, version)
-    key = f"{name}=={version}"
+    key = package_key(name, version)
     return BuiltWheel.since(start, key, path, log, path, reused=reused, prebuilt=True)

@@ -31,6 +31,7 @@ from fromager_dagster.core.build.wheels import wheel_top_level_modules
 from fromager_dagster.core.errors import FromagerDagsterError
 from fromager_dagster.core.index.server import LocalIndexServer
 from fromager_dagster.core.layout import OutputLayout
+from fromager_dagster.core.package_id import package_key
 from fromager_dagster.core.repository.built import find_wheel
 
 IMPORT_TIMEOUT = 600.0
@@ -64,7 +65,7 @@ class InstallResult:
 
     @property
     def key(self) -> str:
-        return f"{self.name}=={self.version}"
+        return package_key(self.name, self.version)
 
 
 def check_installs(
@@ -88,8 +89,9 @@ def check_installs(
     for name, version in dict.fromkeys((canonicalize_name(n), v) for n, v in pins):
         wheel = find_wheel(layout, name, version)
         if wheel is None:
-            results[f"{name}=={version}"] = InstallResult(
-                name, version, False, f"no wheel of {name}=={version} in the local repository"
+            key = package_key(name, version)
+            results[key] = InstallResult(
+                name, version, False, f"no wheel of {key} in the local repository"
             )
         else:
             wheels[(name, version)] = wheel
@@ -153,7 +155,7 @@ def _check_layer(
 ) -> list[InstallResult]:
     own = {name: version for name, version in layer}
     constraint_file = _constraints_for(constraints, own, env_dir.with_suffix(".constraints.txt"))
-    specs = [f"{name}=={version}" for name, version in layer]
+    specs = [package_key(name, version) for name, version in layer]
     failed: dict[tuple[str, str], str] = {}
     env = envs.create(env_dir, log=log)
     reason = _install(envs, env, specs, constraint_file, log)
@@ -162,13 +164,13 @@ def _check_layer(
         shutil.rmtree(env_dir, ignore_errors=True)
         for pin in layer:
             alone = envs.create(env_dir.with_name(env_dir.name + "-alone"), log=log)
-            why = _install(envs, alone, [f"{pin[0]}=={pin[1]}"], constraint_file, log)
+            why = _install(envs, alone, [package_key(*pin)], constraint_file, log)
             if why is not None:
                 failed[pin] = f"does not install: {why}"
         if not failed:  # each installs alone; together they conflict
             failed = {pin: f"does not install with the rest: {reason}" for pin in layer}
         env = envs.create(env_dir, log=log)
-        installable = [f"{n}=={v}" for n, v in layer if (n, v) not in failed]
+        installable = [package_key(*pin) for pin in layer if pin not in failed]
         if installable and _install(envs, env, installable, constraint_file, log) is not None:
             failed.update({pin: f"does not install with the rest: {reason}" for pin in layer})
     modules = {

@@ -12,6 +12,7 @@ from packaging.version import InvalidVersion, Version
 from fromager_dagster.core.errors import SourceError
 from fromager_dagster.core.index.client import IndexClient
 from fromager_dagster.core.index.distributions import DistFile, best_wheel
+from fromager_dagster.core.package_id import package_key
 from fromager_dagster.core.settings.overrides import Settings
 from fromager_dagster.core.sources import archives as sources
 
@@ -29,9 +30,9 @@ class PrebuiltDownload:
         return self.file.url
 
 
-def _wheel_server(index: IndexClient, name: str, settings: Settings | None) -> IndexClient:
+def _wheel_server(index: IndexClient, name: str, settings: Settings) -> IndexClient:
     """The package's variant ``wheel_server_url`` when it is pre-built there, else ``index``."""
-    url = settings.wheel_server_url(name) if settings is not None else None
+    url = settings.wheel_server_url(name)
     return index.other_index(url) if url else index
 
 
@@ -42,7 +43,7 @@ def fetch_prebuilt_wheel(
     dest_dir: Path,
     *,
     session: requests.Session | None = None,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> PrebuiltDownload:
     """Download the wheel of ``name==version`` this interpreter prefers into ``dest_dir``.
 
@@ -59,9 +60,7 @@ def fetch_prebuilt_wheel(
         raise SourceError(
             f"{version!r} is not a valid version", package=canonical, version=version
         ) from exc
-    ignore_platform = (
-        settings is not None and settings.package(canonical).resolver_dist.ignore_platform
-    )
+    ignore_platform = settings.package(canonical).resolver_dist.ignore_platform
     index = _wheel_server(index, canonical, settings)
     files = [f for f in index.files(canonical) if f.version == wanted]
     chosen = best_wheel(files, ignore_platform=ignore_platform)
@@ -74,7 +73,8 @@ def fetch_prebuilt_wheel(
             else "it has no wheel of that version"
         )
         raise SourceError(
-            f"no pre-built wheel of {canonical}=={version} on {index.index_url}: {found}",
+            f"no pre-built wheel of {package_key(canonical, version)} on {index.index_url}: "
+            f"{found}",
             package=canonical,
             version=version,
         )
@@ -89,7 +89,7 @@ def download_prebuilt_wheel(
     dest_dir: Path,
     *,
     session: requests.Session | None = None,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> Path:
     """The path of :func:`fetch_prebuilt_wheel`'s download (for callers that need no URL)."""
     found = fetch_prebuilt_wheel(index, name, version, dest_dir, session=session, settings=settings)

@@ -16,6 +16,7 @@ from packaging.version import InvalidVersion, Version
 
 from fromager_dagster.core.errors import ResolutionError
 from fromager_dagster.core.index.distributions import DistFile, best_wheel, wheel_tag_rank
+from fromager_dagster.core.package_id import PackageId
 from fromager_dagster.core.resolve.requirements import Constraint, Constraints
 from fromager_dagster.core.settings.sections import ResolverDist
 
@@ -36,8 +37,12 @@ class ResolvedPackage:
     constraint: Constraint | None
 
     @property
+    def id(self) -> PackageId:
+        return PackageId(self.name, self.version)
+
+    @property
     def key(self) -> str:
-        return f"{self.name}=={self.version}"
+        return self.id.key
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fromager_dagster.core.errors import PatchError
+from fromager_dagster.core.package_id import package_key
 
 #: ``--forward``: a patch that looks already applied is a failure, not a silent reversal.
 #: No ``.orig`` backups or ``.rej`` files: they would end up in the re-packed sdist.
@@ -96,7 +97,7 @@ def apply_patches(
             if code != 0:
                 reasons = "; ".join(failure_reasons(output))
                 raise PatchError(
-                    f"patch {patch} does not apply to {package}=={version}: {reasons}; "
+                    f"patch {patch} does not apply to {package_key(package, version)}: {reasons}; "
                     "update the patch or move it to a folder for the versions it fits",
                     package=package,
                     version=version,

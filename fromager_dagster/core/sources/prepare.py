@@ -17,6 +17,7 @@ from packaging.version import Version
 
 from fromager_dagster.core.build.build_system import BuildSystem, read_build_system
 from fromager_dagster.core.errors import ConfigError
+from fromager_dagster.core.package_id import package_key
 from fromager_dagster.core.plugins import Plugins
 from fromager_dagster.core.plugins.steps import plugin_requirements
 from fromager_dagster.core.settings.overrides import Settings
@@ -43,7 +44,7 @@ def prepare_source(
     name: str,
     version: str,
     log: Path,
-    plugins: Plugins | None = None,
+    plugins: Plugins,
     unpack: Callable[[Path, Path], Path] = unpacking.unpack,
 ) -> PreparedSource:
     """Unpack ``archive`` under ``work_dir`` and apply the package's patches and overrides.
@@ -54,7 +55,7 @@ def prepare_source(
     the tree is what it returns. ``build_dir`` still applies, and a
     ``get_build_system_dependencies`` plugin still gives the build-system requirements.
     """
-    step = plugins.override(name, "prepare_source") if plugins is not None else None
+    step = plugins.override(name, "prepare_source")
     if step is None:
         root = unpack(archive, work_dir)
         applied = apply_patches(
@@ -77,7 +78,7 @@ def prepare_source(
         if not project_dir.is_relative_to(root.resolve()) or not project_dir.is_dir():
             raise ConfigError(
                 f"build_dir {package.build_dir!r} is not a folder inside the source of "
-                f"{name}=={version}; fix it in {package.source_file or 'the settings'}",
+                f"{package_key(name, version)}; fix it in {package.source_file or 'the settings'}",
                 package=name,
                 version=version,
             )
@@ -94,15 +95,15 @@ def prepared_build_system(
     name: str,
     version: str,
     log: Path,
-    plugins: Plugins | None = None,
+    plugins: Plugins,
 ) -> BuildSystem:
     """The build system of a prepared tree: ``[build-system]`` with ``project_override``
     applied (unless a ``prepare_source`` plugin prepared the tree), its requirements replaced
     by a ``get_build_system_dependencies`` plugin's."""
     build_system = read_build_system(project_dir, package=name)
-    if plugins is None or plugins.override(name, "prepare_source") is None:
+    if plugins.override(name, "prepare_source") is None:
         build_system = override_build_system(build_system, settings.package(name).project_override)
-    step = plugins.override(name, "get_build_system_dependencies") if plugins is not None else None
+    step = plugins.override(name, "get_build_system_dependencies")
     if step is None:
         return build_system
     texts = step(
@@ -150,10 +151,10 @@ def hook_environ(
     }
 
 
-def build_fingerprint(settings: Settings, plugins: Plugins | None, name: str, version: str) -> str:
+def build_fingerprint(settings: Settings, plugins: Plugins, name: str, version: str) -> str:
     """What, beyond the source and the build requirements, decides the build of
     ``name==version``: its settings (env, patches, build tag...) and the plugin overriding it.
     Recorded with every build and compared before a wheel is reused."""
     fingerprint = settings.fingerprint(name, version)
-    plugin = plugins.describe(name) if plugins is not None else None
+    plugin = plugins.describe(name)
     return fingerprint if plugin is None else f"{fingerprint} {plugin}"

@@ -20,6 +20,7 @@ from packaging.version import Version
 
 from fromager_dagster.core.errors import ConfigError, SourceError
 from fromager_dagster.core.index.distributions import DistFile
+from fromager_dagster.core.package_id import package_key
 from fromager_dagster.core.plugins import Plugins
 from fromager_dagster.core.resolve.resolver import ResolvedPackage
 from fromager_dagster.core.settings.overrides import PackageSettings, Settings
@@ -170,7 +171,7 @@ def fetch_source(
         return found[0]
     if pkg.source.kind != "sdist":
         raise SourceError(
-            f"{name}=={version} resolves to the wheel {pkg.source.filename}, which the "
+            f"{package_key(name, version)} resolves to the wheel {pkg.source.filename}, which the "
             "settings take pre-built (pre_built, or resolver_dist.include_wheels): there is no "
             "source to download; set them to false to build it from source",
             package=name,

@@ -1,4 +1,4 @@
-"""One package-version of a bootstrap: what its thread has learnt and made so far."""
+"""The work on one package-version of a bootstrap: what its thread has learnt and made so far."""
 
 from __future__ import annotations
 
@@ -18,8 +18,22 @@ from fromager_dagster.core.resolve.resolver import ResolvedPackage
 from fromager_dagster.core.sources.prepare import PreparedSource
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """What is known once a package's source is prepared: the downloaded archive, its
+    unpacked and patched tree, and the hooks' extra environment."""
+
+    archive: Path
+    source: PreparedSource
+    environ: dict[str, str]
+
+
 @dataclass
-class Node:
+class PackageWork:
+    """One package-version's thread of a bootstrap: its events and lock, then what each step
+    has made (``prepared`` once the source is; ``env`` and ``hooks`` once the build
+    environment is; ``wheel`` or an error at the end)."""
+
     pkg: ResolvedPackage
     extras: set[str]
     log: Path  # the package's build log
@@ -37,15 +51,13 @@ class Node:
     extras_done: set[str] = field(default_factory=set)
     installed: set[str] = field(default_factory=set)
     speculative: Future[Path] | None = None
-    environ: dict[str, str] | None = None  # the hooks' extra environment, once known
     sdist: Path | None = None  # the re-packed sdist, once written
     repacking: Future[None] | None = None
-    archive: Path | None = None  # the downloaded source archive, once downloaded
-    prepared: PreparedSource | None = None  # its unpacked, patched tree, once prepared
+    prepared: Prepared | None = None  # its source, once prepared
     started: float = field(default_factory=time.time)  # when its work began (provenance)
 
     @classmethod
-    def of(cls, pkg: ResolvedPackage, extras: set[str], layout: OutputLayout) -> Node:
+    def of(cls, pkg: ResolvedPackage, extras: set[str], layout: OutputLayout) -> PackageWork:
         version = str(pkg.version)
         return cls(
             pkg,
