@@ -4,13 +4,10 @@ import functools
 import hashlib
 import inspect
 import json
-import math
-import os
 import re
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import dagster as dg
 from packaging.utils import canonicalize_name
@@ -25,7 +22,13 @@ from fromager_dagster.core.errors import (
     SourceError,
     UnsafeArchiveError,
 )
-from fromager_dagster.core.graph import BUILD_TYPES, ROOT, DependencyGraph
+from fromager_dagster.core.graph import (
+    BUILD_TYPES,
+    ROOT,
+    DependencyGraph,
+    build_lanes,
+    build_priorities,
+)
 from fromager_dagster.core.layout import OutputLayout
 from fromager_dagster.core.output_lock import hold_output_for_run
 from fromager_dagster.core.plugins import Plugins
@@ -96,73 +99,6 @@ def wheel_op_name(collection: Collection, name: str, version: str) -> str:
 
 def _fingerprint(settings: Settings, name: str, version: str) -> str:
     return build_fingerprint(settings, Plugins.load(), name, version)
-
-
-def lanes_for(
-    collection: Collection,
-    graph: DependencyGraph,
-    lanes: int,
-    settings: Settings | None = None,
-    *,
-    memory_gb: float | None = None,
-) -> dict[str, dict[str, str]]:
-    """Op tags per node key: the "lanes" trick for exclusive and heavy builds.
-
-    Without any exclusive or heavy build there are no lanes (no tags): the executor's
-    ``max_concurrent`` is the only limit, and a step starts as soon as a slot is free.
-    Otherwise the executor runs at most one step per lane at a time. A build takes one lane
-    (round robin in build order), or more when its ``build_options`` ask for it: one lane per
-    ``cpu_cores_per_job``, or as many lanes as it takes for their share of the machine's
-    memory (``memory_gb``, default this machine's, split evenly) to cover
-    ``memory_per_job_gb``, whichever is more, at most every lane. An exclusive build
-    (collection ``exclusive_build`` or ``build_options.exclusive_build``) takes every lane.
-    """
-    exclusive = {n.lower() for n in collection.exclusive_build}
-    lane_memory = (memory_gb if memory_gb is not None else machine_memory_gb()) / lanes
-    wanted = {
-        key: _lanes_wanted(
-            graph.nodes[key].canonicalized_name, exclusive, settings, lane_memory, lanes
-        )
-        for key in graph.build_order_keys()
-    }
-    if all(need == 1 and not alone for need, alone in wanted.values()):
-        # every build takes one slot: the executor's max_concurrent alone limits them, and no
-        # step waits for "its" lane behind a long build while another lane is free
-        return {}
-    tags: dict[str, dict[str, str]] = {}
-    position = 0
-    for key, (need, alone) in wanted.items():
-        if alone:
-            tags[key] = {f"lane_{i}": "1" for i in range(lanes)} | {"fromager/exclusive": "true"}
-            continue
-        tags[key] = {f"lane_{(position + i) % lanes}": "1" for i in range(need)}
-        position += need
-    return tags
-
-
-def _lanes_wanted(
-    name: str,
-    exclusive: set[str],
-    settings: Settings | None,
-    lane_memory: float,
-    lanes: int,
-) -> tuple[int, bool]:
-    """How many lanes ``name``'s build takes, and whether it is exclusive (every lane)."""
-    if name in exclusive or (settings and settings.exclusive_build(name)):
-        return lanes, True
-    if settings is None:
-        return 1, False
-    options = settings.package(name).build_options
-    by_memory = math.ceil(options.memory_per_job_gb / lane_memory) if lane_memory else 1
-    return min(lanes, max(1, options.cpu_cores_per_job, by_memory)), False
-
-
-def machine_memory_gb() -> float:
-    """This machine's physical memory in GiB (0 when the system does not say)."""
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
-    except (ValueError, OSError):
-        return 0.0
 
 
 def wheel_asset(
@@ -504,7 +440,7 @@ def wheel_assets(
 ) -> list[dg.AssetsDefinition]:
     """One wheel asset per non-root node of ``graph``, under the collection's settings."""
     settings = collection.settings()
-    tags = lanes_for(collection, graph, lanes, settings)
+    tags = build_lanes(graph, lanes, settings, exclusive=collection.exclusive_build)
     priority = build_priorities(graph, OutputLayout(collection.output_dir))
     return [
         wheel_asset(
@@ -519,29 +455,6 @@ def wheel_assets(
 
 
 PRIORITY_TAG = "dagster/priority"
-
-
-def build_priorities(graph: DependencyGraph, layout: OutputLayout) -> dict[str, int]:
-    """Step priority per node: the longest chain of builds from it to the end, each build
-    weighed by its source archive's size in KiB (a large sdist is a long build: babel's 10 MB
-    of locale data). Dagster starts the ready step of highest priority first, so the long
-    chains start early instead of waiting behind short builds that came first in the plan."""
-    order = graph.build_order_keys()
-    dependents: dict[str, list[str]] = {}
-    for key in order:
-        for dep in graph.build_requirements(key):
-            dependents.setdefault(dep, []).append(key)
-    priority: dict[str, int] = {}
-    for key in reversed(order):
-        node = graph.nodes[key]
-        archive = layout.sdists_downloads / Path(urlsplit(node.download_url).path).name
-        try:
-            cost = max(1, archive.stat().st_size // 1024) if node.download_url else 1
-        except OSError:
-            cost = 1
-        after = max((priority.get(d, 0) for d in dependents.get(key, [])), default=0)
-        priority[key] = cost + after
-    return priority
 
 
 def built_nodes(graph: DependencyGraph) -> list[str]:
