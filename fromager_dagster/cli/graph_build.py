@@ -15,7 +15,7 @@ from ..core.graph import DependencyGraph
 from ..core.index import IndexClient, write_simple_tree
 from ..core.layout import OutputLayout
 from ..core.plugins import Plugins
-from ..core.repository import download_prebuilt_wheel
+from ..core.repository import prebuilt_fallback
 from ..core.settings import Settings
 from ..defs.collections import Collection
 from ..defs.graph_state import publish_graph
@@ -130,18 +130,20 @@ def _rescue(
             summary.failures.append(step_record(failure, name, version))
             failed.append(key)
     settings = collection.settings()  # a package's resolver_dist.ignore_platform
+    plugins = Plugins.load()
     for key in failed:
         node = graph.nodes.get(key)
         if node is None or plan.index is None:
             continue
         try:
-            wheel = download_prebuilt_wheel(
+            wheel = prebuilt_fallback(
                 plan.index,
                 node.canonicalized_name,
                 node.version,
-                layout.wheels_prebuilt,
+                layout,
                 settings=settings,
-            )
+                plugins=plugins,
+            ).path
         except FromagerDagsterError as exc:
             printer.note(f"no pre-built fallback for {key}: {exc}")
             continue

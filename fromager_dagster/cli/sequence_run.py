@@ -19,8 +19,9 @@ from ..core.build import build_package, take_prebuilt
 from ..core.errors import FromagerDagsterError
 from ..core.index import IndexClient, write_simple_tree
 from ..core.layout import OutputLayout
+from ..core.plugins import Plugins
 from ..core.provenance import RunInfo
-from ..core.repository import download_prebuilt_wheel, record_built_wheel, trusted_wheel
+from ..core.repository import prebuilt_fallback, record_built_wheel, trusted_wheel
 from ..core.resolve import Constraints
 from ..core.settings import Settings
 from ..defs.run_tags import CLI_TAG
@@ -171,13 +172,14 @@ def _sequence_failure(
         metadata["log_path"] = dg.MetadataValue.path(str(exc.log_path))
     if plan.test_mode and not entry.prebuilt:
         try:
-            wheel = download_prebuilt_wheel(
+            wheel = prebuilt_fallback(
                 plan.index,
                 entry.name,
                 entry.version,
-                layout.wheels_prebuilt,
+                layout,
                 settings=plan.settings,
-            )
+                plugins=Plugins.load(),
+            ).path
         except FromagerDagsterError as missing:
             context.log.info(f"no pre-built fallback for {entry.key}: {missing}")
         else:
