@@ -31,9 +31,11 @@ if TYPE_CHECKING:
     )
     from .scheduling import (
         EXCLUSIVE_TAG,
+        blocked_builds,
         build_lanes,
         build_priorities,
         machine_memory_gb,
+        second_pass,
     )
 
 #: The public names, and the module of this package that defines each.
@@ -48,6 +50,7 @@ _MODULES = {
     "ReqType": "model",
     "WhyLink": "queries",
     "WhyReport": "queries",
+    "blocked_builds": "scheduling",
     "build_lanes": "scheduling",
     "build_priorities": "scheduling",
     "duplicates": "queries",
@@ -57,6 +60,7 @@ _MODULES = {
     "load_build_order": "queries",
     "load_graph": "queries",
     "machine_memory_gb": "scheduling",
+    "second_pass": "scheduling",
     "select_nodes": "queries",
     "subset": "queries",
     "to_dot": "queries",
@@ -74,6 +78,7 @@ __all__ = [
     "ReqType",
     "WhyLink",
     "WhyReport",
+    "blocked_builds",
     "build_lanes",
     "build_priorities",
     "duplicates",
@@ -83,6 +88,7 @@ __all__ = [
     "load_build_order",
     "load_graph",
     "machine_memory_gb",
+    "second_pass",
     "select_nodes",
     "subset",
     "to_dot",

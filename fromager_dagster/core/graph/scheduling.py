@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -104,3 +104,43 @@ def build_priorities(graph: DependencyGraph, layout: OutputLayout) -> dict[str, 
         after = max((priority.get(d, 0) for d in dependents.get(key, [])), default=0)
         priority[key] = cost + after
     return priority
+
+
+def second_pass(
+    graph: DependencyGraph,
+    done: Collection[str],
+    failed: Collection[str],
+    *,
+    selected: Collection[str] | None = None,
+) -> list[str]:
+    """Test mode: the builds (node keys, in build order) to run again after a run in which
+    ``failed`` failed, now that ``done`` (every wheel there: built, reused, pre-built, a failed
+    build's fall-back) is there: those of ``selected`` (default: all) that are not done, did
+    not fail themselves, and whose build requirements are all done or in this pass before
+    them."""
+    again: list[str] = []
+    for key in graph.build_order_keys():
+        if key in done or key in failed or graph.nodes[key].pre_built:
+            continue
+        if selected is not None and key not in selected:
+            continue
+        if all(dep in done or dep in again for dep in graph.build_requirements(key)):
+            again.append(key)
+    return again
+
+
+def blocked_builds(
+    graph: DependencyGraph, done: Collection[str], *, selected: Collection[str] | None = None
+) -> dict[str, list[str]]:
+    """The builds of ``selected`` (default: all; node key -> its build requirements not done)
+    that could not run because a build requirement is not ``done``, in build order."""
+    blocked: dict[str, list[str]] = {}
+    for key in graph.build_order_keys():
+        if key in done or graph.nodes[key].pre_built:
+            continue
+        if selected is not None and key not in selected:
+            continue
+        missing = [dep for dep in graph.build_requirements(key) if dep not in done]
+        if missing:
+            blocked[key] = missing
+    return blocked
