@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from fromager_dagster.core.errors import BuildError, HashMismatchError, SourceError
+from fromager_dagster.core.errors import BuildError, HashMismatchError, SourceError, is_transient
 from fromager_dagster.core.graph import build_lanes
 from fromager_dagster.core.graph.model import DependencyGraph
 from fromager_dagster.core.settings.overrides import Settings, load_settings
@@ -19,7 +19,7 @@ from fromager_dagster.defs.collections import Collection
 from fromager_dagster.defs.graph_state import wheel_keys
 from fromager_dagster.defs.location import build_definitions
 from fromager_dagster.defs.resources import FromagerResource
-from fromager_dagster.defs.wheels import code_version, is_transient, key_part, tag_value
+from fromager_dagster.defs.wheels import code_version, key_part, tag_value
 from tests.defs.conftest import CHAIN, discover
 
 
