@@ -2,7 +2,7 @@
 builds, each build's priority, and test mode's second pass after failed builds.
 
 The Dagster layer turns lanes and priorities into op tags; the second pass is asked by the
-command line and by the Dagster layer's run-failure sensor alike.
+command line and by the Dagster layer's second-pass sensor alike.
 """
 
 from __future__ import annotations
