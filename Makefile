@@ -31,7 +31,7 @@ test: setup
 
 lint: setup
 	$(BIN)/ruff check fromager_dagster tests
-	$(BIN)/mypy fromager_dagster/core
+	$(BIN)/mypy fromager_dagster
 	$(BIN)/lint-imports
 
 bench: setup

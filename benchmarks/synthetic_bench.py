@@ -142,6 +142,8 @@ def _trivial_build() -> None:
 
     builder.build_node = build_node
     wheels.build_in_workers = lambda context, graph, key, *a, **k: build_node(graph, key)  # type: ignore[assignment]
+    if hasattr(wheels, "build_or_reuse"):  # no reuse, no build record: the build alone
+        wheels.build_or_reuse = lambda *a, build, **k: build()  # type: ignore[attr-defined]
     if hasattr(wheels, "reusable_wheel"):
         wheels.reusable_wheel = lambda *a, **k: None  # type: ignore[attr-defined]
     if hasattr(wheels, "write_build_record"):

@@ -101,8 +101,9 @@ def run_bootstrap(
     prebuilt = _listed(found.get("prebuilt_for_discovery"))
     carry_on = discovery.success or (modes.test_mode and "graph_path" in found)
     if carry_on and settings.build_wheels and modes.test_mode:
-        plan = GraphBuild(run=settings, test_mode=True, index=index, publish=False)
-        summary = run_graph_build(plan, printer)
+        summary = run_graph_build(
+            GraphBuild(run=settings, test_mode=True, index=index, publish=False), printer
+        )
         runs += summary.runs
         prebuilt += summary.prebuilt
         failures = merge_failures(failures, summary.failures)
@@ -110,12 +111,11 @@ def run_bootstrap(
             # the build's failures extend the discovery's report, or make one
             report = write_failure_report(layout.work_dir, failures, path=report)
     elif carry_on and settings.build_wheels:
-        plan = wheels_to_build(instance, collection, reuse=settings.reuse)
-        up_to_date = plan.up_to_date
-        if up_to_date:
-            printer.note(f"{len(up_to_date)} wheels up to date: no build step for them")
-        if plan.keys:
-            runs.append(run_wheels(instance, settings, collection, plan.keys, session, printer))
+        wanted = wheels_to_build(instance, collection, reuse=settings.reuse)
+        if wanted.up_to_date:
+            printer.note(f"{len(wanted.up_to_date)} wheels up to date: no build step for them")
+        if wanted.keys:
+            runs.append(run_wheels(instance, settings, collection, wanted.keys, session, printer))
     if all(run.success for run in runs):
         write_simple_tree(layout.wheel_roots, layout.wheels_simple)
     else:  # the index over what was built; a full disk must not hide why a run failed

@@ -8,18 +8,17 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from ..core.bootstrap import FailureRecord
+from ..core.bootstrap import FailureRecord, blocked_failures, plan_second_pass
 from ..core.build import take_prebuilt
 from ..core.errors import FromagerDagsterError
 from ..core.graph import DependencyGraph
 from ..core.index import IndexClient, write_simple_tree
 from ..core.layout import OutputLayout
 from ..core.plugins import Plugins
-from ..core.repository import download_prebuilt_wheel
 from ..core.settings import Settings
 from ..defs.collections import Collection
 from ..defs.graph_state import publish_graph
-from ..defs.wheels import node_asset_key, wheel_op_name
+from ..defs.wheels import built_nodes, node_asset_key, wheel_op_name
 from .build_summary import BuildSummary, step_record
 from .instance import dagster_home, open_instance
 from .location_run import DagsterBootstrap, collection_of, run_wheels, wheels_to_build
@@ -70,7 +69,13 @@ def run_graph_build(plan: GraphBuild, printer: ProgressPrinter) -> BuildSummary:
         for meta in first.materializations:
             summary.add(meta)
         if plan.test_mode and not first.success:
-            _rescue(plan, summary, instance, collection, graph, session, printer)
+            in_run = set(keys)
+            selected = [
+                k
+                for k in built_nodes(graph)
+                if node_asset_key(graph, collection.variant, k) in in_run
+            ]
+            _rescue(plan, summary, instance, collection, graph, session, printer, selected)
     write_simple_tree(layout.wheel_roots, layout.wheels_simple)
     summary.seconds = time.perf_counter() - started
     return summary
@@ -110,17 +115,18 @@ def _rescue(
     graph: DependencyGraph,
     session: str,
     printer: ProgressPrinter,
+    selected: list[str],
 ) -> None:
-    """Test mode: record each failed build, take the index's wheel where there is one, then
-    build (in a second run) what waited on a package that is now available."""
+    """Test mode: record each failed build, then the engine's second pass
+    (:func:`~fromager_dagster.core.bootstrap.plan_second_pass`, as the Dagster layer's
+    sensor does it for a UI run): the index's wheel where there is one, then a second run of
+    what waited on a package that is now there."""
     layout = OutputLayout(collection.output_dir)
     step_nodes = {
         wheel_op_name(collection, n.canonicalized_name, n.version): key
         for key, n in graph.nodes.items()
         if key
     }
-    done = {k for k, n in graph.nodes.items() if k and n.pre_built} | set(summary.built)
-    done |= set(summary.reused)
     failed: list[str] = []
     for run in summary.runs:
         for step, failure in run.failed_steps.items():
@@ -129,56 +135,30 @@ def _rescue(
             name, version = (node.canonicalized_name, node.version) if node else (key, None)
             summary.failures.append(step_record(failure, name, version))
             failed.append(key)
-    settings = collection.settings()  # a package's resolver_dist.ignore_platform
-    for key in failed:
-        node = graph.nodes.get(key)
-        if node is None or plan.index is None:
-            continue
-        try:
-            wheel = download_prebuilt_wheel(
-                plan.index,
-                node.canonicalized_name,
-                node.version,
-                layout.wheels_prebuilt,
-                settings=settings,
-            )
-        except FromagerDagsterError as exc:
-            printer.note(f"no pre-built fallback for {key}: {exc}")
-            continue
+    rescue = plan_second_pass(
+        graph,
+        failed,
+        layout=layout,
+        index=plan.index,
+        settings=collection.settings(),  # a package's resolver_dist.ignore_platform
+        plugins=Plugins.load(),
+        selected=selected,
+    )
+    for key, why in rescue.no_fallback.items():
+        printer.note(f"no pre-built fallback for {key}: {why}")
+    for key, wheel in rescue.fallbacks.items():
         printer("prebuilt", key, wheel.name)
         summary.prebuilt.append(key)
         summary.wheels.append(wheel)
-        done.add(key)
-    waiting = [e for e in graph.build_order() if e.key not in done]
-    retry: list[str] = []
-    for entry in waiting:
-        key = entry.key
-        if key in failed:
-            continue
-        if all(dep in done or dep in retry for dep in graph.build_requirements(key)):
-            retry.append(key)
-    if retry:
-        keys = [node_asset_key(graph, collection.variant, k) for k in retry]
+    if rescue.rebuild:
+        keys = [node_asset_key(graph, collection.variant, k) for k in rescue.rebuild]
         second = run_wheels(instance, plan.run, collection, keys, session, printer, command="build")
         summary.runs.append(second)
         for meta in second.materializations:
             summary.add(meta)
         for step, failure in second.failed_steps.items():
-            node = graph.nodes[step_nodes.get(step, step)]
+            key = step_nodes.get(step, step)
+            node = graph.nodes[key]
             summary.failures.append(step_record(failure, node.canonicalized_name, node.version))
-    built = set(summary.built) | set(summary.reused) | set(summary.prebuilt)
-    recorded = {(f.package, f.version) for f in summary.failures}
-    for entry in waiting:
-        key = entry.key
-        if key in built or (entry.dist, entry.version) in recorded:
-            continue
-        blockers = [d for d in graph.build_requirements(key) if d not in built]
-        summary.failures.append(
-            FailureRecord(
-                package=entry.dist,
-                version=entry.version,
-                exception_type="DependencyFailedError",
-                exception_message=f"not built: build requirement(s) {', '.join(blockers)} failed",
-                failure_type="bootstrap",
-            )
-        )
+            failed.append(key)
+    summary.failures.extend(blocked_failures(graph, layout, failed=failed, selected=selected))

@@ -17,10 +17,12 @@ from typing import Any
 
 import dagster as dg
 
+from ..core.build import Sandbox
 from ..core.errors import ConfigError
 from ..core.graph import DependencyGraph
 from ..core.layout import OutputLayout
-from ..core.repository import WheelRepository
+from ..core.plugins import Plugins
+from ..core.repository import WheelRepository, reusable_wheel
 from ..defs.collections import Collection, load_collections
 from ..defs.discovery import discover_job_name
 from ..defs.run_tags import CLI_TAG, COLLECTION_TAG
@@ -35,7 +37,6 @@ from ..defs.wheels import (
     built_nodes,
     graph_wheel_keys,
     node_asset_key,
-    reusable_wheel,
     wheel_op_name,
 )
 from .progress import ProgressPrinter
@@ -50,7 +51,7 @@ class DagsterBootstrap:
     name: str
     collections_file: Path
     jobs: int
-    isolate: bool
+    isolate: bool | Sandbox
     build_wheels: bool  # False with --sdist-only: discovery builds what builds need, no more
     reuse: bool = True  # reuse a wheel built earlier from the same recorded inputs
 
@@ -211,12 +212,16 @@ def _reusable_steps(
     layout = OutputLayout(collection.output_dir)
     settings = collection.settings()
     repository = WheelRepository(layout)
+    plugins = Plugins.load()
     return {
         wheel_op_name(collection, node.canonicalized_name, node.version)
         for key, node in graph.nodes.items()
         if key
         and not node.pre_built
-        and reusable_wheel(graph, key, layout, settings, repository) is not None
+        and reusable_wheel(
+            graph, key, layout, settings=settings, plugins=plugins, repository=repository
+        )
+        is not None
     }
 
 

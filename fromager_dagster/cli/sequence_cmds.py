@@ -10,9 +10,10 @@ import click
 from ..core.credentials import redact_url
 from ..core.errors import ConfigError
 from ..core.index import IndexClient, resolve_index_url
+from ..defs.sequence import SequenceBuild, SequenceEntry
 from .build_context import BuildContext, finish, pin
 from .options import INDEX_URL, TEST_MODE, OutputOptions, output_options
-from .sequence_run import SequenceBuild, SequenceEntry, run_sequence
+from .sequence_run import run_sequence
 
 
 @click.command("build")

@@ -1,197 +1,21 @@
-"""build and build-sequence as a Dagster job of their own: one op per package, in order."""
+"""build and build-sequence: the job of :mod:`fromager_dagster.defs.sequence` run in this
+process on the local instance, its progress printed and its outcome summed up."""
 
 from __future__ import annotations
 
-import json
-import os
-import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
-import dagster as dg
-
 from ..core.bootstrap import FailureRecord
-from ..core.build import build_package, take_prebuilt
-from ..core.errors import FromagerDagsterError
-from ..core.index import IndexClient, write_simple_tree
+from ..core.index import write_simple_tree
 from ..core.layout import OutputLayout
-from ..core.plugins import Plugins
-from ..core.provenance import RunInfo
-from ..core.repository import download_prebuilt_wheel, record_built_wheel, trusted_wheel
-from ..core.resolve import Constraints
-from ..core.settings import Settings
 from ..defs.run_tags import CLI_TAG
-from ..defs.wheels import wheel_key
+from ..defs.sequence import SequenceBuild, sequence_job, sequence_op_name
 from .build_summary import BuildSummary, step_record
 from .instance import dagster_home, open_instance
 from .progress import ProgressPrinter
 from .run_events import QUIET, SESSION_TAG, RunOutcome, watched
-
-
-@dataclass(frozen=True)
-class SequenceEntry:
-    name: str
-    version: str
-    prebuilt: bool = False
-
-    @property
-    def key(self) -> str:
-        return f"{self.name}=={self.version}"
-
-
-@dataclass(frozen=True)
-class SequenceBuild:
-    """A ``build`` or ``build-sequence`` command once its arguments are checked."""
-
-    output_dir: Path
-    job_name: str
-    entries: tuple[SequenceEntry, ...]
-    index: IndexClient  # sdists, pre-built wheels and test-mode fallbacks
-    wheel_server_url: str | None  # build requirements; None: the local repository
-    constraints: Constraints
-    settings: Settings
-    isolate: bool
-    force: bool = False
-    test_mode: bool = False
-
-
-def sequence_op_name(position: int, entry: SequenceEntry) -> str:
-    return re.sub(r"[^A-Za-z0-9_]", "_", f"build_{position:04d}_{entry.name}_{entry.version}")
-
-
-def sequence_job(plan: SequenceBuild) -> dg.JobDefinition:
-    """One op per entry, run in order. Without test mode each op waits on the previous one
-    (a failure stops the sequence); in test mode they are independent, ordered by priority."""
-    nodes = [
-        _sequence_op(plan, position, entry, chained=position > 0 and not plan.test_mode)
-        for position, entry in enumerate(plan.entries)
-    ]
-    dependencies: dict[str, dict[str, dg.DependencyDefinition]] = {}
-    if not plan.test_mode:
-        for before, after in zip(nodes, nodes[1:], strict=False):
-            dependencies[after.name] = {"after": dg.DependencyDefinition(before.name)}
-    graph = dg.GraphDefinition(
-        name=plan.job_name,
-        node_defs=nodes,
-        dependencies=dependencies,
-        description="Build wheels one at a time, in order (fromager's build-sequence).",
-    )
-    return graph.to_job(executor_def=dg.in_process_executor)
-
-
-def _sequence_op(
-    plan: SequenceBuild, position: int, entry: SequenceEntry, *, chained: bool
-) -> dg.OpDefinition:
-    layout = OutputLayout(plan.output_dir)
-    asset_key = wheel_key(plan.settings.variant, entry.name, entry.version)
-
-    def materialize(wheel: Path, seconds: float, **flags: bool) -> dg.AssetMaterialization:
-        return dg.AssetMaterialization(
-            asset_key=asset_key,
-            description=f"Wheel of {entry.key} ({plan.job_name})",
-            metadata={
-                "requirement": entry.key,
-                "wheel_path": dg.MetadataValue.path(str(wheel)),
-                "wheel_size": dg.MetadataValue.int(wheel.stat().st_size),
-                "build_seconds": dg.MetadataValue.float(round(seconds, 3)),
-                **{k: dg.MetadataValue.bool(v) for k, v in flags.items()},
-            },
-        )
-
-    def compute(context, inputs):  # type: ignore[no-untyped-def]  # Dagster reads annotations
-        tag = plan.settings.build_tag(entry.name, entry.version)
-        existing = (
-            None if plan.force else trusted_wheel(layout, entry.name, entry.version, build_tag=tag)
-        )
-        if existing is not None:
-            context.log.info(f"reused {entry.key} {existing.name}")
-            yield materialize(
-                existing, 0.0, reused=True, prebuilt=existing.parent == layout.wheels_prebuilt
-            )
-            yield dg.Output(None)
-            return
-        context.log.info(f"build {entry.key}")
-        try:
-            if entry.prebuilt:
-                built = take_prebuilt(
-                    layout,
-                    entry.name,
-                    entry.version,
-                    index=plan.index,
-                    settings=plan.settings,
-                    plugins=Plugins.load(),
-                )
-            else:
-                built = build_package(
-                    entry.name,
-                    entry.version,
-                    index=plan.index,
-                    layout=layout,
-                    isolate=plan.isolate,
-                    wheel_server_url=plan.wheel_server_url,
-                    constraints=plan.constraints,
-                    settings=plan.settings,
-                    plugins=Plugins.load(),
-                    run=RunInfo.from_environ(os.environ, run_id=context.run.run_id),
-                )
-        except FromagerDagsterError as exc:
-            yield from _sequence_failure(context, plan, layout, entry, exc, materialize)
-            return
-        if built.prebuilt:
-            context.log.info(f"prebuilt {entry.key} {built.path.name}")
-        else:
-            record_built_wheel(layout, entry.name, entry.version, built)
-            context.log.info(f"built {entry.key} {built.seconds:.1f}s")
-        yield materialize(built.path, built.seconds, prebuilt=built.prebuilt)
-        yield dg.Output(None)
-
-    return dg.OpDefinition(
-        compute_fn=compute,
-        name=sequence_op_name(position, entry),
-        ins={"after": dg.In(dg.Nothing)} if chained else {},
-        outs={"result": dg.Out(dg.Nothing)},
-        tags={"dagster/priority": str(-position)},
-        description=f"Build {entry.key}.",
-    )
-
-
-def _sequence_failure(
-    context: dg.OpExecutionContext,
-    plan: SequenceBuild,
-    layout: OutputLayout,
-    entry: SequenceEntry,
-    exc: FromagerDagsterError,
-    materialize: Callable[..., dg.AssetMaterialization],
-) -> Iterator[Any]:
-    """Fail the step; in test mode first take the index's wheel, so later builds can use it."""
-    context.log.info(f"failed {entry.key} {exc.one_line()}")
-    record = FailureRecord.from_exception(exc, package=entry.name, version=entry.version)
-    metadata: dict[str, Any] = {
-        "error": exc.one_line(),
-        "failure_record": json.dumps(asdict(record)),
-    }
-    if exc.log_path:
-        metadata["log_path"] = dg.MetadataValue.path(str(exc.log_path))
-    if plan.test_mode and not entry.prebuilt:
-        try:
-            wheel = download_prebuilt_wheel(
-                plan.index,
-                entry.name,
-                entry.version,
-                layout.wheels_prebuilt,
-                settings=plan.settings,
-            )
-        except FromagerDagsterError as missing:
-            context.log.info(f"no pre-built fallback for {entry.key}: {missing}")
-        else:
-            context.log.info(f"prebuilt {entry.key} {wheel.name}")
-            metadata["prebuilt_fallback"] = dg.MetadataValue.path(str(wheel))
-            yield materialize(wheel, 0.0, prebuilt=True, prebuilt_fallback=True)
-    raise dg.Failure(description=exc.one_line(), metadata=metadata, allow_retries=False) from exc
 
 
 def run_sequence(plan: SequenceBuild, printer: ProgressPrinter) -> BuildSummary:

@@ -162,3 +162,22 @@ class RepositoryError(FromagerDagsterError):
     """The local wheel repository or its server is not usable."""
 
     step = "repository"
+
+
+def is_transient(exc: BaseException, *, flaky: bool = False) -> bool:
+    """Worth retrying (the wheel assets' retry policy): network and download trouble, killed
+    processes, OS errors.
+
+    A BuildError is deterministic unless its process was killed by a signal (``exit_code``
+    negative: out of memory, a timeout, an operator), or the package is declared flaky
+    (collection key ``flaky_build``).
+    """
+    if isinstance(exc, FromagerDagsterError) and exc.transient is not None:
+        return exc.transient  # the engine knows (a killed hook: settings; a 503 after retries)
+    if isinstance(exc, HashMismatchError | UnsafeArchiveError):
+        return False
+    if isinstance(exc, IndexAccessError | SourceError | OSError):
+        return True
+    if isinstance(exc, BuildError):
+        return flaky or exc.killed
+    return False

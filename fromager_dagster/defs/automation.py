@@ -15,6 +15,7 @@ from packaging.version import InvalidVersion, Version
 from fromager_dagster.core.errors import FromagerDagsterError
 from fromager_dagster.core.graph import DependencyGraph
 from fromager_dagster.core.index import IndexClient, resolve_index_url
+from fromager_dagster.core.plugins import Plugins, settings_resolver
 from fromager_dagster.core.resolve import Constraints
 
 from .collections import Collection
@@ -204,29 +205,23 @@ def _release_requests(
     only sets its baseline."""
     graph = DependencyGraph.load(collection.graph_path)
     names = sorted({n.canonicalized_name for k, n in graph.nodes.items() if k})
-    constraints = Constraints.from_files(collection.constraints)
-    index = IndexClient(resolve_index_url(collection.index_url))
+    resolver = settings_resolver(  # as the collection's discovery resolves
+        IndexClient(resolve_index_url(collection.index_url)),
+        Constraints.from_files(collection.constraints),
+        collection.settings(),
+        plugins=Plugins.load(),
+        min_release_age=collection.min_release_age,
+    )
     requests = []
     for name in names:
         try:
-            versions = {str(f.version) for f in index.files(name)}
+            found = resolver.newest(name)
         except FromagerDagsterError as exc:
             getattr(log, "warning", print)(f"cannot read {name} from the index: {exc}")
             continue
-        constraint = constraints.get(name)
-        admissible = [
-            v
-            for v in versions
-            if _valid_version(v)
-            and (
-                constraint.specifier.contains(v)
-                if constraint is not None
-                else not Version(v).is_prerelease
-            )
-        ]
-        if not admissible:
+        if found is None:
             continue
-        newest = max(admissible, key=Version)
+        newest = str(found.version)
         previous = seen.get(name)
         seen[name] = newest if previous is None else max(previous, newest, key=Version)
         if previous is None or Version(newest) <= Version(previous):

@@ -13,6 +13,7 @@ from .discovery import discover_job, discovery_asset
 from .executor import build_executor, max_concurrent
 from .graph_state import collection_defs
 from .resources import FromagerResource, build_workers_resource
+from .second_pass import second_pass_sensor
 
 
 def build_definitions(
@@ -41,6 +42,8 @@ def build_definitions(
         assets.extend(a for a in (grown.assets or []) if isinstance(a, dg.AssetsDefinition))
         checks.extend(grown.asset_checks or [])  # type: ignore[arg-type]
     schedules, sensors = all_automation(collections, discover_jobs)
+    if collections:  # test mode's second pass after a failed wheel run (the CLI's own too)
+        sensors.append(second_pass_sensor(list(collections.values())))
     return dg.Definitions(
         assets=assets,
         asset_checks=checks,

@@ -13,10 +13,11 @@ import dagster as dg
 
 from fromager_dagster.core.graph import DependencyGraph
 from fromager_dagster.core.layout import OutputLayout
-from fromager_dagster.core.repository import WheelRepository
+from fromager_dagster.core.plugins import Plugins
+from fromager_dagster.core.repository import WheelRepository, reusable_wheel
 
 from .collections import Collection
-from .wheels import built_nodes, code_version, node_asset_key, reusable_wheel
+from .wheels import built_nodes, code_version, node_asset_key
 
 CODE_VERSION_TAG = "dagster/code_version"
 
@@ -28,6 +29,7 @@ def wheels_needing_steps(
     layout = OutputLayout(collection.output_dir)
     settings = collection.settings()
     repository = WheelRepository(layout)
+    plugins = Plugins.load()
     keys = {node_asset_key(graph, collection.variant, key): key for key in built_nodes(graph)}
     latest = instance.get_latest_materialization_events(list(keys))
     needed = []
@@ -42,7 +44,9 @@ def wheels_needing_steps(
         if tags.get(CODE_VERSION_TAG) != code_version(graph, node_key, settings):
             needed.append(asset_key)
             continue
-        built = reusable_wheel(graph, node_key, layout, settings, repository)
+        built = reusable_wheel(
+            graph, node_key, layout, settings=settings, plugins=plugins, repository=repository
+        )
         if built is None or recorded.get("wheel_sha256") != built.sha256:
             needed.append(asset_key)
     # what builds with a wheel that will be rebuilt runs too: its step reuses its own wheel

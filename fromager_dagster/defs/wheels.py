@@ -4,33 +4,28 @@ import functools
 import hashlib
 import inspect
 import json
-import math
-import os
 import re
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import dagster as dg
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion
 
-from fromager_dagster.core.build import BuildWorkers, BuiltWheel, find_source, session_cache
-from fromager_dagster.core.errors import (
-    BuildError,
-    FromagerDagsterError,
-    HashMismatchError,
-    IndexAccessError,
-    SourceError,
-    UnsafeArchiveError,
+from fromager_dagster.core.build import BuildWorkers, BuiltWheel, session_cache
+from fromager_dagster.core.errors import FromagerDagsterError, is_transient
+from fromager_dagster.core.graph import (
+    ROOT,
+    DependencyGraph,
+    build_lanes,
+    build_priorities,
 )
-from fromager_dagster.core.graph import BUILD_TYPES, ROOT, DependencyGraph
 from fromager_dagster.core.layout import OutputLayout
 from fromager_dagster.core.output_lock import hold_output_for_run
 from fromager_dagster.core.plugins import Plugins
 from fromager_dagster.core.provenance import RunInfo
-from fromager_dagster.core.repository import WheelRepository, reusable_build, write_record
+from fromager_dagster.core.repository import build_or_reuse
 from fromager_dagster.core.settings import Settings
 from fromager_dagster.core.sources import build_fingerprint, file_sha256
 
@@ -69,26 +64,6 @@ def code_version(graph: DependencyGraph, key: str, settings: Settings) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
-def is_transient(exc: BaseException, *, flaky: bool = False) -> bool:
-    """Worth retrying: network and download trouble, killed processes, OS errors.
-
-    A BuildError is deterministic unless its process was killed by a signal (``exit_code``
-    negative: out of memory, a timeout, an operator), or the package is declared flaky
-    (collection key ``flaky_build``).
-    """
-    if isinstance(exc, FromagerDagsterError) and exc.transient is not None:
-        return exc.transient  # the engine knows (a hook killed at its time limit: settings)
-    if isinstance(exc, HashMismatchError | UnsafeArchiveError):
-        return False
-    if isinstance(exc, FromagerDagsterError) and exc.transient is not None:
-        return exc.transient  # the engine knew (a missing file: no; a 503 after retries: yes)
-    if isinstance(exc, IndexAccessError | SourceError | OSError):
-        return True
-    if isinstance(exc, BuildError):
-        return flaky or exc.killed
-    return False
-
-
 def wheel_op_name(collection: Collection, name: str, version: str) -> str:
     """The op (and step key) that builds ``name==version`` in ``collection``."""
     return "build_" + re.sub(r"[^A-Za-z0-9_]", "_", f"{collection.ident}_{name}_{version}")
@@ -96,71 +71,6 @@ def wheel_op_name(collection: Collection, name: str, version: str) -> str:
 
 def _fingerprint(settings: Settings, name: str, version: str) -> str:
     return build_fingerprint(settings, Plugins.load(), name, version)
-
-
-def lanes_for(
-    collection: Collection,
-    graph: DependencyGraph,
-    lanes: int,
-    settings: Settings,
-    *,
-    memory_gb: float | None = None,
-) -> dict[str, dict[str, str]]:
-    """Op tags per node key: the "lanes" trick for exclusive and heavy builds.
-
-    Without any exclusive or heavy build there are no lanes (no tags): the executor's
-    ``max_concurrent`` is the only limit, and a step starts as soon as a slot is free.
-    Otherwise the executor runs at most one step per lane at a time. A build takes one lane
-    (round robin in build order), or more when its ``build_options`` ask for it: one lane per
-    ``cpu_cores_per_job``, or as many lanes as it takes for their share of the machine's
-    memory (``memory_gb``, default this machine's, split evenly) to cover
-    ``memory_per_job_gb``, whichever is more, at most every lane. An exclusive build
-    (collection ``exclusive_build`` or ``build_options.exclusive_build``) takes every lane.
-    """
-    exclusive = {n.lower() for n in collection.exclusive_build}
-    lane_memory = (memory_gb if memory_gb is not None else machine_memory_gb()) / lanes
-    wanted = {
-        key: _lanes_wanted(
-            graph.nodes[key].canonicalized_name, exclusive, settings, lane_memory, lanes
-        )
-        for key in graph.build_order_keys()
-    }
-    if all(need == 1 and not alone for need, alone in wanted.values()):
-        # every build takes one slot: the executor's max_concurrent alone limits them, and no
-        # step waits for "its" lane behind a long build while another lane is free
-        return {}
-    tags: dict[str, dict[str, str]] = {}
-    position = 0
-    for key, (need, alone) in wanted.items():
-        if alone:
-            tags[key] = {f"lane_{i}": "1" for i in range(lanes)} | {"fromager/exclusive": "true"}
-            continue
-        tags[key] = {f"lane_{(position + i) % lanes}": "1" for i in range(need)}
-        position += need
-    return tags
-
-
-def _lanes_wanted(
-    name: str,
-    exclusive: set[str],
-    settings: Settings,
-    lane_memory: float,
-    lanes: int,
-) -> tuple[int, bool]:
-    """How many lanes ``name``'s build takes, and whether it is exclusive (every lane)."""
-    if name in exclusive or settings.exclusive_build(name):
-        return lanes, True
-    options = settings.package(name).build_options
-    by_memory = math.ceil(options.memory_per_job_gb / lane_memory) if lane_memory else 1
-    return min(lanes, max(1, options.cpu_cores_per_job, by_memory)), False
-
-
-def machine_memory_gb() -> float:
-    """This machine's physical memory in GiB (0 when the system does not say)."""
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
-    except (ValueError, OSError):
-        return 0.0
 
 
 def wheel_asset(
@@ -266,55 +176,65 @@ class WheelBuild:
         collection: Collection,
     ) -> None:
         self.graph, self.key, self.layout, self.asset_key = graph, key, layout, asset_key
-        self.flaky = flaky
-        self.settings = settings
-        self.collection_tag = collection.ident
-        self.collection = collection
+        self.flaky, self.settings, self.collection = flaky, settings, collection
+        node = graph.nodes[key]
+        self.requirement = f"{node.canonicalized_name}=={node.version}"
+        self.source_url = node.download_url
 
     def __call__(
         self, context: dg.AssetExecutionContext, inputs: Mapping[str, Any]
     ) -> Iterator[dg.MaterializeResult[Any]]:
         graph, key, layout = self.graph, self.key, self.layout
-        node = graph.nodes[key]
         fromager: FromagerResource = context.resources.fromager
-        ensure_collection_tag(context, self.collection_tag)
+        ensure_collection_tag(context, self.collection.ident)
         try:
-            settings = self.settings
             with hold_output_for_run(layout.root, context.run.run_id):  # docs/faults.md
-                reuse = fromager.reuse_wheels
-                built = reusable_wheel(graph, key, layout, settings) if reuse else None
-                if built is None:
-                    run = wheel_run_info(context, self.collection)  # for its provenance
-                    built = build_in_workers(context, graph, key, layout, settings, run=run)
-                    write_build_record(graph, key, layout, built, settings)
+                built = build_or_reuse(
+                    graph,
+                    key,
+                    layout,
+                    settings=self.settings,
+                    plugins=Plugins.load(),
+                    reuse=fromager.reuse_wheels,
+                    build=lambda: build_in_workers(
+                        context, graph, key, layout, self.settings,
+                        run=wheel_run_info(context, self.collection),  # for its provenance
+                    ),
+                )  # fmt: skip
         except Exception as exc:
             failed_log = getattr(exc, "log_path", None)
             if failed_log:  # the failed build's output, in the step's captured stdout
-                show_build_log(f"{node.canonicalized_name}=={node.version}", Path(failed_log))
+                show_build_log(self.requirement, Path(failed_log))
             raise _translate(exc, context, flaky=self.flaky) from exc
-        requirement = f"{node.canonicalized_name}=={node.version}"
-        show_build_log(requirement, built.log_path, reused=built.reused)
-        metadata: dict[str, dg.RawMetadataValue] = {
-            "requirement": requirement,
-            "source_sha256": file_sha256(built.source_path),
-            "wheel_path": dg.MetadataValue.path(str(built.path)),
-            "wheel_size": dg.MetadataValue.int(built.size),
-            "wheel_sha256": built.sha256,
-            "build_seconds": dg.MetadataValue.float(round(built.seconds, 3)),
-            "log_path": dg.MetadataValue.path(str(built.log_path)),
-            "reused": dg.MetadataValue.bool(built.reused),
-        }
-        if node.download_url:
-            metadata["source_url"] = dg.MetadataValue.url(node.download_url)
-        metadata.update(provenance_metadata(layout, built))
-        tail = log_tail_markdown(built.log_path)
-        if tail is not None:
-            metadata["build_log_tail"] = tail
+        show_build_log(self.requirement, built.log_path, reused=built.reused)
         yield dg.MaterializeResult(
             asset_key=self.asset_key,
-            metadata=metadata,
+            metadata=_wheel_metadata(self.requirement, self.source_url, layout, built),
             data_version=dg.DataVersion(built.sha256),
         )
+
+
+def _wheel_metadata(
+    requirement: str, source_url: str, layout: OutputLayout, built: BuiltWheel
+) -> dict[str, Any]:
+    """What the UI shows of a wheel: its requirement, hashes, sizes, log and provenance."""
+    metadata: dict[str, dg.RawMetadataValue] = {
+        "requirement": requirement,
+        "source_sha256": file_sha256(built.source_path),
+        "wheel_path": dg.MetadataValue.path(str(built.path)),
+        "wheel_size": dg.MetadataValue.int(built.size),
+        "wheel_sha256": built.sha256,
+        "build_seconds": dg.MetadataValue.float(round(built.seconds, 3)),
+        "log_path": dg.MetadataValue.path(str(built.log_path)),
+        "reused": dg.MetadataValue.bool(built.reused),
+    }
+    if source_url:
+        metadata["source_url"] = dg.MetadataValue.url(source_url)
+    metadata.update(provenance_metadata(layout, built))
+    tail = log_tail_markdown(built.log_path)
+    if tail is not None:
+        metadata["build_log_tail"] = tail
+    return metadata
 
 
 WheelBuild.__signature__ = _call_signature(WheelBuild)  # type: ignore[attr-defined]
@@ -406,69 +326,6 @@ def _assets_definition(
     )
 
 
-def reusable_wheel(
-    graph: DependencyGraph,
-    key: str,
-    layout: OutputLayout,
-    settings: Settings,
-    repository: WheelRepository | None = None,
-) -> BuiltWheel | None:
-    """The wheel an earlier build (discovery's, or this asset's) made from the same inputs:
-    the engine's rule (:func:`~fromager_dagster.core.repository.records.reusable_build`) with
-    the graph's build requirements."""
-    node = graph.nodes[key]
-    name, version = node.canonicalized_name, node.version
-    try:
-        source = find_source(layout, name, version, node.download_url)
-    except FromagerDagsterError:
-        return None
-    cached = reusable_build(
-        layout,
-        name,
-        version,
-        source_sha256=file_sha256(source),
-        settings=settings,
-        plugins=Plugins.load(),
-        build_requires=_recorded_build_requires(graph, key),
-        repository=repository,
-    )
-    if cached is None:
-        return None
-    return BuiltWheel(
-        key=key,
-        path=cached.wheel,
-        sha256=cached.wheel_sha256,
-        size=cached.wheel.stat().st_size,
-        seconds=0.0,
-        log_path=layout.log_path(name, version),
-        source_path=source,
-        reused=True,
-    )
-
-
-def write_build_record(
-    graph: DependencyGraph, key: str, layout: OutputLayout, built: BuiltWheel, settings: Settings
-) -> None:
-    """Record a build in the engine's format, so later runs (engine or assets) reuse it."""
-    node = graph.nodes[key]
-    write_record(
-        layout,
-        node.canonicalized_name,
-        node.version,
-        source_sha256=file_sha256(built.source_path),
-        settings=settings,
-        plugins=Plugins.load(),
-        build_requires=_recorded_build_requires(graph, key),
-        build_env=graph.build_requirements(key),
-        wheel=built.path,
-    )
-
-
-def _recorded_build_requires(graph: DependencyGraph, key: str) -> dict[str, list[str]]:
-    edges = graph.nodes[key].edges
-    return {t: [e.req for e in edges if e.req_type == t] for t in BUILD_TYPES}
-
-
 def _translate(exc: Exception, context: dg.AssetExecutionContext, *, flaky: bool) -> Exception:
     """Transient -> RetryRequested (per the retry policy); anything else -> final Failure."""
     if isinstance(exc, FromagerDagsterError):
@@ -501,7 +358,7 @@ def wheel_assets(
 ) -> list[dg.AssetsDefinition]:
     """One wheel asset per non-root node of ``graph``, under the collection's settings."""
     settings = collection.settings()
-    tags = lanes_for(collection, graph, lanes, settings)
+    tags = build_lanes(graph, lanes, settings, exclusive=collection.exclusive_build)
     priority = build_priorities(graph, OutputLayout(collection.output_dir))
     return [
         wheel_asset(
@@ -516,29 +373,6 @@ def wheel_assets(
 
 
 PRIORITY_TAG = "dagster/priority"
-
-
-def build_priorities(graph: DependencyGraph, layout: OutputLayout) -> dict[str, int]:
-    """Step priority per node: the longest chain of builds from it to the end, each build
-    weighed by its source archive's size in KiB (a large sdist is a long build: babel's 10 MB
-    of locale data). Dagster starts the ready step of highest priority first, so the long
-    chains start early instead of waiting behind short builds that came first in the plan."""
-    order = graph.build_order_keys()
-    dependents: dict[str, list[str]] = {}
-    for key in order:
-        for dep in graph.build_requirements(key):
-            dependents.setdefault(dep, []).append(key)
-    priority: dict[str, int] = {}
-    for key in reversed(order):
-        node = graph.nodes[key]
-        archive = layout.sdists_downloads / Path(urlsplit(node.download_url).path).name
-        try:
-            cost = max(1, archive.stat().st_size // 1024) if node.download_url else 1
-        except OSError:
-            cost = 1
-        after = max((priority.get(d, 0) for d in dependents.get(key, [])), default=0)
-        priority[key] = cost + after
-    return priority
 
 
 def built_nodes(graph: DependencyGraph) -> list[str]:

@@ -131,3 +131,42 @@ def test_real_index_pure_python_wheel(tmp_path: Path) -> None:
     path = download_prebuilt_wheel(index, "packaging", "24.2", tmp_path, settings=Settings())
     assert path.name == "packaging-24.2-py3-none-any.whl"
     assert listed.sha256 is not None and sha256_file(path) == listed.sha256
+
+
+def test_test_mode_fallback_takes_the_wheel_and_runs_its_hooks(
+    upstream: Upstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine's one fall-back (a bootstrap's, build-sequence's and the second pass's): the
+    index's wheel into wheels-repo/prebuilt, the prebuilt_wheel hooks run with the variant."""
+    import json
+
+    from fromager_dagster.core.plugins import Plugins
+    from fromager_dagster.core.repository import prebuilt_fallback
+    from fromager_dagster.core.settings.overrides import Settings
+
+    wheel = make_wheel(FixturePackage("fx-broken"), upstream.folder)
+    url = upstream.start()
+    hook_log = tmp_path / "hooks.jsonl"
+    monkeypatch.setenv("FROMAGER_DAGSTER_PLUGIN_EXAMPLE_LOG", str(hook_log))
+    layout = OutputLayout(tmp_path / "out")
+    found = prebuilt_fallback(
+        IndexClient(url),
+        "fx-broken",
+        "1.0",
+        layout,
+        settings=Settings(variant="rocm"),
+        plugins=Plugins.load(),
+    )
+    assert found.path == layout.wheels_prebuilt / wheel.name
+    assert found.path.read_bytes() == wheel.read_bytes()
+    [seen] = [json.loads(line) for line in hook_log.read_text().splitlines()]
+    assert (seen["hook"], seen["name"], seen["variant"]) == ("prebuilt_wheel", "fx-broken", "rocm")
+    with pytest.raises(SourceError, match="no pre-built wheel of fx-broken==2.0"):
+        prebuilt_fallback(
+            IndexClient(url),
+            "fx-broken",
+            "2.0",
+            layout,
+            settings=Settings(),
+            plugins=Plugins.load(),
+        )

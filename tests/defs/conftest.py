@@ -13,6 +13,7 @@ import dagster as dg
 import pytest
 
 from fromager_dagster.core.bootstrap.run import BootstrapOptions, bootstrap
+from fromager_dagster.core.graph import build_lanes
 from fromager_dagster.core.graph.model import DependencyGraph
 from fromager_dagster.core.index.client import IndexClient
 from fromager_dagster.core.index.server import LocalIndexServer
@@ -22,7 +23,7 @@ from fromager_dagster.core.settings.overrides import Settings
 from fromager_dagster.defs.collections import Collection
 from fromager_dagster.defs.graph_state import wheel_keys
 from fromager_dagster.defs.location import build_definitions
-from fromager_dagster.defs.wheels import lanes_for, wheel_op_name
+from fromager_dagster.defs.wheels import wheel_op_name
 from tests.defs import mp_target
 from tests.fixtures.packages import FixturePackage, make_index
 
@@ -113,7 +114,12 @@ class ScenarioRun:
 
     def lanes(self) -> dict[str, set[str]]:
         """Step key -> the lanes its op takes (an exclusive build takes all of them)."""
-        tags = lanes_for(self.collection, self.graph, LANES, self.collection.settings())
+        tags = build_lanes(
+            self.graph,
+            LANES,
+            self.collection.settings(),
+            exclusive=self.collection.exclusive_build,
+        )
         return {
             wheel_op_name(self.collection, node.canonicalized_name, node.version): {
                 tag for tag in tags[key] if tag.startswith("lane_")

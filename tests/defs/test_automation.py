@@ -161,3 +161,31 @@ def test_new_release_sensor_with_an_unusable_cursor(
             "fx-lib": "1.0",
             "fx-tool": "1.0",
         }
+
+
+def test_new_release_sensor_asks_the_resolvers_rules(
+    upstream: tuple[Path, str], tmp_path: Path
+) -> None:
+    """What the sensor calls admissible is what discovery would choose: a pre-release, a
+    release with only a wheel (the source policy takes sdists) and a version the collection's
+    settings leave out are not; the next sdist release is."""
+    from tests.fixtures.packages import make_wheel
+
+    folder, url = upstream
+    col = discover(CHAIN, folder, url, tmp_path / "out")
+    sensor = new_release_sensor([col], [discover_job(col)], minimum_interval_seconds=60)
+
+    def tick(cursor: str | None) -> tuple[list[dg.RunRequest], str | None]:
+        with dg.instance_for_test() as instance:
+            data = sensor.evaluate_tick(dg.build_sensor_context(cursor=cursor, instance=instance))
+        return list(data.run_requests or []), data.cursor
+
+    _, cursor = tick(None)  # baseline
+    make_sdist(FixturePackage("fx-dep", "1.5rc1"), folder)  # a pre-release
+    make_wheel(FixturePackage("fx-tool", "1.5"), folder)  # a wheel only: never built from
+    requests, cursor = tick(cursor)
+    assert requests == []
+    assert json.loads(cursor or "{}")["fx"]["fx-dep"] == "1.0"
+    make_sdist(FixturePackage("fx-tool", "1.6"), folder)
+    requests, cursor = tick(cursor)
+    assert [r.run_key for r in requests] == ["fx:fx-tool==1.6"]

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pickle
 
-from fromager_dagster.core.errors import BuildError, IndexAccessError, SourceError
-from fromager_dagster.defs.wheels import is_transient
+from fromager_dagster.core.errors import BuildError, IndexAccessError, SourceError, is_transient
 
 
 def test_a_missing_file_is_not_retried_but_a_broken_transfer_is() -> None:

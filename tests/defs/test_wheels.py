@@ -11,7 +11,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from fromager_dagster.core.errors import BuildError, HashMismatchError, SourceError
+from fromager_dagster.core.errors import BuildError, HashMismatchError, SourceError, is_transient
+from fromager_dagster.core.graph import build_lanes
 from fromager_dagster.core.graph.model import DependencyGraph
 from fromager_dagster.core.settings.loading import load_settings
 from fromager_dagster.core.settings.overrides import Settings
@@ -19,7 +20,7 @@ from fromager_dagster.defs.collections import Collection
 from fromager_dagster.defs.graph_state import wheel_keys
 from fromager_dagster.defs.location import build_definitions
 from fromager_dagster.defs.resources import FromagerResource
-from fromager_dagster.defs.wheels import code_version, is_transient, key_part, lanes_for, tag_value
+from fromager_dagster.defs.wheels import code_version, key_part, tag_value
 from tests.defs.conftest import CHAIN, discover
 
 
@@ -212,7 +213,7 @@ def test_settings_change_code_version_and_exclusive_build(tmp_path: Path) -> Non
     settings = load_settings(settings_dir=tmp_path / "settings")
     assert code_version(graph, "lib==2.0", settings) != plain
     assert code_version(graph, "dep==1.0", settings) == code_version(graph, "dep==1.0", Settings())
-    tags = lanes_for(collection, graph, 2, settings)
+    tags = build_lanes(graph, 2, settings, exclusive=collection.exclusive_build)
     assert {k for k in tags["lib==2.0"] if k.startswith("lane_")} == {"lane_0", "lane_1"}
     assert len([k for k in tags["dep==1.0"] if k.startswith("lane_")]) == 1
 
@@ -220,7 +221,6 @@ def test_settings_change_code_version_and_exclusive_build(tmp_path: Path) -> Non
 def test_heavy_builds_take_more_lanes(tmp_path: Path) -> None:
     """``cpu_cores_per_job`` and ``memory_per_job_gb`` take that many lanes (capped at all)."""
     graph = DependencyGraph.from_json(GRAPH)
-    collection = Collection(name="my_set", output_dir=tmp_path / "out")
     (tmp_path / "settings").mkdir()
     (tmp_path / "settings" / "lib.yaml").write_text(
         "build_options:\n  cpu_cores_per_job: 2\n", encoding="utf-8"
@@ -236,13 +236,13 @@ def test_heavy_builds_take_more_lanes(tmp_path: Path) -> None:
     def lanes(tags: dict[str, dict[str, str]], key: str) -> set[str]:
         return {k for k in tags[key] if k.startswith("lane_")}
 
-    tags = lanes_for(collection, graph, 4, settings, memory_gb=8)  # 2 GiB per lane
+    tags = build_lanes(graph, 4, settings, memory_gb=8)  # 2 GiB per lane
     assert len(lanes(tags, "lib==2.0")) == 2  # two cores
     assert len(lanes(tags, "app==1.0+local")) == 3  # 5 GiB: three 2 GiB shares
     assert len(lanes(tags, "dep==1.0")) == 4  # more cores than lanes: every lane
     assert len(lanes(tags, "tool==1!3.0")) == 1
     assert "fromager/exclusive" not in tags["dep==1.0"]
-    roomy = lanes_for(collection, graph, 4, settings, memory_gb=64)  # 16 GiB per lane
+    roomy = build_lanes(graph, 4, settings, memory_gb=64)  # 16 GiB per lane
     assert len(lanes(roomy, "app==1.0+local")) == 1
 
 
@@ -251,6 +251,7 @@ def test_no_exclusive_or_heavy_build_means_no_lanes(tmp_path: Path) -> None:
     the next ready step (a pinned step waited behind a long build on its lane)."""
     graph = DependencyGraph.from_json(GRAPH)
     collection = Collection(name="my_set", output_dir=tmp_path / "out")
-    assert lanes_for(collection, graph, 2, Settings()) == {}
+    assert build_lanes(graph, 2, Settings(), exclusive=collection.exclusive_build) == {}
     exclusive = Collection(name="my_set", output_dir=tmp_path / "out", exclusive_build=("dep",))
-    assert set(lanes_for(exclusive, graph, 2, Settings())) == set(graph.nodes) - {""}
+    lanes = build_lanes(graph, 2, Settings(), exclusive=exclusive.exclusive_build)
+    assert set(lanes) == set(graph.nodes) - {""}

@@ -13,6 +13,7 @@ from fromager_dagster.core.public_names import lazy_names
 if TYPE_CHECKING:
     from .failures import FailureRecord, classify, write_failure_report
     from .run import BootstrapFailed, BootstrapOptions, BootstrapResult, bootstrap
+    from .second_pass import SecondPass, blocked_failures, plan_second_pass
 
 #: The public names, and the module of this package that defines each.
 _MODULES = {
@@ -20,8 +21,11 @@ _MODULES = {
     "BootstrapOptions": "run",
     "BootstrapResult": "run",
     "FailureRecord": "failures",
+    "SecondPass": "second_pass",
+    "blocked_failures": "second_pass",
     "bootstrap": "run",
     "classify": "failures",
+    "plan_second_pass": "second_pass",
     "write_failure_report": "failures",
 }
 __all__ = [
@@ -29,8 +33,11 @@ __all__ = [
     "BootstrapOptions",
     "BootstrapResult",
     "FailureRecord",
+    "SecondPass",
+    "blocked_failures",
     "bootstrap",
     "classify",
+    "plan_second_pass",
     "write_failure_report",
 ]
 __getattr__ = lazy_names(__name__, _MODULES)

@@ -14,7 +14,7 @@ from fromager_dagster.core.graph.model import DependencyGraph
 from fromager_dagster.core.index.client import IndexClient
 from fromager_dagster.core.layout import OutputLayout
 from fromager_dagster.core.plugins import Plugins
-from fromager_dagster.core.repository.prebuilt import fetch_prebuilt_wheel
+from fromager_dagster.core.repository.prebuilt import prebuilt_fallback
 from fromager_dagster.core.settings.overrides import Settings
 from fromager_dagster.core.sources import archives as sources
 
@@ -39,36 +39,38 @@ class PrebuiltWheels:
 
     def fall_back(self, work: PackageWork, exc: FromagerDagsterError) -> bool:
         """Record the failure, then carry on with a pre-built wheel if there is one (test mode
-        only: the scheduler asks only then)."""
+        only: the scheduler asks only then; the engine's one fall-back, ``prebuilt_fallback``)."""
         if isinstance(exc, DependencyFailedError | BuildCycleError):
             return False
         work.stamp(exc)
         try:
             with self.tally.timed("download", self.net_slots):
-                found = fetch_prebuilt_wheel(
+                found = prebuilt_fallback(
                     self.index,
                     work.pkg.name,
                     str(work.pkg.version),
-                    self.layout.wheels_prebuilt,
+                    self.layout,
                     settings=self.settings,
+                    plugins=self.plugins,
                 )
         except FromagerDagsterError:
             return False  # no wheel to fall back on: the caller reports the failure
         self.tally.recover(work.key, exc)
         recorded = self.graph.nodes[work.key]
         recorded.pre_built, recorded.download_url = True, found.url
-        self._take(work, found.path)
+        self._take(work, found.path, hooks=False)  # prebuilt_fallback ran them
         return True
 
-    def _take(self, work: PackageWork, path: Path) -> None:
+    def _take(self, work: PackageWork, path: Path, *, hooks: bool = True) -> None:
         """Use a downloaded pre-built wheel (a pre_built package, or a test-mode fallback)."""
         work.wheel = path  # no lock: a failed build may hold it while falling back here
-        self.plugins.run_hooks(
-            "prebuilt_wheel",
-            name=work.pkg.name,
-            version=work.pkg.version,
-            variant=self.settings.variant,
-            wheel=path,
-        )
+        if hooks:
+            self.plugins.run_hooks(
+                "prebuilt_wheel",
+                name=work.pkg.name,
+                version=work.pkg.version,
+                variant=self.settings.variant,
+                wheel=path,
+            )
         work.build_known.set()
         self.tally.count("prebuilt", work.key, path.name)

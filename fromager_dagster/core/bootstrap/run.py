@@ -31,9 +31,8 @@ from fromager_dagster.core.index.server import LocalIndexServer
 from fromager_dagster.core.index.simple_pages import write_simple_tree
 from fromager_dagster.core.layout import OutputLayout
 from fromager_dagster.core.plugins import Plugins
-from fromager_dagster.core.plugins.finder import source_policy
+from fromager_dagster.core.plugins.finder import settings_resolver
 from fromager_dagster.core.resolve.requirements import Constraints
-from fromager_dagster.core.resolve.resolver import Resolver
 from fromager_dagster.core.settings.overrides import Settings
 from fromager_dagster.core.sources.vcs import GitSources
 
@@ -103,8 +102,8 @@ def bootstrap(
     index = index.with_page_cache(PageCache(layout.cache_dir / "index-pages"))
     started = time.perf_counter()
     plugins = Plugins.load()
-    policy = source_policy(
-        settings, index, min_release_age=options.min_release_age, plugins=plugins
+    resolver = settings_resolver(
+        index, constraints, settings, plugins=plugins, min_release_age=options.min_release_age
     )
     git = GitSources(
         settings,
@@ -120,7 +119,7 @@ def bootstrap(
         temporary_session(layout.work_dir / "uv-cache") as cache,
     ):
         run = Scheduler(
-            resolver=Resolver(index, constraints, policy),
+            resolver=resolver,
             index=index,
             layout=layout,
             envs=BuildEnvFactory(server.url, cache_dir=cache),

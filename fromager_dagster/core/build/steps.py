@@ -26,11 +26,11 @@ from fromager_dagster.core.package_id import package_key
 from fromager_dagster.core.package_log import start_stage
 from fromager_dagster.core.plugins import Plugins
 from fromager_dagster.core.plugins import steps as plugin_steps
-from fromager_dagster.core.plugins.finder import source_policy
+from fromager_dagster.core.plugins.finder import settings_resolver
 from fromager_dagster.core.provenance.statement import RunInfo, write_provenance
 from fromager_dagster.core.repository.built import downloaded_source
 from fromager_dagster.core.resolve.requirements import Constraints
-from fromager_dagster.core.resolve.resolver import ResolvedPackage, Resolver
+from fromager_dagster.core.resolve.resolver import ResolvedPackage
 from fromager_dagster.core.settings.overrides import Settings
 from fromager_dagster.core.sources.epoch import source_date_epoch as epoch_of_source
 from fromager_dagster.core.sources.prepare import (
@@ -58,8 +58,9 @@ def resolve_source(
         Version(version)
     except InvalidVersion as exc:
         raise ConfigError(f"{version!r} is not a valid version of {name}", package=name) from exc
-    policy = source_policy(settings, index, plugins=plugins)
-    resolver = Resolver(index, constraints or Constraints.from_lines([]), policy)
+    resolver = settings_resolver(
+        index, constraints or Constraints.from_lines([]), settings, plugins=plugins
+    )
     return resolver.resolve(Requirement(package_key(canonicalize_name(name), version)))
 
 

@@ -17,7 +17,7 @@ hook, or asks for a parameter that is never passed is a ConfigError; a plugin th
 reported as the step's own error class naming the entry point.
 """
 
-from fromager_dagster.core.plugins.finder import PluginFinder
+from fromager_dagster.core.plugins.finder import PluginFinder, settings_resolver
 from fromager_dagster.core.plugins.protocols import (
     HOOKS,
     STEPS,
@@ -64,4 +64,5 @@ __all__ = [
     "Step",
     "UpdateExtraEnviron",
     "add_extra_metadata",
+    "settings_resolver",
 ]

@@ -12,7 +12,8 @@ from packaging.utils import NormalizedName, canonicalize_name
 from fromager_dagster.core.index.client import IndexClient
 from fromager_dagster.core.index.distributions import DistFile
 from fromager_dagster.core.plugins.registry import Plugins
-from fromager_dagster.core.resolve.resolver import PackageFinder, SourcePolicy
+from fromager_dagster.core.resolve.requirements import Constraints
+from fromager_dagster.core.resolve.resolver import PackageFinder, Resolver, SourcePolicy
 from fromager_dagster.core.settings.overrides import Settings
 from fromager_dagster.core.settings.sections import ResolverDist
 
@@ -88,3 +89,18 @@ def source_policy(
         finder=finder,
         dists=dists,
     )
+
+
+def settings_resolver(
+    index: IndexClient,
+    constraints: Constraints,
+    settings: Settings,
+    *,
+    plugins: Plugins,
+    min_release_age: float | None = None,
+) -> Resolver:
+    """The resolver a bootstrap chooses versions with: ``constraints``, and the files and
+    release ages :func:`source_policy` admits under ``settings`` and ``plugins``. The
+    new-release sensor asks the same one which release is the newest admissible."""
+    policy = source_policy(settings, index, min_release_age=min_release_age, plugins=plugins)
+    return Resolver(index, constraints, policy)

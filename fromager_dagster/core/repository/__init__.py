@@ -11,31 +11,46 @@ from typing import TYPE_CHECKING
 from fromager_dagster.core.public_names import lazy_names
 
 if TYPE_CHECKING:
-    from .built import BuiltWheel, find_source, record_built_wheel, trusted_wheel
+    from .built import (
+        BuiltWheel,
+        build_or_reuse,
+        find_source,
+        record_built_wheel,
+        reusable_wheel,
+        trusted_wheel,
+    )
     from .install_check import check_installs
-    from .prebuilt import download_prebuilt_wheel
+    from .prebuilt import PrebuiltDownload, download_prebuilt_wheel, prebuilt_fallback
     from .records import WheelRepository, reusable_build, write_record
 
 #: The public names, and the module of this package that defines each.
 _MODULES = {
     "BuiltWheel": "built",
+    "PrebuiltDownload": "prebuilt",
     "WheelRepository": "records",
+    "build_or_reuse": "built",
     "check_installs": "install_check",
     "download_prebuilt_wheel": "prebuilt",
     "find_source": "built",
+    "prebuilt_fallback": "prebuilt",
     "record_built_wheel": "built",
     "reusable_build": "records",
+    "reusable_wheel": "built",
     "trusted_wheel": "built",
     "write_record": "records",
 }
 __all__ = [
     "BuiltWheel",
+    "PrebuiltDownload",
     "WheelRepository",
+    "build_or_reuse",
     "check_installs",
     "download_prebuilt_wheel",
     "find_source",
+    "prebuilt_fallback",
     "record_built_wheel",
     "reusable_build",
+    "reusable_wheel",
     "trusted_wheel",
     "write_record",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,14 +12,19 @@ from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel
 from packaging.version import Version
 
 from fromager_dagster.core.errors import SourceError
-from fromager_dagster.core.graph.model import DependencyGraph, write_atomic
+from fromager_dagster.core.graph.model import BUILD_TYPES, DependencyGraph, write_atomic
 from fromager_dagster.core.index.client import IndexClient
 from fromager_dagster.core.index.distributions import SDIST_EXTENSIONS
 from fromager_dagster.core.layout import OutputLayout
 from fromager_dagster.core.package_id import package_key
 from fromager_dagster.core.plugins import Plugins
 from fromager_dagster.core.repository.prebuilt import download_prebuilt_wheel
-from fromager_dagster.core.repository.records import record_path
+from fromager_dagster.core.repository.records import (
+    WheelRepository,
+    record_path,
+    reusable_build,
+    write_record,
+)
 from fromager_dagster.core.settings.overrides import Settings
 from fromager_dagster.core.sources import archives as sources
 
@@ -233,3 +239,84 @@ def accept_prebuilt(
     log = layout.log_path(name, version)
     key = package_key(name, version)
     return BuiltWheel.since(start, key, path, log, path, reused=reused, prebuilt=True)
+
+
+def reusable_wheel(
+    graph: DependencyGraph,
+    key: str,
+    layout: OutputLayout,
+    *,
+    settings: Settings,
+    plugins: Plugins,
+    repository: WheelRepository | None = None,
+) -> BuiltWheel | None:
+    """The wheel an earlier build (discovery's, or a wheel asset's) made of node ``key`` from
+    the same inputs: the engine's rule (:func:`~.records.reusable_build`) with the graph's
+    build requirements; None when there is none or the node's source is not downloaded."""
+    node = graph.nodes[key]
+    name, version = node.canonicalized_name, node.version
+    try:
+        source = find_source(layout, name, version, node.download_url)
+    except SourceError:
+        return None
+    cached = reusable_build(
+        layout,
+        name,
+        version,
+        source_sha256=sources.file_sha256(source),
+        settings=settings,
+        plugins=plugins,
+        build_requires=_recorded_build_requires(graph, key),
+        repository=repository,
+    )
+    if cached is None:
+        return None
+    return BuiltWheel(
+        key=key,
+        path=cached.wheel,
+        sha256=cached.wheel_sha256,
+        size=cached.wheel.stat().st_size,
+        seconds=0.0,
+        log_path=layout.log_path(name, version),
+        source_path=source,
+        reused=True,
+    )
+
+
+def build_or_reuse(
+    graph: DependencyGraph,
+    key: str,
+    layout: OutputLayout,
+    *,
+    settings: Settings,
+    plugins: Plugins,
+    reuse: bool,
+    build: Callable[[], BuiltWheel],
+) -> BuiltWheel:
+    """Node ``key``'s wheel: the one an earlier build made from the same inputs (with
+    ``reuse``), else ``build()``'s, recorded so that later runs (a bootstrap, the assets, the
+    command line) reuse it."""
+    built = (
+        reusable_wheel(graph, key, layout, settings=settings, plugins=plugins) if reuse else None
+    )
+    if built is not None:
+        return built
+    built = build()
+    node = graph.nodes[key]
+    write_record(
+        layout,
+        node.canonicalized_name,
+        node.version,
+        source_sha256=sources.file_sha256(built.source_path),
+        settings=settings,
+        plugins=plugins,
+        build_requires=_recorded_build_requires(graph, key),
+        build_env=graph.build_requirements(key),
+        wheel=built.path,
+    )
+    return built
+
+
+def _recorded_build_requires(graph: DependencyGraph, key: str) -> dict[str, list[str]]:
+    edges = graph.nodes[key].edges
+    return {t: [e.req for e in edges if e.req_type == t] for t in BUILD_TYPES}

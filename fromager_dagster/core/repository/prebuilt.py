@@ -12,7 +12,9 @@ from packaging.version import InvalidVersion, Version
 from fromager_dagster.core.errors import SourceError
 from fromager_dagster.core.index.client import IndexClient
 from fromager_dagster.core.index.distributions import DistFile, best_wheel
+from fromager_dagster.core.layout import OutputLayout
 from fromager_dagster.core.package_id import package_key
+from fromager_dagster.core.plugins.registry import Plugins
 from fromager_dagster.core.settings.overrides import Settings
 from fromager_dagster.core.sources import archives as sources
 
@@ -94,3 +96,35 @@ def download_prebuilt_wheel(
     """The path of :func:`fetch_prebuilt_wheel`'s download (for callers that need no URL)."""
     found = fetch_prebuilt_wheel(index, name, version, dest_dir, session=session, settings=settings)
     return found.path
+
+
+def prebuilt_fallback(
+    index: IndexClient,
+    name: str,
+    version: str,
+    layout: OutputLayout,
+    *,
+    settings: Settings,
+    plugins: Plugins,
+    session: requests.Session | None = None,
+) -> PrebuiltDownload:
+    """Test mode's fall-back once the build of ``name==version`` failed: the index's wheel of
+    exactly that version (:func:`fetch_prebuilt_wheel`: the variant's ``wheel_server_url``,
+    ``resolver_dist.ignore_platform``), hash-verified into ``wheels-repo/prebuilt``, its
+    ``prebuilt_wheel`` hooks run with the variant of ``settings``, so that the builds that
+    need it can go on. SourceError (one line: what the index has) when there is none.
+
+    The one implementation for a bootstrap, ``build``/``build-sequence`` and the second pass
+    after a run of wheel builds (the command line's and the Dagster layer's alike).
+    """
+    found = fetch_prebuilt_wheel(
+        index, name, version, layout.wheels_prebuilt, session=session, settings=settings
+    )
+    plugins.run_hooks(
+        "prebuilt_wheel",
+        name=canonicalize_name(name),
+        version=Version(version),
+        variant=settings.variant,
+        wheel=found.path,
+    )
+    return found

@@ -288,6 +288,16 @@ class Resolver:
         """Resolve one requirement on its own (build and install edges)."""
         return self.resolve_together([requirement])[canonicalize_name(requirement.name)]
 
+    def newest(self, name: str) -> ResolvedPackage | None:
+        """What a bootstrap would choose today for a bare requirement on ``name``: the newest
+        version the constraints admit (a pre-release only where a constraint asks for one)
+        that has a file the source policy takes and is old enough; None when there is none
+        (or a constraint blocks the package). Index errors are raised."""
+        try:
+            return self.resolve(Requirement(str(canonicalize_name(name))))
+        except ResolutionError:
+            return None
+
     def resolve_all(self, requirement: Requirement) -> list[ResolvedPackage]:
         """Every version ``requirement`` and the constraints admit, newest first
         (``--multiple-versions``); ResolutionError when there is none."""
