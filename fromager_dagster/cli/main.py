@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from .. import runtime
 from .errors import CommandGroup
 from .options import output_dir_option
 
@@ -45,6 +46,7 @@ class LazyCommandGroup(CommandGroup):
         module, _, attribute = where.partition(":")
         command = getattr(importlib.import_module(f"{__package__}.{module}"), attribute)
         assert isinstance(command, click.Command) and command.name == cmd_name, where
+        runtime.started()  # what the command imported lives as long as the process
         return command
 
 

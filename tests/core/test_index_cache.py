@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from fromager_dagster.core.errors import IndexAccessError
 from fromager_dagster.core.index.client import IndexClient
 from fromager_dagster.core.index.page_cache import PageCache
 
@@ -124,17 +123,3 @@ def test_a_damaged_cache_is_ignored(index: Index, tmp_path: Path, damage: str) -
         damage = json.dumps({"digest": digest, "files": json.loads(damage[12:])})
     (tmp_path / "pkg.json").write_text(damage)
     assert _read(index, tmp_path) == expected
-
-
-def test_prefetched_pages_are_read_once_and_failures_wait_for_their_asker(
-    index: Index, tmp_path: Path
-) -> None:
-    client = IndexClient(index.url).with_page_cache(PageCache(tmp_path))
-    with client.prefetching(["pkg", "PKG", "missing"], workers=2):
-        pass  # two names, two workers: both reads start at once, and are waited for
-    assert index.hits == 2  # "PKG" is "pkg": one read each
-    assert [str(f.version) for f in client.files("pkg")] == ["1.0", "1.1"]
-    assert index.hits == 2  # the prefetched page answers
-    with pytest.raises(IndexAccessError, match="package missing not found"):
-        client.files("missing")  # the prefetch's failure is the asker's, not the prefetch's
-    assert index.hits == 2

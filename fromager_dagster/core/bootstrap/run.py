@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,7 +113,6 @@ def bootstrap(
         source_date_epoch=options.source_date_epoch,
     )
     with (
-        index.prefetching(_likely_names(layout, constraints, requirements)),
         LocalIndexServer(layout.wheel_roots) as server,
         temporary_session(layout.work_dir / "uv-cache") as cache,
     ):
@@ -131,21 +129,6 @@ def bootstrap(
         )
         _run(run, list(requirements))
     return _result(run, layout, options, started)
-
-
-def _likely_names(
-    layout: OutputLayout, constraints: Constraints, requirements: Iterable[Requirement]
-) -> list[str]:
-    """The projects a bootstrap will most likely read pages of: the top-level requirements',
-    the constraints' and those of the graph an earlier run left (if it can be read)."""
-    names = [r.name for r in requirements if r.url is None]
-    names.extend(constraints.by_name)
-    try:
-        previous = json.loads((layout.work_dir / "graph.json").read_text(encoding="utf-8"))
-        names.extend(key.partition("==")[0] for key in previous if key)
-    except (OSError, ValueError, TypeError):
-        pass  # no earlier graph, or not one to read: the others still count
-    return names
 
 
 def _run(run: Scheduler, toplevel: Sequence[Requirement]) -> None:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import threading
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urldefrag, urljoin
@@ -97,30 +94,6 @@ class IndexClient:
         if entry.error is not None:
             raise entry.error
         return list(entry.files)
-
-    @contextlib.contextmanager
-    def prefetching(self, names: Iterable[str], *, workers: int = 8) -> Iterator[None]:
-        """Read the pages of ``names`` in the background while the body runs.
-
-        A bootstrap resolves a tree level by level, one page's round trip after another; the
-        names it will most likely ask for (the previous graph's, the constraints') are read
-        at once instead, so that most of its questions find the answer already there. A page
-        asked for meanwhile is read only once (:meth:`files` waits for the read under way);
-        a failed read is the same error :meth:`files` would have raised. What is not read
-        when the body ends is not read.
-        """
-        wanted = list(dict.fromkeys(canonicalize_name(n) for n in names))
-        pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="prefetch")
-        try:
-            for name in wanted:
-                pool.submit(self._prefetch, name)
-            yield
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-
-    def _prefetch(self, name: NormalizedName) -> None:
-        with contextlib.suppress(IndexAccessError):
-            self.files(name)
 
     def _fetch(self, name: NormalizedName) -> list[DistFile]:
         url = urljoin(self.index_url, f"{name}/")
