@@ -428,6 +428,13 @@ def main() -> None:
         "ours_nodagster": ns.out / "ours-nodagster",
     }
     state = code_state()
+    # pip byte-compiles fromager's package when it installs it; an editable install of ours is
+    # not, and a shell with PYTHONDONTWRITEBYTECODE set would compile it again on every run
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(REPO / "fromager_dagster")],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     ns.load_before = os.getloadavg()
     print(
         f"tree {ns.name}: requirements {', '.join(map(str, ns.requirements))}; constraints "
