@@ -14,13 +14,13 @@ contract keeps every other module of the project on Dagster's public API.
 from __future__ import annotations
 
 from .definition import build_executor, max_concurrent
-from .defs_state import loading_with_state_storage
 from .run_target import (
     IMPLICIT_ASSET_JOB_NAME,
     ReconstructableJob,
     assets_job,
     configured_location_job,
     execute_location_job,
+    loading_with_state_storage,
     location_job,
     resource_config,
 )
