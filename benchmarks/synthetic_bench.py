@@ -162,7 +162,7 @@ def bench_defs():  # type: ignore[no-untyped-def]
 
 def bench_job():  # type: ignore[no-untyped-def]
     """Their implicit asset job, reconstructable: what a build run of the collection runs."""
-    from fromager_dagster.defs.run_target import assets_job
+    from fromager_dagster.defs.executor import assets_job
 
     return assets_job(python_file=str(Path(__file__).resolve()), attribute=bench_defs.__name__)
 

@@ -4,7 +4,7 @@ The command writes its collection to ``<OUTPUT_DIR>/collections.yaml`` and runs 
 the code location (``fromager_dagster.definitions``) over that file with ``execute_job``:
 ``discover_<c>_job``, and Dagster's implicit asset job selecting the collection's wheel
 assets, as the UI does. The file and the concurrency are the location's arguments
-(:func:`~fromager_dagster.defs.run_target.configured_location_job`), which step processes
+(:func:`~fromager_dagster.defs.executor.run_target.configured_location_job`), which step processes
 rebuild it from.
 """
 
@@ -25,13 +25,13 @@ from ..core.plugins import Plugins
 from ..core.repository import WheelRepository, reusable_wheel
 from ..defs.collections import Collection, load_collections
 from ..defs.discovery import discover_job_name
-from ..defs.run_tags import CLI_TAG, COLLECTION_TAG
-from ..defs.run_target import (
+from ..defs.executor import (
     IMPLICIT_ASSET_JOB_NAME,
     configured_location_job,
     execute_location_job,
     resource_config,
 )
+from ..defs.run_tags import CLI_TAG, COLLECTION_TAG
 from ..defs.up_to_date import wheels_needing_steps
 from ..defs.wheels import (
     built_nodes,

@@ -17,12 +17,12 @@ from typing import Any
 
 import dagster as dg
 import requests
-from dagster._core.storage.defs_state.base import DefsStateStorage
 from dagster.components import DefsStateConfig, DefsStateConfigArgs
 
 from fromager_dagster.core.graph import DependencyGraph
 
 from .collections import Collection
+from .executor import loading_with_state_storage
 from .install_checks import install_checks
 from .keys import wheels_group
 from .provenance import collection_sbom_defs
@@ -73,7 +73,7 @@ class CollectionGraphComponent(dg.StateBackedComponent):
         shutil.copyfile(self.collection.graph_path, state_path)
 
     def build_defs(self, context: Any) -> dg.Definitions:
-        if DefsStateStorage.get() is None:
+        if not loading_with_state_storage():
             return self.build_defs_from_state(context, state_path=None)
         return super().build_defs(context)
 

@@ -2,9 +2,9 @@
 
 import dagster as dg
 
+from fromager_dagster.defs.executor import ReconstructableJob, assets_job
 from fromager_dagster.defs.location import build_definitions
 from fromager_dagster.defs.resources import FromagerResource
-from fromager_dagster.defs.run_target import ReconstructableJob, assets_job
 
 
 def fixture_defs() -> dg.Definitions:

@@ -7,7 +7,7 @@ import pytest
 from dagster._config import process_config
 
 from fromager_dagster.core.errors import ConfigError
-from fromager_dagster.defs.executor import (
+from fromager_dagster.defs.executor.definition import (
     build_executor,
     executor_config,
     executor_kind,
@@ -55,7 +55,7 @@ def test_executor_defaults_and_lanes(monkeypatch: pytest.MonkeyPatch, kind: str)
     from dagster._core.executor.init import InitExecutorContext
     from dagster._core.executor.multiprocess import MultiprocessExecutor
 
-    from fromager_dagster.defs.thread_executor import ThreadExecutor
+    from fromager_dagster.defs.executor.threads import ThreadExecutor
 
     monkeypatch.setenv("FROMAGER_DAGSTER_EXECUTOR", kind)
     executor_def = build_executor(3)

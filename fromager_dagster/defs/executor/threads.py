@@ -11,7 +11,7 @@ subprocesses (uv, the build backend), which release the GIL.
 
 This sits on Dagster's executor extension point (``@executor``, ``Executor.execute``) and uses
 ``dagster._core`` internals the way dagster-celery and dagster-dask do; tested against the
-pinned dagster minor version by tests/defs/test_thread_executor.py.
+pinned dagster minor version by tests/defs/test_executor_threads.py.
 """
 
 from __future__ import annotations

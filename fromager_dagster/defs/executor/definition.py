@@ -25,7 +25,7 @@ from dagster._core.execution.tags import get_tag_concurrency_limits_config
 
 from fromager_dagster.core.errors import ConfigError
 
-from .thread_executor import ThreadExecutor
+from .threads import ThreadExecutor
 
 ENV_MAX_CONCURRENT = "FROMAGER_DAGSTER_MAX_CONCURRENT"
 ENV_EXECUTOR = "FROMAGER_DAGSTER_EXECUTOR"

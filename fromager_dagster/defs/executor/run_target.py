@@ -1,4 +1,5 @@
-"""Reconstructable jobs of a code location, for runs launched from Python (CLI, benchmarks).
+"""Reconstructable jobs of a code location, for runs launched from Python (CLI, benchmarks), and
+whether the location's definitions load with a defs-state storage.
 
 A run of a wheel build is a run of Dagster's implicit asset job selecting a collection's
 wheel group, exactly what the UI's "Materialize" launches. That job exists only inside a
@@ -25,6 +26,7 @@ from dagster._core.definitions.assets.job.asset_job import IMPLICIT_ASSET_JOB_NA
 from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
 from dagster._core.execution.api import execute_run
 from dagster._core.remote_origin import RemoteJobOrigin, RemoteRepositoryOrigin
+from dagster._core.storage.defs_state.base import DefsStateStorage
 from dagster._core.workspace.load import location_origin_from_module_name
 
 from fromager_dagster.core.build import Sandbox
@@ -136,3 +138,11 @@ def resource_config(
     else:
         config["network_isolation"] = network_isolation
     return {"resources": {"fromager": {"config": config}}}
+
+
+def loading_with_state_storage() -> bool:
+    """True when the location's definitions load with a defs-state storage (a code server,
+    ``dagster dev``), False without one (tests, ``Definitions.validate_loadable``, a step
+    process): Dagster has no public call that says so, and without one a component's state
+    cannot be read from storage (the collection's graph state then reads its graph.json)."""
+    return DefsStateStorage.get() is not None

@@ -11,7 +11,7 @@ while a run's steps execute, both are stand-ins that send each write to the stre
 the writing thread runs, and everything else to the stream they replaced.
 
 Like the thread executor, this uses ``dagster._core`` internals of the pinned minor version;
-tests/defs/test_thread_executor.py runs parallel steps through it on a real instance.
+tests/defs/test_executor_threads.py runs parallel steps through it on a real instance.
 """
 
 from __future__ import annotations
