@@ -17,13 +17,18 @@ from typing import Any
 import dagster as dg
 
 from fromager_dagster.core.bootstrap import FailureRecord
-from fromager_dagster.core.build import Sandbox, build_package, take_prebuilt
+from fromager_dagster.core.build import Sandbox, build_package
 from fromager_dagster.core.errors import FromagerDagsterError
 from fromager_dagster.core.index import IndexClient
 from fromager_dagster.core.layout import OutputLayout
 from fromager_dagster.core.plugins import Plugins
 from fromager_dagster.core.provenance import RunInfo
-from fromager_dagster.core.repository import prebuilt_fallback, record_built_wheel, trusted_wheel
+from fromager_dagster.core.repository import (
+    prebuilt_fallback,
+    record_built_wheel,
+    take_prebuilt,
+    trusted_wheel,
+)
 from fromager_dagster.core.resolve import Constraints
 from fromager_dagster.core.settings import Settings
 

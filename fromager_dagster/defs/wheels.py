@@ -13,7 +13,7 @@ import dagster as dg
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion
 
-from fromager_dagster.core.build import BuildWorkers, BuiltWheel, session_cache
+from fromager_dagster.core.build import BuildWorkers, session_cache
 from fromager_dagster.core.errors import FromagerDagsterError, is_transient
 from fromager_dagster.core.graph import (
     ROOT,
@@ -25,7 +25,7 @@ from fromager_dagster.core.layout import OutputLayout
 from fromager_dagster.core.output_lock import hold_output_for_run
 from fromager_dagster.core.plugins import Plugins
 from fromager_dagster.core.provenance import RunInfo
-from fromager_dagster.core.repository import build_or_reuse
+from fromager_dagster.core.repository import BuiltWheel, build_or_reuse
 from fromager_dagster.core.settings import Settings
 from fromager_dagster.core.sources import build_fingerprint, file_sha256
 

@@ -403,8 +403,8 @@ def test_verify_rebuild_names_the_files_of_a_wheel_that_is_not_reproducible(
     """fx-nd writes its build environment's path into the wheel: a rebuild in a scratch
     folder differs, and `verify --rebuild` says so naming that file, records the reason beside
     the provenance, and the wheel's asset metadata shows it; fx-tool rebuilds identically."""
-    from fromager_dagster.core.build.builder import BuiltWheel
     from fromager_dagster.core.layout import OutputLayout
+    from fromager_dagster.core.repository.built import BuiltWheel
     from fromager_dagster.defs.provenance import provenance_metadata
 
     packages = [
