@@ -168,7 +168,9 @@ def find_python312() -> str:
     """A Python 3.12 interpreter: pyenv's newest 3.12, else python3.12 on PATH."""
     roots = []
     with contextlib.suppress(OSError):
-        pyenv_root = subprocess.run(["pyenv", "root"], capture_output=True, text=True).stdout
+        pyenv_root = subprocess.run(
+            ["pyenv", "root"], capture_output=True, text=True, check=False
+        ).stdout
         roots.append(Path(pyenv_root.strip()))
     roots.append(Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")))
     for root in roots:
@@ -190,7 +192,9 @@ def ensure_fromager_venv(venv: Path, index_url: str) -> Path:
     """``venv/bin/fromager`` at version 0.101.0, creating the venv if needed."""
     exe = venv / "bin" / "fromager"
     if exe.exists():
-        version = subprocess.run([str(exe), "--version"], capture_output=True, text=True).stdout
+        version = subprocess.run(
+            [str(exe), "--version"], capture_output=True, text=True, check=False
+        ).stdout
         if FROMAGER_VERSION not in version:
             sys.exit(f"{exe} is not fromager {FROMAGER_VERSION}: {version.strip()}")
         return exe
@@ -408,7 +412,7 @@ def code_state() -> str:
 
     def git(*args: str) -> str:
         return subprocess.run(
-            ["git", "-C", str(REPO), *args], capture_output=True, text=True
+            ["git", "-C", str(REPO), *args], capture_output=True, text=True, check=False
         ).stdout.strip()
 
     dirty = git("status", "--porcelain", "--", "fromager_dagster")

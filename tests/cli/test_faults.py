@@ -43,6 +43,7 @@ def cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=600,
         env=environ,
+        check=False,
     )
 
 
@@ -386,13 +387,17 @@ def cli_argv(argv: list[str], **env: str) -> subprocess.CompletedProcess[str]:
         k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "FROMAGER_DAGSTER"))
     }
     environ.update(env)
-    return subprocess.run(argv, capture_output=True, text=True, timeout=600, env=environ)
+    return subprocess.run(
+        argv, capture_output=True, text=True, timeout=600, env=environ, check=False
+    )
 
 
 needs_mounts = pytest.mark.skipif(
     shutil.which("unshare") is None
     or subprocess.run(
-        ["unshare", "--mount", "sh", "-c", "mount -t tmpfs tmpfs /mnt"], capture_output=True
+        ["unshare", "--mount", "sh", "-c", "mount -t tmpfs tmpfs /mnt"],
+        capture_output=True,
+        check=False,
     ).returncode
     != 0,
     reason="needs unshare --mount and tmpfs mounts",

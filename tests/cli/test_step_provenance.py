@@ -50,6 +50,7 @@ def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=300,
         env=environ,
+        check=False,
     )
 
 
