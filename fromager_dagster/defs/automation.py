@@ -98,13 +98,13 @@ def rebuild_after_discovery_sensor(
             collection = by_ident[ident]
             keys = wheels_selection(collection).resolve(repository.asset_graph)
             if not keys:
-                context.log.info(f"collection {ident} has no wheel assets yet")
+                context.log.info("collection %s has no wheel assets yet", ident)
                 continue
             if collection.graph_path.is_file():  # only the missing and changed wheels
                 graph = DependencyGraph.load(collection.graph_path)
                 keys = keys & set(wheels_needing_steps(context.instance, collection, graph))
             if not keys:
-                context.log.info(f"collection {ident}: every wheel is up to date")
+                context.log.info("collection %s: every wheel is up to date", ident)
                 continue
             requests.append(
                 dg.RunRequest(

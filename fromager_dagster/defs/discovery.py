@@ -249,7 +249,7 @@ def _reload(context: dg.AssetExecutionContext, version: str | None) -> str:
     try:
         return reload_location(url, location)
     except Exception as exc:  # the run has succeeded; a failed reload is only reported
-        context.log.warning(f"could not reload code location {location}: {exc}")
+        context.log.warning("could not reload code location %s: %s", location, exc)
         return f"failed: {exc}"
 
 

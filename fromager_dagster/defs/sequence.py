@@ -112,13 +112,13 @@ def _sequence_op(
             None if plan.force else trusted_wheel(layout, entry.name, entry.version, build_tag=tag)
         )
         if existing is not None:
-            context.log.info(f"reused {entry.key} {existing.name}")
+            context.log.info("reused %s %s", entry.key, existing.name)
             yield materialize(
                 existing, 0.0, reused=True, prebuilt=existing.parent == layout.wheels_prebuilt
             )
             yield dg.Output(None)
             return
-        context.log.info(f"build {entry.key}")
+        context.log.info("build %s", entry.key)
         try:
             if entry.prebuilt:
                 built = take_prebuilt(
@@ -146,10 +146,10 @@ def _sequence_op(
             yield from _sequence_failure(context, plan, layout, entry, exc, materialize)
             return
         if built.prebuilt:
-            context.log.info(f"prebuilt {entry.key} {built.path.name}")
+            context.log.info("prebuilt %s %s", entry.key, built.path.name)
         else:
             record_built_wheel(layout, entry.name, entry.version, built)
-            context.log.info(f"built {entry.key} {built.seconds:.1f}s")
+            context.log.info("built %s %.1fs", entry.key, built.seconds)
         yield materialize(built.path, built.seconds, prebuilt=built.prebuilt)
         yield dg.Output(None)
 
@@ -172,7 +172,7 @@ def _sequence_failure(
     materialize: Callable[..., dg.AssetMaterialization],
 ) -> Iterator[Any]:
     """Fail the step; in test mode first take the index's wheel, so later builds can use it."""
-    context.log.info(f"failed {entry.key} {exc.one_line()}")
+    context.log.info("failed %s %s", entry.key, exc.one_line())
     record = FailureRecord.from_exception(exc, package=entry.name, version=entry.version)
     metadata: dict[str, Any] = {
         "error": exc.one_line(),
@@ -191,9 +191,9 @@ def _sequence_failure(
                 plugins=Plugins.load(),
             ).path
         except FromagerDagsterError as missing:
-            context.log.info(f"no pre-built fallback for {entry.key}: {missing}")
+            context.log.info("no pre-built fallback for %s: %s", entry.key, missing)
         else:
-            context.log.info(f"prebuilt {entry.key} {wheel.name}")
+            context.log.info("prebuilt %s %s", entry.key, wheel.name)
             metadata["prebuilt_fallback"] = dg.MetadataValue.path(str(wheel))
             yield materialize(wheel, 0.0, prebuilt=True, prebuilt_fallback=True)
     raise dg.Failure(description=exc.one_line(), metadata=metadata, allow_retries=False) from exc

@@ -336,7 +336,7 @@ def _translate(exc: Exception, context: dg.AssetExecutionContext, *, flaky: bool
         text = f"{type(exc).__name__}: {exc}"
     if is_transient(exc, flaky=flaky) and context.retry_number < RETRY_POLICY.max_retries:
         attempt = context.retry_number + 1
-        context.log.warning(f"transient failure (attempt {attempt}), will retry: {text}")
+        context.log.warning("transient failure (attempt %s), will retry: %s", attempt, text)
         return dg.RetryRequested(
             max_retries=RETRY_POLICY.max_retries,
             seconds_to_wait=RETRY_POLICY.calculate_delay(attempt),
