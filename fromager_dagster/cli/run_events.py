@@ -95,7 +95,7 @@ class RunWatcher:
         outcome: RunOutcome,
         printer: ProgressPrinter,
         requirement_of: Callable[[str], str],
-        announce: Callable[[str], bool] = lambda step: True,
+        announce: Callable[[str], bool] = lambda _step: True,
         *,
         own_events: bool = False,
     ) -> None:
@@ -257,7 +257,7 @@ def watched(
     requirement_of: Callable[[str], str],
     execute: Callable[[], Any],
     *,
-    announce: Callable[[str], bool] = lambda step: True,
+    announce: Callable[[str], bool] = lambda _step: True,
     own_events: bool = False,
 ) -> RunOutcome:
     """Run ``execute`` (which returns a Dagster result) while a watcher follows the run."""

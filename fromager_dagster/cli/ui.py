@@ -52,7 +52,7 @@ def serve(output_dir: Path, host: str, port: int) -> int:
     print(f"running: {' '.join(command)}", file=sys.stderr, flush=True)
     proc = subprocess.Popen(command, env=env, start_new_session=True)
 
-    def forward(signum: int, frame: FrameType | None) -> None:
+    def forward(_signum: int, _frame: FrameType | None) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGINT)
 

@@ -106,7 +106,7 @@ def _sequence_op(
             },
         )
 
-    def compute(context, inputs):  # type: ignore[no-untyped-def]  # Dagster reads annotations
+    def compute(context, inputs):  # type: ignore[no-untyped-def]  # noqa: ARG001  Dagster reads annotations
         tag = plan.settings.build_tag(entry.name, entry.version)
         existing = (
             None if plan.force else trusted_wheel(layout, entry.name, entry.version, build_tag=tag)

@@ -182,7 +182,9 @@ class WheelBuild:
         self.source_url = node.download_url
 
     def __call__(
-        self, context: dg.AssetExecutionContext, inputs: Mapping[str, Any]
+        self,
+        context: dg.AssetExecutionContext,
+        inputs: Mapping[str, Any],  # noqa: ARG002  Dagster's compute signature
     ) -> Iterator[dg.MaterializeResult[Any]]:
         graph, key, layout = self.graph, self.key, self.layout
         fromager: FromagerResource = context.resources.fromager

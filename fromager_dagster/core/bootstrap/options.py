@@ -19,7 +19,7 @@ class Progress(Protocol):
     def __call__(self, event: str, key: str, detail: str = "") -> None: ...
 
 
-def no_progress(event: str, key: str, detail: str = "") -> None:
+def no_progress(event: str, key: str, detail: str = "") -> None:  # noqa: ARG001  Progress's names
     return None
 
 
