@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import tarfile
 import zipfile
 from collections.abc import Iterator
@@ -324,7 +325,9 @@ def test_build_commands_follow_resolver_dist(upstream: tuple[Path, str], tmp_pat
     assert built.path.read_bytes() == (folder / PRE.wheel_filename).read_bytes()
     assert not list(layout.wheels_downloads.glob("*.whl"))
     assert not list(layout.sdists_downloads.glob("*"))
-    with pytest.raises(SourceError, match="resolves to the wheel fx_pre-1.0-py3-none-any.whl"):
+    with pytest.raises(
+        SourceError, match=re.escape("resolves to the wheel fx_pre-1.0-py3-none-any.whl")
+    ):
         steps.download_source(
             index, "fx-pre", "1.0", layout, settings=settings, plugins=Plugins.load()
         )

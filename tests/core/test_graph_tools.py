@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -109,7 +110,7 @@ def test_select_nodes_canonicalizes_and_filters_versions() -> None:
     graph = _duplicated()
     assert [n.key for n in queries.select_nodes(graph, "LIB")] == ["lib==1.0", "lib==2.0"]
     assert [n.key for n in queries.select_nodes(graph, "lib", ["2"])] == ["lib==2.0"]
-    with pytest.raises(ConfigError, match="g.json: no package nope in this graph"):
+    with pytest.raises(ConfigError, match=re.escape("g.json: no package nope in this graph")):
         queries.select_nodes(graph, "nope", source="g.json")
     with pytest.raises(ConfigError, match=r"lib has no version 3.0 .*\(it has 1.0, 2.0\)"):
         queries.select_nodes(graph, "lib", ["3.0"])
@@ -349,7 +350,7 @@ def test_longest_build_chain_ignores_prebuilt_and_survives_build_cycles() -> Non
 def test_load_build_order_errors(tmp_path: Path) -> None:
     path = tmp_path / "build-order.json"
     path.write_text('{"dist": "x"}')
-    with pytest.raises(ConfigError, match="not a build-order.json file"):
+    with pytest.raises(ConfigError, match=re.escape("not a build-order.json file")):
         files.load_build_order(path)
     with pytest.raises(ConfigError, match="cannot read build order"):
         files.load_build_order(tmp_path / "missing.json")
