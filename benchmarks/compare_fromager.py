@@ -342,8 +342,10 @@ def compare_graphs(ours_path: Path, theirs_path: Path, limit: int = 25) -> tuple
     if on == tn and oe == te:
         return f"agree ({len(on)} nodes, {len(oe)} typed edges)", []
     lines = [
-        f"nodes: ours {len(on)}, fromager {len(tn)}; "
-        f"typed edges: ours {len(oe)}, fromager {len(te)}"
+        (
+            f"nodes: ours {len(on)}, fromager {len(tn)}; "
+            f"typed edges: ours {len(oe)}, fromager {len(te)}"
+        )
     ]
     for label, items in (
         ("nodes only in ours", sorted(on - tn)),

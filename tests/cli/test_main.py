@@ -93,8 +93,10 @@ def test_build_failure_is_one_line_with_log_and_exit_1(tmp_path: Path) -> None:
     assert proc.returncode == 1
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert errors == [
-        f"error: fx-bad==1.0: build_wheel failed: PEP 517 hook build_wheel exited with status 1 "
-        f"(log: {tmp_path / 'out' / 'work-dir' / 'logs' / 'fx-bad-1.0.log'})"
+        (
+            "error: fx-bad==1.0: build_wheel failed: PEP 517 hook build_wheel exited with status 1 "
+            f"(log: {tmp_path / 'out' / 'work-dir' / 'logs' / 'fx-bad-1.0.log'})"
+        )
     ]
     assert "Traceback" not in proc.stderr
 

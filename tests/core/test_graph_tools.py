@@ -73,13 +73,17 @@ def test_load_graph_reads_golden_graphs() -> None:
         ("[1, 2]", '{path}: not a graph.json file (no root node "")'),
         ('{"a==1": {}}', '{path}: not a graph.json file (no root node "")'),
         (
-            '{"": {"canonicalized_name": "", "version": "0", "edges": '
-            '[{"key": "x==1", "req_type": "install", "req": "x"}]}}',
+            (
+                '{"": {"canonicalized_name": "", "version": "0", "edges": '
+                '[{"key": "x==1", "req_type": "install", "req": "x"}]}}'
+            ),
             "{path}: edge from '' to unknown node 'x==1'",
         ),
         (
-            '{"": {"canonicalized_name": "", "version": "0", "edges": '
-            '[{"key": "", "req_type": "runtime", "req": "x"}]}}',
+            (
+                '{"": {"canonicalized_name": "", "version": "0", "edges": '
+                '[{"key": "", "req_type": "runtime", "req": "x"}]}}'
+            ),
             "{path}: edge from '' to '' has unknown req_type 'runtime'",
         ),
     ],
@@ -258,14 +262,22 @@ def test_to_dot_of_stevedore() -> None:
     edges = [line for line in lines if "->" in line]
     assert edges == [
         '  "root" -> "stevedore==5.10.0" [style=bold, tooltip="toplevel: stevedore"];',
-        '  "stevedore==5.10.0" -> "pbr==7.1.3" [style=dashed, color="blue", '
-        'tooltip="build-system: pbr>=6.1.1"];',
-        '  "stevedore==5.10.0" -> "pbr==7.1.3" [style=dashed, color="darkgreen", '
-        'tooltip="build-backend: pbr>=2.0.0"];',
-        '  "stevedore==5.10.0" -> "pbr==7.1.3" [style=dotted, color="gray40", '
-        'tooltip="build-sdist: pbr>=2.0.0"];',
-        '  "pbr==7.1.3" -> "setuptools==84.2.1" [style=dashed, color="blue", '
-        'tooltip="build-system: setuptools>=64.0.0; python_version >= \\"3.7\\""];',
+        (
+            '  "stevedore==5.10.0" -> "pbr==7.1.3" [style=dashed, color="blue", '
+            'tooltip="build-system: pbr>=6.1.1"];'
+        ),
+        (
+            '  "stevedore==5.10.0" -> "pbr==7.1.3" [style=dashed, color="darkgreen", '
+            'tooltip="build-backend: pbr>=2.0.0"];'
+        ),
+        (
+            '  "stevedore==5.10.0" -> "pbr==7.1.3" [style=dotted, color="gray40", '
+            'tooltip="build-sdist: pbr>=2.0.0"];'
+        ),
+        (
+            '  "pbr==7.1.3" -> "setuptools==84.2.1" [style=dashed, color="blue", '
+            'tooltip="build-system: setuptools>=64.0.0; python_version >= \\"3.7\\""];'
+        ),
         '  "pbr==7.1.3" -> "setuptools==84.2.1" [style=solid, tooltip="install: setuptools"];',
     ]
     assert dot.count("{") == dot.count("}")

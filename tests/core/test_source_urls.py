@@ -92,8 +92,10 @@ def test_templates_expand_version_and_canonical_name() -> None:
 def test_template_problems_name_the_unknown_variable_and_a_stray_dollar() -> None:
     assert template_problems("${canonicalized_name}-${version}") == []
     assert template_problems("${dist_name}-${version}") == [
-        "'${dist_name}-${version}' uses ${dist_name}; only ${version}, ${canonicalized_name} "
-        "are known"
+        (
+            "'${dist_name}-${version}' uses ${dist_name}; only ${version}, ${canonicalized_name} "
+            "are known"
+        )
     ]
     assert "write '$$' for a '$'" in template_problems("price-$-${version}")[0]
 
