@@ -66,11 +66,11 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def files_holding(root: Path, needle: str) -> list[str]:
     """Every file under ``root`` (SQLite databases and logs included) containing ``needle``."""
-    found = []
-    for path in root.rglob("*"):
-        if path.is_file() and not path.is_symlink() and needle.encode() in path.read_bytes():
-            found.append(str(path.relative_to(root)))
-    return found
+    return [
+        str(path.relative_to(root))
+        for path in root.rglob("*")
+        if path.is_file() and not path.is_symlink() and needle.encode() in path.read_bytes()
+    ]
 
 
 # -- credentials ------------------------------------------------------------------------------
@@ -279,7 +279,7 @@ def _graph(nodes: dict[str, dict[str, object]], top: str) -> str:
     root = {
         "canonicalized_name": "",
         "version": "0",
-        "edges": [{"key": top, "req_type": "toplevel", "req": top.split("==")[0]}],
+        "edges": [{"key": top, "req_type": "toplevel", "req": top.split("==", maxsplit=1)[0]}],
     }
     return json.dumps({"": root, **nodes})
 
@@ -540,11 +540,11 @@ def _killed_at(args: list[str], seconds: float) -> int | None:
     )
     try:
         proc.wait(timeout=seconds)
-        return None
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, 9)
         proc.wait()
         return proc.pid
+    return None
 
 
 @pytest.mark.parametrize("path", PATHS)

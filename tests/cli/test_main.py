@@ -141,9 +141,21 @@ def test_test_mode_from_the_environment_keeps_going_and_reports(tmp_path: Path) 
     (tmp_path / "settings" / "fx_good.yaml").write_text("changelog:\n  '1.0': [fix]\n")
     with LocalIndexServer([tmp_path / "up"]) as server:
         proc = subprocess.run(
-            [sys.executable, "-m", "fromager_dagster", "bootstrap", "fx-bad", "fx-good"]
-            + ["-O", str(tmp_path / "out"), "--index-url", server.url]
-            + ["--no-network-isolation", "--settings-dir", str(tmp_path / "settings")],
+            [
+                sys.executable,
+                "-m",
+                "fromager_dagster",
+                "bootstrap",
+                "fx-bad",
+                "fx-good",
+                "-O",
+                str(tmp_path / "out"),
+                "--index-url",
+                server.url,
+                "--no-network-isolation",
+                "--settings-dir",
+                str(tmp_path / "settings"),
+            ],
             capture_output=True,
             text=True,
             timeout=300,

@@ -185,8 +185,8 @@ def test_missing_inputs_are_no_settings_but_given_paths_must_exist(tmp_path: Pat
     ):
         with pytest.raises(ConfigError, match="does not exist"):
             load_settings(**kwargs)  # type: ignore[arg-type]
+    (tmp_path / "file").write_text("")
     with pytest.raises(ConfigError, match="is not a folder"):
-        (tmp_path / "file").write_text("")
         load_settings(settings_dir=tmp_path / "file")
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from packaging.requirements import Requirement
@@ -43,7 +43,7 @@ def _settings(url: str | None, filename: str | None = None) -> PackageSettings:
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
-    requests_seen: list[str] = []
+    requests_seen: ClassVar[list[str]] = []
 
     def log_message(self, format: str, *args: Any) -> None:
         _QuietHandler.requests_seen.append(self.path)
