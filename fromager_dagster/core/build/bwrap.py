@@ -18,7 +18,7 @@ from fromager_dagster.core.errors import SandboxError
 SANDBOX_UID = 65534
 
 # Folders whose contents a bubblewrap sandbox never sees (replaced by empty tmpfs mounts).
-_MASKED = ("/tmp", "/var/tmp", "/run", "/root", "/home")
+_MASKED = ("/tmp", "/var/tmp", "/run", "/root", "/home")  # noqa: S108  mount points
 
 
 def drops_to_nobody() -> bool:
