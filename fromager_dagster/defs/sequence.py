@@ -6,6 +6,7 @@ and launches :func:`sequence_job` on the local instance; this module defines the
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -76,7 +77,7 @@ def sequence_job(plan: SequenceBuild) -> dg.JobDefinition:
     ]
     dependencies: dict[str, dict[str, dg.DependencyDefinition]] = {}
     if not plan.test_mode:
-        for before, after in zip(nodes, nodes[1:], strict=False):
+        for before, after in itertools.pairwise(nodes):
             dependencies[after.name] = {"after": dg.DependencyDefinition(before.name)}
     graph = dg.GraphDefinition(
         name=plan.job_name,

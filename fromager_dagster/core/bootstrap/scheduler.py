@@ -153,7 +153,7 @@ class Scheduler:
             self._fail(work, exc)
         except InvalidVersion as exc:  # a version string in the package's metadata or files
             self._fail(work, BuildError(f"invalid version: {exc}", log_path=str(work.log)))
-        except Exception as exc:  # a bug or an unexpected OS error: keep the run consistent
+        except Exception as exc:  # noqa: BLE001  a bug or an unexpected OS error: keep the run consistent
             self._fail(
                 work, BuildError(f"unexpected {type(exc).__name__}: {exc}", log_path=str(work.log))
             )
@@ -308,13 +308,14 @@ class Scheduler:
                 raise work.wheel_error
             try:
                 work.wheel = self._build_wheel(work)
-                return work.wheel
             except FromagerDagsterError as exc:
                 if self._fall_back(work, exc):
                     assert work.wheel is not None
                     return work.wheel
                 work.wheel_error = exc
                 raise
+            else:
+                return work.wheel
 
     def _build_wheel(self, work: PackageWork) -> Path:
         work.build_known.wait()

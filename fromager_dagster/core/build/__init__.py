@@ -46,9 +46,9 @@ _MODULES = {
     "source_epoch": "steps",
 }
 __all__ = [
+    "SANDBOX_KINDS",
     "BuildSettings",
     "BuildWorkers",
-    "SANDBOX_KINDS",
     "Sandbox",
     "build_env",
     "build_package",
