@@ -136,9 +136,9 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
             return
         try:
             proc.wait(timeout=wait)
-            return
         except subprocess.TimeoutExpired:
             continue
+        return
 
 
 def _shown(cmd: list[str]) -> list[str]:
@@ -227,8 +227,8 @@ def requirement_names(files: list[Path]) -> set[str]:
 
     names: set[str] = set()
     for path in files:
-        for line in path.read_text().splitlines():
-            line = line.split("#", 1)[0].strip()
+        for raw in path.read_text().splitlines():
+            line = raw.split("#", 1)[0].strip()
             if not line or line.startswith("-"):
                 continue
             try:
@@ -306,7 +306,7 @@ def dagster_profile(dagster_home: Path, run: Run) -> list[str]:
                     slow = ", ".join(f"{k} {s:.1f}s" for s, k in reversed(spans[-3:]))
                     line += f"; slowest steps: {slow}"
                 lines.append(line)
-    except Exception as exc:  # the profile is informative; never fail the benchmark for it
+    except Exception as exc:  # noqa: BLE001  the profile is informative; never fail the benchmark for it
         lines.append(f"profile unavailable: {type(exc).__name__}: {exc}")
     return lines
 
