@@ -306,7 +306,7 @@ def dagster_profile(dagster_home: Path, run: Run) -> list[str]:
                     slow = ", ".join(f"{k} {s:.1f}s" for s, k in reversed(spans[-3:]))
                     line += f"; slowest steps: {slow}"
                 lines.append(line)
-    except Exception as exc:  # noqa: BLE001  the profile is informative; never fail the benchmark for it
+    except Exception as exc:  # noqa: BLE001  the profile is informative: never fail for it
         lines.append(f"profile unavailable: {type(exc).__name__}: {exc}")
     return lines
 

@@ -119,7 +119,8 @@ class RunWatcher:
         while not self.stopping.wait(0.3):
             try:
                 self.drain()
-            except Exception:  # noqa: BLE001, S112  a busy SQLite file; the next poll or the final drain catches up
+            # a busy SQLite file: the next poll or the final drain catches up
+            except Exception:  # noqa: BLE001, S112
                 continue
 
     def _find_run(self) -> str:

@@ -38,7 +38,9 @@ def nightly_schedule(collection: Collection) -> dg.ScheduleDefinition:
         default_status=dg.DefaultScheduleStatus.STOPPED,
         description=f"Nightly rediscovery and rebuild of collection {collection.name}.",
     )
-    def _nightly(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:  # noqa: ARG001  Dagster's signature
+    def _nightly(
+        context: dg.ScheduleEvaluationContext,  # noqa: ARG001  Dagster's signature
+    ) -> dg.RunRequest:
         return dg.RunRequest(
             run_config=discovery_run_config(collection),
             tags={REBUILD_TAG: "true", COLLECTION_TAG: collection.ident},

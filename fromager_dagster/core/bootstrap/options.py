@@ -34,4 +34,5 @@ class BootstrapOptions:
     skip_constraints: bool = False  # do not write constraints.txt
     multiple_versions: bool = False  # every version each requirement admits, not the newest
     min_release_age: float | None = None  # days; a package's resolver_dist setting wins
-    run: RunInfo = RunInfo()  # noqa: RUF009  frozen; the collection, run id and signing key provenance names
+    # the collection, run id and signing key provenance names (frozen: one default serves all)
+    run: RunInfo = RunInfo()  # noqa: RUF009

@@ -153,7 +153,7 @@ class Scheduler:
             self._fail(work, exc)
         except InvalidVersion as exc:  # a version string in the package's metadata or files
             self._fail(work, BuildError(f"invalid version: {exc}", log_path=str(work.log)))
-        except Exception as exc:  # noqa: BLE001  a bug or an unexpected OS error: keep the run consistent
+        except Exception as exc:  # noqa: BLE001  a bug or an OS error: keep the run consistent
             self._fail(
                 work, BuildError(f"unexpected {type(exc).__name__}: {exc}", log_path=str(work.log))
             )

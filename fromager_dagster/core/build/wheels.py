@@ -118,7 +118,7 @@ def _record_hash(digest: bytes) -> str:
     return "sha256=" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
-def finalize_wheel(  # noqa: PLR0912, PLR0915  one pass over the members; split, it would pass its state
+def finalize_wheel(  # noqa: PLR0912, PLR0915  one pass over the wheel's members
     built: Path,
     dest_dir: Path,
     *,
@@ -164,7 +164,7 @@ def finalize_wheel(  # noqa: PLR0912, PLR0915  one pass over the members; split,
                 if info.is_dir():
                     continue
                 if info.filename in infos:
-                    raise BuildError(f"{built.name} lists {info.filename} twice")  # noqa: TRY301  cleanup below
+                    raise BuildError(f"{built.name} lists {info.filename} twice")
                 infos[info.filename] = info
             dist_info = _dist_info_dir(built, infos, "WHEEL")
             wheel_file, record_file = f"{dist_info}/WHEEL", f"{dist_info}/RECORD"
@@ -172,7 +172,7 @@ def finalize_wheel(  # noqa: PLR0912, PLR0915  one pass over the members; split,
             added = _check_extras(extras, dist_info) if extras is not None else {}
             headers = extras.metadata_headers if extras is not None else ()
             if headers and metadata_file not in infos:
-                raise BuildError(f"{built.name} has no {metadata_file} to add headers to")  # noqa: TRY301  cleanup below
+                raise BuildError(f"{built.name} has no {metadata_file} to add headers to")
             dropped = {record_file, *(f"{dist_info}/{sig}" for sig in _SIGNATURES)}
             order = sorted(
                 {n for n in infos if n not in dropped} | set(added),

@@ -222,7 +222,10 @@ class _Provider(resolvelib.AbstractProvider):  # type: ignore[type-arg]
     def is_satisfied_by(self, requirement: Requirement, candidate: _Candidate) -> bool:
         return requirement.specifier.contains(candidate.version, prereleases=True)
 
-    def get_dependencies(self, candidate: _Candidate) -> Iterable[Requirement]:  # noqa: ARG002  resolvelib passes it by name
+    def get_dependencies(
+        self,
+        candidate: _Candidate,  # noqa: ARG002  resolvelib passes it by name
+    ) -> Iterable[Requirement]:
         return ()
 
 

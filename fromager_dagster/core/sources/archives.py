@@ -97,7 +97,7 @@ def download(
                 ) from exc
         actual = sha256_file(tmp)
         if expected is not None and actual != expected:
-            raise HashMismatchError(  # noqa: TRY301  the except below only removes the temporary file
+            raise HashMismatchError(
                 f"{name} for {package} has sha256 {actual} but the index promised "
                 f"{expected}; refusing it",
                 package=package,
