@@ -136,9 +136,9 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
             return
         try:
             proc.wait(timeout=wait)
-            return
         except subprocess.TimeoutExpired:
             continue
+        return
 
 
 def _shown(cmd: list[str]) -> list[str]:
@@ -168,7 +168,9 @@ def find_python312() -> str:
     """A Python 3.12 interpreter: pyenv's newest 3.12, else python3.12 on PATH."""
     roots = []
     with contextlib.suppress(OSError):
-        pyenv_root = subprocess.run(["pyenv", "root"], capture_output=True, text=True).stdout
+        pyenv_root = subprocess.run(
+            ["pyenv", "root"], capture_output=True, text=True, check=False
+        ).stdout
         roots.append(Path(pyenv_root.strip()))
     roots.append(Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")))
     for root in roots:
@@ -190,7 +192,9 @@ def ensure_fromager_venv(venv: Path, index_url: str) -> Path:
     """``venv/bin/fromager`` at version 0.101.0, creating the venv if needed."""
     exe = venv / "bin" / "fromager"
     if exe.exists():
-        version = subprocess.run([str(exe), "--version"], capture_output=True, text=True).stdout
+        version = subprocess.run(
+            [str(exe), "--version"], capture_output=True, text=True, check=False
+        ).stdout
         if FROMAGER_VERSION not in version:
             sys.exit(f"{exe} is not fromager {FROMAGER_VERSION}: {version.strip()}")
         return exe
@@ -223,8 +227,8 @@ def requirement_names(files: list[Path]) -> set[str]:
 
     names: set[str] = set()
     for path in files:
-        for line in path.read_text().splitlines():
-            line = line.split("#", 1)[0].strip()
+        for raw in path.read_text().splitlines():
+            line = raw.split("#", 1)[0].strip()
             if not line or line.startswith("-"):
                 continue
             try:
@@ -302,7 +306,7 @@ def dagster_profile(dagster_home: Path, run: Run) -> list[str]:
                     slow = ", ".join(f"{k} {s:.1f}s" for s, k in reversed(spans[-3:]))
                     line += f"; slowest steps: {slow}"
                 lines.append(line)
-    except Exception as exc:  # the profile is informative; never fail the benchmark for it
+    except Exception as exc:  # noqa: BLE001  the profile is informative: never fail for it
         lines.append(f"profile unavailable: {type(exc).__name__}: {exc}")
     return lines
 
@@ -338,8 +342,10 @@ def compare_graphs(ours_path: Path, theirs_path: Path, limit: int = 25) -> tuple
     if on == tn and oe == te:
         return f"agree ({len(on)} nodes, {len(oe)} typed edges)", []
     lines = [
-        f"nodes: ours {len(on)}, fromager {len(tn)}; "
-        f"typed edges: ours {len(oe)}, fromager {len(te)}"
+        (
+            f"nodes: ours {len(on)}, fromager {len(tn)}; "
+            f"typed edges: ours {len(oe)}, fromager {len(te)}"
+        )
     ]
     for label, items in (
         ("nodes only in ours", sorted(on - tn)),
@@ -408,7 +414,7 @@ def code_state() -> str:
 
     def git(*args: str) -> str:
         return subprocess.run(
-            ["git", "-C", str(REPO), *args], capture_output=True, text=True
+            ["git", "-C", str(REPO), *args], capture_output=True, text=True, check=False
         ).stdout.strip()
 
     dirty = git("status", "--porcelain", "--", "fromager_dagster")

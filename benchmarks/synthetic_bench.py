@@ -124,7 +124,8 @@ def prepare(n: int, root: Path) -> Path:
 def _trivial_build() -> None:
     """Replace the build and the install check with instant bodies (benchmark only)."""
 
-    from fromager_dagster.core.build import BuiltWheel, builder
+    from fromager_dagster.core.build import builder
+    from fromager_dagster.core.repository import BuiltWheel
     from fromager_dagster.defs import wheels
 
     dummy = Path(os.environ[ENV_DUMMY])

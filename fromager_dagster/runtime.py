@@ -31,7 +31,7 @@ def collect_less() -> None:
 
 def started() -> None:
     """Start-up is over: what is alive now lives as long as the process (once per process)."""
-    global _frozen
+    global _frozen  # noqa: PLW0603  once per process
     collect_less()
     if not _frozen:
         _frozen = True

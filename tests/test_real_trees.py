@@ -37,6 +37,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=TIMEOUT,
         env=environ,
+        check=False,
     )
 
 

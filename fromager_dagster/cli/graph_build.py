@@ -9,12 +9,12 @@ from dataclasses import dataclass
 import dagster as dg
 
 from ..core.bootstrap import FailureRecord, blocked_failures, plan_second_pass
-from ..core.build import take_prebuilt
 from ..core.errors import FromagerDagsterError
 from ..core.graph import DependencyGraph
 from ..core.index import IndexClient, write_simple_tree
 from ..core.layout import OutputLayout
 from ..core.plugins import Plugins
+from ..core.repository import take_prebuilt
 from ..core.settings import Settings
 from ..defs.collections import Collection
 from ..defs.graph_state import publish_graph

@@ -348,7 +348,7 @@ def wheel_server_command(output_dir: Path, address: str, port: int) -> None:
         raise ConfigError(f"cannot listen on {address}:{port}: {exc.strerror or exc}") from exc
     stop = threading.Event()
 
-    def request_stop(signum: int, frame: FrameType | None) -> None:
+    def request_stop(_signum: int, _frame: FrameType | None) -> None:
         stop.set()
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}

@@ -160,9 +160,7 @@ def _run(
     graph = _graph(collection)
     requirements = _requirements_by_step(collection, graph)
     building = asset_selection is not None
-    reusable = (
-        _reusable_steps(instance, collection, graph) if settings.reuse and building else set()
-    )
+    reusable = _reusable_steps(collection, graph) if settings.reuse and building else set()
     tags = {SESSION_TAG: session, COLLECTION_TAG: collection.ident, CLI_TAG: command}
 
     def execute() -> Any:
@@ -203,9 +201,7 @@ def _requirements_by_step(collection: Collection, graph: DependencyGraph | None)
     }
 
 
-def _reusable_steps(
-    instance: dg.DagsterInstance, collection: Collection, graph: DependencyGraph | None
-) -> set[str]:
+def _reusable_steps(collection: Collection, graph: DependencyGraph | None) -> set[str]:
     """Steps whose wheel an earlier build made from the same inputs: they will only reuse it."""
     if graph is None:
         return set()

@@ -23,7 +23,7 @@ _PATH = click.Path(path_type=Path)
 
 
 def output_dir_option(
-    help: str = "Where sdists-repo/, wheels-repo/ and work-dir/ are.",
+    help: str = "Where sdists-repo/, wheels-repo/ and work-dir/ are.",  # noqa: A002  click's name
 ) -> Callable[[F], F]:
     """``-O/--output-dir`` (default: the current folder), with the command's own help."""
     return click.option(

@@ -95,7 +95,7 @@ class RunWatcher:
         outcome: RunOutcome,
         printer: ProgressPrinter,
         requirement_of: Callable[[str], str],
-        announce: Callable[[str], bool] = lambda step: True,
+        announce: Callable[[str], bool] = lambda _step: True,
         *,
         own_events: bool = False,
     ) -> None:
@@ -119,7 +119,8 @@ class RunWatcher:
         while not self.stopping.wait(0.3):
             try:
                 self.drain()
-            except Exception:  # a busy SQLite file; the next poll or the final drain catches up
+            # a busy SQLite file: the next poll or the final drain catches up
+            except Exception:  # noqa: BLE001, S112
                 continue
 
     def _find_run(self) -> str:
@@ -257,7 +258,7 @@ def watched(
     requirement_of: Callable[[str], str],
     execute: Callable[[], Any],
     *,
-    announce: Callable[[str], bool] = lambda step: True,
+    announce: Callable[[str], bool] = lambda _step: True,
     own_events: bool = False,
 ) -> RunOutcome:
     """Run ``execute`` (which returns a Dagster result) while a watcher follows the run."""

@@ -42,17 +42,17 @@ def serve(output_dir: Path, host: str, port: int) -> int:
     """Run ``dagster dev`` in its own process group until it exits or we are interrupted."""
     env = dev_environment(output_dir, host, port)
     command = dev_command(host, port)
-    print(f"Dagster UI: http://{host}:{port}", file=sys.stderr, flush=True)
-    print(
+    print(f"Dagster UI: http://{host}:{port}", file=sys.stderr, flush=True)  # noqa: T201
+    print(  # noqa: T201
         f"instance: {env[ENV_DAGSTER_HOME]}; collections: "
         f"{env.get(ENV_FILE) or 'collections.yaml (default)'}",
         file=sys.stderr,
         flush=True,
     )
-    print(f"running: {' '.join(command)}", file=sys.stderr, flush=True)
+    print(f"running: {' '.join(command)}", file=sys.stderr, flush=True)  # noqa: T201
     proc = subprocess.Popen(command, env=env, start_new_session=True)
 
-    def forward(signum: int, frame: FrameType | None) -> None:
+    def forward(_signum: int, _frame: FrameType | None) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGINT)
 

@@ -35,9 +35,9 @@ class PackageId:
     def parse(cls, key: str) -> PackageId:
         """The package-version of a ``name==version`` key; ValueError names the key."""
         name, sep, version = key.partition(SEPARATOR)
+        if not sep:
+            raise ValueError(f"{key!r} is not a name==version key (no ==)")
         try:
-            if not sep:
-                raise ValueError("no ==")
             canonical = canonicalize_name(name, validate=True)
             return cls(canonical, Version(version))
         except (InvalidName, InvalidVersion, ValueError) as exc:

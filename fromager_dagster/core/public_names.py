@@ -14,7 +14,7 @@ def lazy_names(package: str, modules: Mapping[str, str]) -> Callable[[str], Any]
     """The ``__getattr__`` of ``package``: each name of ``modules`` (name -> module of the
     package that defines it), imported on first use and kept in the package."""
 
-    def __getattr__(name: str) -> Any:
+    def __getattr__(name: str) -> Any:  # noqa: N807  a module's __getattr__ (PEP 562)
         module = modules.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")

@@ -38,7 +38,9 @@ def nightly_schedule(collection: Collection) -> dg.ScheduleDefinition:
         default_status=dg.DefaultScheduleStatus.STOPPED,
         description=f"Nightly rediscovery and rebuild of collection {collection.name}.",
     )
-    def _nightly(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    def _nightly(
+        context: dg.ScheduleEvaluationContext,  # noqa: ARG001  Dagster's signature
+    ) -> dg.RunRequest:
         return dg.RunRequest(
             run_config=discovery_run_config(collection),
             tags={REBUILD_TAG: "true", COLLECTION_TAG: collection.ident},
@@ -98,13 +100,13 @@ def rebuild_after_discovery_sensor(
             collection = by_ident[ident]
             keys = wheels_selection(collection).resolve(repository.asset_graph)
             if not keys:
-                context.log.info(f"collection {ident} has no wheel assets yet")
+                context.log.info("collection %s has no wheel assets yet", ident)
                 continue
             if collection.graph_path.is_file():  # only the missing and changed wheels
                 graph = DependencyGraph.load(collection.graph_path)
                 keys = keys & set(wheels_needing_steps(context.instance, collection, graph))
             if not keys:
-                context.log.info(f"collection {ident}: every wheel is up to date")
+                context.log.info("collection %s: every wheel is up to date", ident)
                 continue
             requests.append(
                 dg.RunRequest(

@@ -170,8 +170,10 @@ def parse_collections(data: Any, path: Path) -> dict[str, Collection]:
         if good:
             result[name] = _collection(name, body, base)
     idents = [c.ident for c in result.values()]
-    for ident in sorted({i for i in idents if idents.count(i) > 1}):
-        problems.append(f"collections: several names map to the Dagster name {ident!r}")
+    problems.extend(
+        f"collections: several names map to the Dagster name {ident!r}"
+        for ident in sorted({i for i in idents if idents.count(i) > 1})
+    )
     if problems:
         raise ConfigError(f"{path}: " + "; ".join(problems))
     return result

@@ -248,8 +248,8 @@ def _reload(context: dg.AssetExecutionContext, version: str | None) -> str:
     location = _location_name(context)
     try:
         return reload_location(url, location)
-    except Exception as exc:  # the run has succeeded; a failed reload is only reported
-        context.log.warning(f"could not reload code location {location}: {exc}")
+    except Exception as exc:  # noqa: BLE001  the run succeeded; a failed reload is reported
+        context.log.warning("could not reload code location %s: %s", location, exc)
         return f"failed: {exc}"
 
 

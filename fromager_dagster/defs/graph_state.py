@@ -77,7 +77,11 @@ class CollectionGraphComponent(dg.StateBackedComponent):
             return self.build_defs_from_state(context, state_path=None)
         return super().build_defs(context)
 
-    def build_defs_from_state(self, context: Any, state_path: Path | None) -> dg.Definitions:
+    def build_defs_from_state(
+        self,
+        context: Any,  # noqa: ARG002  the base class's signature
+        state_path: Path | None,
+    ) -> dg.Definitions:
         path = state_path
         if path is None and self.collection.graph_path.is_file():
             path = self.collection.graph_path

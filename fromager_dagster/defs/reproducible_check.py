@@ -80,17 +80,21 @@ def reproducible_checks(
         settings = collection.settings()
         if not check_is_on(fromager, collection):
             context.log.info(
-                f"reproducible check off for collection {collection.name}: skipped "
-                f"{len(selected)} check(s); turn it on with `reproducible_check: true` in its "
+                "reproducible check off for collection %s: skipped "
+                "%d check(s); turn it on with `reproducible_check: true` in its "
                 "collections.yaml entry or the launchpad's "
-                "resources.fromager.config.reproducible_check"
+                "resources.fromager.config.reproducible_check",
+                collection.name,
+                len(selected),
             )
             for asset_key in selected:  # what an earlier rebuild recorded, said, not checked
                 record = recorded(graph, nodes[asset_key], layout, settings)
                 if record is not None and not record.get("reproducible"):
                     context.log.warning(
-                        f"{nodes[asset_key]}: recorded as not reproducible on "
-                        f"{record.get('checked')}: {record.get('reason')}"
+                        "%s: recorded as not reproducible on %s: %s",
+                        nodes[asset_key],
+                        record.get("checked"),
+                        record.get("reason"),
                     )
             return
         sandbox = fromager.isolation()

@@ -32,7 +32,7 @@ from .wheels import built_nodes, node_asset_key, wheel_op_name
 SENSOR_NAME = "test_mode_second_pass_sensor"
 TEST_MODE_TAG = "fromager/test-mode"
 #: On a second pass's run: the run whose failures it follows.
-SECOND_PASS_TAG = "fromager/second-pass-of"
+SECOND_PASS_TAG = "fromager/second-pass-of"  # noqa: S105  a run tag, not a password
 
 
 def second_pass_sensor(

@@ -6,6 +6,7 @@ and launches :func:`sequence_job` on the local instance; this module defines the
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -17,13 +18,18 @@ from typing import Any
 import dagster as dg
 
 from fromager_dagster.core.bootstrap import FailureRecord
-from fromager_dagster.core.build import Sandbox, build_package, take_prebuilt
+from fromager_dagster.core.build import Sandbox, build_package
 from fromager_dagster.core.errors import FromagerDagsterError
 from fromager_dagster.core.index import IndexClient
 from fromager_dagster.core.layout import OutputLayout
 from fromager_dagster.core.plugins import Plugins
 from fromager_dagster.core.provenance import RunInfo
-from fromager_dagster.core.repository import prebuilt_fallback, record_built_wheel, trusted_wheel
+from fromager_dagster.core.repository import (
+    prebuilt_fallback,
+    record_built_wheel,
+    take_prebuilt,
+    trusted_wheel,
+)
 from fromager_dagster.core.resolve import Constraints
 from fromager_dagster.core.settings import Settings
 
@@ -71,7 +77,7 @@ def sequence_job(plan: SequenceBuild) -> dg.JobDefinition:
     ]
     dependencies: dict[str, dict[str, dg.DependencyDefinition]] = {}
     if not plan.test_mode:
-        for before, after in zip(nodes, nodes[1:], strict=False):
+        for before, after in itertools.pairwise(nodes):
             dependencies[after.name] = {"after": dg.DependencyDefinition(before.name)}
     graph = dg.GraphDefinition(
         name=plan.job_name,
@@ -101,19 +107,20 @@ def _sequence_op(
             },
         )
 
-    def compute(context, inputs):  # type: ignore[no-untyped-def]  # Dagster reads annotations
+    # untyped: Dagster reads annotations; inputs: Dagster passes them, the step needs none
+    def compute(context, inputs):  # type: ignore[no-untyped-def]  # noqa: ARG001
         tag = plan.settings.build_tag(entry.name, entry.version)
         existing = (
             None if plan.force else trusted_wheel(layout, entry.name, entry.version, build_tag=tag)
         )
         if existing is not None:
-            context.log.info(f"reused {entry.key} {existing.name}")
+            context.log.info("reused %s %s", entry.key, existing.name)
             yield materialize(
                 existing, 0.0, reused=True, prebuilt=existing.parent == layout.wheels_prebuilt
             )
             yield dg.Output(None)
             return
-        context.log.info(f"build {entry.key}")
+        context.log.info("build %s", entry.key)
         try:
             if entry.prebuilt:
                 built = take_prebuilt(
@@ -141,10 +148,10 @@ def _sequence_op(
             yield from _sequence_failure(context, plan, layout, entry, exc, materialize)
             return
         if built.prebuilt:
-            context.log.info(f"prebuilt {entry.key} {built.path.name}")
+            context.log.info("prebuilt %s %s", entry.key, built.path.name)
         else:
             record_built_wheel(layout, entry.name, entry.version, built)
-            context.log.info(f"built {entry.key} {built.seconds:.1f}s")
+            context.log.info("built %s %.1fs", entry.key, built.seconds)
         yield materialize(built.path, built.seconds, prebuilt=built.prebuilt)
         yield dg.Output(None)
 
@@ -167,7 +174,7 @@ def _sequence_failure(
     materialize: Callable[..., dg.AssetMaterialization],
 ) -> Iterator[Any]:
     """Fail the step; in test mode first take the index's wheel, so later builds can use it."""
-    context.log.info(f"failed {entry.key} {exc.one_line()}")
+    context.log.info("failed %s %s", entry.key, exc.one_line())
     record = FailureRecord.from_exception(exc, package=entry.name, version=entry.version)
     metadata: dict[str, Any] = {
         "error": exc.one_line(),
@@ -186,9 +193,9 @@ def _sequence_failure(
                 plugins=Plugins.load(),
             ).path
         except FromagerDagsterError as missing:
-            context.log.info(f"no pre-built fallback for {entry.key}: {missing}")
+            context.log.info("no pre-built fallback for %s: %s", entry.key, missing)
         else:
-            context.log.info(f"prebuilt {entry.key} {wheel.name}")
+            context.log.info("prebuilt %s %s", entry.key, wheel.name)
             metadata["prebuilt_fallback"] = dg.MetadataValue.path(str(wheel))
             yield materialize(wheel, 0.0, prebuilt=True, prebuilt_fallback=True)
     raise dg.Failure(description=exc.one_line(), metadata=metadata, allow_retries=False) from exc

@@ -13,7 +13,7 @@ import dagster as dg
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion
 
-from fromager_dagster.core.build import BuildWorkers, BuiltWheel, session_cache
+from fromager_dagster.core.build import BuildWorkers, session_cache
 from fromager_dagster.core.errors import FromagerDagsterError, is_transient
 from fromager_dagster.core.graph import (
     ROOT,
@@ -25,7 +25,7 @@ from fromager_dagster.core.layout import OutputLayout
 from fromager_dagster.core.output_lock import hold_output_for_run
 from fromager_dagster.core.plugins import Plugins
 from fromager_dagster.core.provenance import RunInfo
-from fromager_dagster.core.repository import build_or_reuse
+from fromager_dagster.core.repository import BuiltWheel, build_or_reuse
 from fromager_dagster.core.settings import Settings
 from fromager_dagster.core.sources import build_fingerprint, file_sha256
 
@@ -182,7 +182,9 @@ class WheelBuild:
         self.source_url = node.download_url
 
     def __call__(
-        self, context: dg.AssetExecutionContext, inputs: Mapping[str, Any]
+        self,
+        context: dg.AssetExecutionContext,
+        inputs: Mapping[str, Any],  # noqa: ARG002  Dagster's compute signature
     ) -> Iterator[dg.MaterializeResult[Any]]:
         graph, key, layout = self.graph, self.key, self.layout
         fromager: FromagerResource = context.resources.fromager
@@ -336,7 +338,7 @@ def _translate(exc: Exception, context: dg.AssetExecutionContext, *, flaky: bool
         text = f"{type(exc).__name__}: {exc}"
     if is_transient(exc, flaky=flaky) and context.retry_number < RETRY_POLICY.max_retries:
         attempt = context.retry_number + 1
-        context.log.warning(f"transient failure (attempt {attempt}), will retry: {text}")
+        context.log.warning("transient failure (attempt %s), will retry: %s", attempt, text)
         return dg.RetryRequested(
             max_retries=RETRY_POLICY.max_retries,
             seconds_to_wait=RETRY_POLICY.calculate_delay(attempt),

@@ -38,6 +38,7 @@ def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=600,
         env=environ,
+        check=False,
     )
 
 
@@ -159,8 +160,10 @@ def test_test_mode_build_sequence(tmp_path: Path) -> None:
     assert _wheels(tmp_path / "s" / "wheels-repo" / "downloads") == []
     errors = [x for x in strict.stderr.splitlines() if x.startswith("error:")]
     assert errors == [
-        "error: fx-bad==1.0: build_wheel failed: PEP 517 hook build_wheel exited with status 1 "
-        f"(log: {tmp_path / 's' / 'work-dir' / 'logs' / 'fx-bad-1.0.log'})"
+        (
+            "error: fx-bad==1.0: build_wheel failed: PEP 517 hook build_wheel exited with status 1 "
+            f"(log: {tmp_path / 's' / 'work-dir' / 'logs' / 'fx-bad-1.0.log'})"
+        )
     ]
 
     assert tested.returncode == 1, tested.stderr

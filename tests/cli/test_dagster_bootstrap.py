@@ -35,6 +35,7 @@ def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=600,
         env=environ,
+        check=False,
     )
 
 
@@ -115,8 +116,10 @@ def test_dagster_path_build_failure_is_one_line(index: str, tmp_path: Path) -> N
     assert proc.returncode == 1
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert errors == [
-        "error: fx-bad==1.0: build_wheel failed: PEP 517 hook build_wheel exited with status 1 "
-        f"(log: {out / 'work-dir' / 'logs' / 'fx-bad-1.0.log'})"
+        (
+            "error: fx-bad==1.0: build_wheel failed: PEP 517 hook build_wheel exited with status 1 "
+            f"(log: {out / 'work-dir' / 'logs' / 'fx-bad-1.0.log'})"
+        )
     ]
     assert "Traceback" not in proc.stderr
     # independent packages were still built

@@ -43,6 +43,7 @@ def cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=600,
         env=environ,
+        check=False,
     )
 
 
@@ -65,11 +66,11 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def files_holding(root: Path, needle: str) -> list[str]:
     """Every file under ``root`` (SQLite databases and logs included) containing ``needle``."""
-    found = []
-    for path in root.rglob("*"):
-        if path.is_file() and not path.is_symlink() and needle.encode() in path.read_bytes():
-            found.append(str(path.relative_to(root)))
-    return found
+    return [
+        str(path.relative_to(root))
+        for path in root.rglob("*")
+        if path.is_file() and not path.is_symlink() and needle.encode() in path.read_bytes()
+    ]
 
 
 # -- credentials ------------------------------------------------------------------------------
@@ -278,7 +279,7 @@ def _graph(nodes: dict[str, dict[str, object]], top: str) -> str:
     root = {
         "canonicalized_name": "",
         "version": "0",
-        "edges": [{"key": top, "req_type": "toplevel", "req": top.split("==")[0]}],
+        "edges": [{"key": top, "req_type": "toplevel", "req": top.split("==", maxsplit=1)[0]}],
     }
     return json.dumps({"": root, **nodes})
 
@@ -386,13 +387,17 @@ def cli_argv(argv: list[str], **env: str) -> subprocess.CompletedProcess[str]:
         k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "FROMAGER_DAGSTER"))
     }
     environ.update(env)
-    return subprocess.run(argv, capture_output=True, text=True, timeout=600, env=environ)
+    return subprocess.run(
+        argv, capture_output=True, text=True, timeout=600, env=environ, check=False
+    )
 
 
 needs_mounts = pytest.mark.skipif(
     shutil.which("unshare") is None
     or subprocess.run(
-        ["unshare", "--mount", "sh", "-c", "mount -t tmpfs tmpfs /mnt"], capture_output=True
+        ["unshare", "--mount", "sh", "-c", "mount -t tmpfs tmpfs /mnt"],
+        capture_output=True,
+        check=False,
     ).returncode
     != 0,
     reason="needs unshare --mount and tmpfs mounts",
@@ -535,11 +540,11 @@ def _killed_at(args: list[str], seconds: float) -> int | None:
     )
     try:
         proc.wait(timeout=seconds)
-        return None
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, 9)
         proc.wait()
         return proc.pid
+    return None
 
 
 @pytest.mark.parametrize("path", PATHS)

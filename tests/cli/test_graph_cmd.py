@@ -130,8 +130,10 @@ def test_unknown_package_or_version_is_one_line_error() -> None:
     result = _run("graph", "why", STEVEDORE, "pbr", "--version", "1.0")
     assert result.exit_code == 1
     assert _error_lines(result) == [
-        f"error: configuration failed: {STEVEDORE}: package pbr has no version 1.0 in this "
-        "graph (it has 7.1.3)"
+        (
+            f"error: configuration failed: {STEVEDORE}: package pbr has no version 1.0 in this "
+            "graph (it has 7.1.3)"
+        )
     ]
 
 
@@ -166,8 +168,10 @@ def test_to_constraints_conflict_is_one_line_and_writes_nothing(tmp_path: Path) 
     result = _run("graph", "to-constraints", graph, "-o", out)
     assert result.exit_code == 1
     assert _error_lines(result) == [
-        "error: lib: resolve failed: no single version of lib satisfies every install "
-        "requirement (lib<2, lib>=2); found 2.0, 1.0"
+        (
+            "error: lib: resolve failed: no single version of lib satisfies every install "
+            "requirement (lib<2, lib>=2); found 2.0, 1.0"
+        )
     ]
     assert not out.exists()
     assert _run("graph", "to-constraints", _duplicated(tmp_path)).stdout == (
@@ -229,8 +233,10 @@ def test_stats_text_and_json(tmp_path: Path) -> None:
         f"graph:               {STEVEDORE}",
         "nodes:               3 package versions",
         "packages:            3",
-        "edges:               toplevel 1, install 1, build-system 2, build-backend 1, "
-        "build-sdist 1",
+        (
+            "edges:               toplevel 1, install 1, build-system 2, build-backend 1, "
+            "build-sdist 1"
+        ),
         "prebuilt:            0",
         "several versions:    none",
         "longest build chain: 3: setuptools==84.2.1 -> pbr==7.1.3 -> stevedore==5.10.0",

@@ -27,7 +27,6 @@ import sys
 import sysconfig
 import threading
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -329,7 +328,7 @@ def _campaign(base: Path, mode: str, *sandbox: str) -> dict[str, dict[str, Any]]
 
 
 @pytest.fixture(scope="module")
-def campaigns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def campaigns(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Both runs' outcomes, run once for every xdist worker (a lock and a results file)."""
     base = tmp_path_factory.getbasetemp()
     shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "hostile-builds"
@@ -346,7 +345,7 @@ def campaigns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
                 results_file.write_text(json.dumps(results, indent=2))
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
-    yield results
+    return results
 
 
 def _run_detail(results: dict[str, Any], mode: str) -> str:

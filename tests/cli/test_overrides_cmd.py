@@ -57,11 +57,15 @@ def test_lint_prints_every_problem_and_exits_1(overrides: Path) -> None:
     result = run("lint")
     assert result.exit_code == 1
     assert result.stdout.splitlines() == [
-        "overrides/settings/Bad-Name.yaml: file name is not an override name; "
-        "rename it to bad_name.yaml",
+        (
+            "overrides/settings/Bad-Name.yaml: file name is not an override name; "
+            "rename it to bad_name.yaml"
+        ),
         "overrides/settings/foo.yaml: envs: unknown key; did you mean 'env'?",
-        "overrides/settings/foo.yaml: build_options.exclusive_build: "
-        "expected true or false, got 'yes'",
+        (
+            "overrides/settings/foo.yaml: build_options.exclusive_build: "
+            "expected true or false, got 'yes'"
+        ),
         "overrides/patches/Foo-1.0: folder name is not an override name; rename it to foo-1.0",
     ]
     assert result.stderr == "lint: 4 problem(s) found\n"

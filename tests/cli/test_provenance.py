@@ -64,7 +64,7 @@ PATCH = """--- a/fx_app/__init__.py
  
  __version__ = "1.0"
 +PATCHED = True
-"""  # noqa: W291
+"""  # noqa: W293  a patch's blank context line is one space
 
 
 APP_WHEEL = "fx_app-1.0-0-py3-none-any.whl"
@@ -81,6 +81,7 @@ def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=600,
         env=environ,
+        check=False,
     )
 
 
@@ -131,7 +132,7 @@ def test_c_extension_wheels_are_identical_in_two_output_folders(built: dict[str,
     ]
     with zipfile.ZipFile(
         built["first"] / "wheels-repo/downloads" / "fx_cext-1.0-0-py3-none-any.whl"
-    ) as zf:  # noqa: E501
+    ) as zf:
         [ext] = [n for n in zf.namelist() if n.endswith(".so")]
         shared = zf.read(ext)
     assert shared.startswith(b"\x7fELF")
@@ -154,7 +155,7 @@ def test_every_wheel_has_an_sbom_inside_by_default(built: dict[str, Path]) -> No
         sbom = json.loads(zf.read("fx_app-1.0.dist-info/sboms/fromager-dagster.spdx.json"))
         assert b"PATCHED = True" in zf.read("fx_app/__init__.py")
     assert sbom["spdxVersion"] == "SPDX-2.3"
-    upstream = [p for p in sbom["packages"] if p["SPDXID"] == "SPDXRef-upstream"][0]
+    upstream = next(p for p in sbom["packages"] if p["SPDXID"] == "SPDXRef-upstream")
     sdist = built["first"] / "sdists-repo/downloads/fx_app-1.0.tar.gz"
     import hashlib
 
@@ -403,8 +404,8 @@ def test_verify_rebuild_names_the_files_of_a_wheel_that_is_not_reproducible(
     """fx-nd writes its build environment's path into the wheel: a rebuild in a scratch
     folder differs, and `verify --rebuild` says so naming that file, records the reason beside
     the provenance, and the wheel's asset metadata shows it; fx-tool rebuilds identically."""
-    from fromager_dagster.core.build.builder import BuiltWheel
     from fromager_dagster.core.layout import OutputLayout
+    from fromager_dagster.core.repository.built import BuiltWheel
     from fromager_dagster.defs.provenance import provenance_metadata
 
     packages = [

@@ -35,7 +35,7 @@ PATCH = """--- a/fx_lib/__init__.py
  
  __version__ = "1.0"
 +PATCHED = True
-"""  # noqa: W291
+"""  # noqa: W293  a patch's blank context line is one space
 STEPS = ("prepare-source", "prepare-build", "build-sdist", "build-wheel")
 
 
@@ -50,6 +50,7 @@ def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=300,
         env=environ,
+        check=False,
     )
 
 

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from fromager_dagster.core.bootstrap.run import BootstrapFailed, BootstrapOptions, bootstrap
-from fromager_dagster.core.build.builder import take_prebuilt
 from fromager_dagster.core.errors import PatchError, ResolutionError
 from fromager_dagster.core.index.client import IndexClient
 from fromager_dagster.core.index.server import LocalIndexServer
 from fromager_dagster.core.layout import OutputLayout
 from fromager_dagster.core.plugins import Plugins
+from fromager_dagster.core.repository.built import take_prebuilt
 from fromager_dagster.core.resolve.requirements import Constraints, parse_requirement
 from fromager_dagster.core.settings.layout import default_paths
 from fromager_dagster.core.settings.loading import load_settings

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import datetime
+import datetime as dt
 import json
 import pickle
 import re
@@ -103,7 +103,7 @@ def test_classify_by_name() -> None:
 
 
 def test_report_name_is_fromagers_timestamp(tmp_path: Path) -> None:
-    moment = datetime.datetime(2026, 1, 2, 3, 4, 5, 6789, tzinfo=datetime.UTC)
+    moment = dt.datetime(2026, 1, 2, 3, 4, 5, 6789, tzinfo=dt.UTC)
     assert (
         failure_report_path(tmp_path, moment).name
         == "test-mode-failures-20260102-030405-006789.json"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -72,13 +73,17 @@ def test_load_graph_reads_golden_graphs() -> None:
         ("[1, 2]", '{path}: not a graph.json file (no root node "")'),
         ('{"a==1": {}}', '{path}: not a graph.json file (no root node "")'),
         (
-            '{"": {"canonicalized_name": "", "version": "0", "edges": '
-            '[{"key": "x==1", "req_type": "install", "req": "x"}]}}',
+            (
+                '{"": {"canonicalized_name": "", "version": "0", "edges": '
+                '[{"key": "x==1", "req_type": "install", "req": "x"}]}}'
+            ),
             "{path}: edge from '' to unknown node 'x==1'",
         ),
         (
-            '{"": {"canonicalized_name": "", "version": "0", "edges": '
-            '[{"key": "", "req_type": "runtime", "req": "x"}]}}',
+            (
+                '{"": {"canonicalized_name": "", "version": "0", "edges": '
+                '[{"key": "", "req_type": "runtime", "req": "x"}]}}'
+            ),
             "{path}: edge from '' to '' has unknown req_type 'runtime'",
         ),
     ],
@@ -109,7 +114,7 @@ def test_select_nodes_canonicalizes_and_filters_versions() -> None:
     graph = _duplicated()
     assert [n.key for n in queries.select_nodes(graph, "LIB")] == ["lib==1.0", "lib==2.0"]
     assert [n.key for n in queries.select_nodes(graph, "lib", ["2"])] == ["lib==2.0"]
-    with pytest.raises(ConfigError, match="g.json: no package nope in this graph"):
+    with pytest.raises(ConfigError, match=re.escape("g.json: no package nope in this graph")):
         queries.select_nodes(graph, "nope", source="g.json")
     with pytest.raises(ConfigError, match=r"lib has no version 3.0 .*\(it has 1.0, 2.0\)"):
         queries.select_nodes(graph, "lib", ["3.0"])
@@ -257,14 +262,22 @@ def test_to_dot_of_stevedore() -> None:
     edges = [line for line in lines if "->" in line]
     assert edges == [
         '  "root" -> "stevedore==5.10.0" [style=bold, tooltip="toplevel: stevedore"];',
-        '  "stevedore==5.10.0" -> "pbr==7.1.3" [style=dashed, color="blue", '
-        'tooltip="build-system: pbr>=6.1.1"];',
-        '  "stevedore==5.10.0" -> "pbr==7.1.3" [style=dashed, color="darkgreen", '
-        'tooltip="build-backend: pbr>=2.0.0"];',
-        '  "stevedore==5.10.0" -> "pbr==7.1.3" [style=dotted, color="gray40", '
-        'tooltip="build-sdist: pbr>=2.0.0"];',
-        '  "pbr==7.1.3" -> "setuptools==84.2.1" [style=dashed, color="blue", '
-        'tooltip="build-system: setuptools>=64.0.0; python_version >= \\"3.7\\""];',
+        (
+            '  "stevedore==5.10.0" -> "pbr==7.1.3" [style=dashed, color="blue", '
+            'tooltip="build-system: pbr>=6.1.1"];'
+        ),
+        (
+            '  "stevedore==5.10.0" -> "pbr==7.1.3" [style=dashed, color="darkgreen", '
+            'tooltip="build-backend: pbr>=2.0.0"];'
+        ),
+        (
+            '  "stevedore==5.10.0" -> "pbr==7.1.3" [style=dotted, color="gray40", '
+            'tooltip="build-sdist: pbr>=2.0.0"];'
+        ),
+        (
+            '  "pbr==7.1.3" -> "setuptools==84.2.1" [style=dashed, color="blue", '
+            'tooltip="build-system: setuptools>=64.0.0; python_version >= \\"3.7\\""];'
+        ),
         '  "pbr==7.1.3" -> "setuptools==84.2.1" [style=solid, tooltip="install: setuptools"];',
     ]
     assert dot.count("{") == dot.count("}")
@@ -349,7 +362,7 @@ def test_longest_build_chain_ignores_prebuilt_and_survives_build_cycles() -> Non
 def test_load_build_order_errors(tmp_path: Path) -> None:
     path = tmp_path / "build-order.json"
     path.write_text('{"dist": "x"}')
-    with pytest.raises(ConfigError, match="not a build-order.json file"):
+    with pytest.raises(ConfigError, match=re.escape("not a build-order.json file")):
         files.load_build_order(path)
     with pytest.raises(ConfigError, match="cannot read build order"):
         files.load_build_order(tmp_path / "missing.json")

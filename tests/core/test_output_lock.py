@@ -41,6 +41,7 @@ def _step(root: Path, run_id: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=60,
+        check=False,
     )
 
 

@@ -4,6 +4,7 @@ shipped pytest-asyncio example against the real index."""
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 
 import pytest
@@ -112,7 +113,7 @@ def test_patch_deleting_a_file(tmp_path: Path, tree: Path) -> None:
     apply_patches(tree, [patch], log=tmp_path / "log", package="pkg", version="1.0")
     assert not (tree / "setup.cfg").exists()
     assert (tree / "numbers.txt").read_text() == ORIGINAL
-    with pytest.raises(PatchError, match="deletes setup.cfg, which does not exist"):
+    with pytest.raises(PatchError, match=re.escape("deletes setup.cfg, which does not exist")):
         apply_patches(tree, [patch], log=tmp_path / "log", package="pkg", version="1.0")
 
 
@@ -141,7 +142,7 @@ def test_failed_hunk_names_patch_hunk_and_package(tmp_path: Path, tree: Path) ->
 def test_already_applied_patch_fails(tmp_path: Path, tree: Path) -> None:
     patch = write(tmp_path, "0001-two.patch", CHANGE_TWO)
     apply_patches(tree, [patch], log=tmp_path / "log", package="pkg", version="1.0")
-    with pytest.raises(PatchError, match="numbers.txt looks already patched"):
+    with pytest.raises(PatchError, match=re.escape("numbers.txt looks already patched")):
         apply_patches(tree, [patch], log=tmp_path / "log", package="pkg", version="1.0")
     assert (tree / "numbers.txt").read_text() == ORIGINAL.replace("two", "TWO")
 

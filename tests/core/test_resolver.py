@@ -93,7 +93,7 @@ def test_min_release_age_skips_young_releases() -> None:
 
 def test_min_release_age_per_package() -> None:
     ages = {"alpha": 7.0}
-    chosen = resolver(min_release_age=lambda name: ages.get(name)).resolve(Requirement("alpha"))
+    chosen = resolver(min_release_age=ages.get).resolve(Requirement("alpha"))
     assert chosen.version == Version("1.1")
     assert resolver(min_release_age=lambda name: None).resolve(Requirement("alpha")).version == (
         Version("2.0")

@@ -68,7 +68,9 @@ def test_cli_warns_in_one_line_when_falling_back(tmp_path: Path) -> None:
     bindir = tmp_path / "bin"
     bindir.mkdir()
     for tool in ("unshare", "ip", "sh"):
-        found = subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True, text=True)
+        found = subprocess.run(
+            ["sh", "-c", f"command -v {tool}"], capture_output=True, text=True, check=False
+        )
         if found.stdout.strip():
             (bindir / tool).symlink_to(found.stdout.strip())
     code = (
@@ -85,7 +87,7 @@ def test_cli_warns_in_one_line_when_falling_back(tmp_path: Path) -> None:
     forced = subprocess.run(
         [sys.executable, "-m", "fromager_dagster.cli.main", "build-sequence", "x.json",
          "--sandbox", "bwrap", "-O", str(tmp_path / "o")],
-        capture_output=True, text=True, env=env,
+        capture_output=True, text=True, env=env, check=False,
     )  # fmt: skip
     errors = [line for line in forced.stderr.splitlines() if line.startswith("error:")]
     assert forced.returncode == 1 and len(errors) == 1, forced.stderr

@@ -185,8 +185,8 @@ def test_missing_inputs_are_no_settings_but_given_paths_must_exist(tmp_path: Pat
     ):
         with pytest.raises(ConfigError, match="does not exist"):
             load_settings(**kwargs)  # type: ignore[arg-type]
+    (tmp_path / "file").write_text("")
     with pytest.raises(ConfigError, match="is not a folder"):
-        (tmp_path / "file").write_text("")
         load_settings(settings_dir=tmp_path / "file")
 
 
@@ -642,15 +642,23 @@ def test_lint_reports_settings_and_folder_names(ov: Overrides) -> None:
     report = lint_overrides(settings_dir=ov.settings_dir, patches_dir=ov.patches_dir)
     assert report.settings_files == 2 and report.patch_folders == 4
     assert set(report.problems) == {
-        f"{ov.settings_dir / 'bad.yaml'}: build_options.exclusive_build: "
-        "expected true or false, got 'yes'",
+        (
+            f"{ov.settings_dir / 'bad.yaml'}: build_options.exclusive_build: "
+            "expected true or false, got 'yes'"
+        ),
         f"{ov.settings_dir / 'notes.txt'}: not a .yaml file; fromager reads only *.yaml here",
-        f"{ov.patches_dir / 'Bad-Name-1.0'}: folder name is not an override name; "
-        "rename it to bad_name-1.0",
-        f"{ov.patches_dir / 'foo-bar'}: not <override_name> or <override_name>-<version>; "
-        "did you mean foo_bar?",
-        f"{ov.patches_dir / 'stray.patch'}: not a folder; "
-        "patches go in <override_name>[-<version>]/",
+        (
+            f"{ov.patches_dir / 'Bad-Name-1.0'}: folder name is not an override name; "
+            "rename it to bad_name-1.0"
+        ),
+        (
+            f"{ov.patches_dir / 'foo-bar'}: not <override_name> or <override_name>-<version>; "
+            "did you mean foo_bar?"
+        ),
+        (
+            f"{ov.patches_dir / 'stray.patch'}: not a folder; "
+            "patches go in <override_name>[-<version>]/"
+        ),
     }
 
 

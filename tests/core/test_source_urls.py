@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from packaging.requirements import Requirement
@@ -43,7 +43,7 @@ def _settings(url: str | None, filename: str | None = None) -> PackageSettings:
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
-    requests_seen: list[str] = []
+    requests_seen: ClassVar[list[str]] = []
 
     def log_message(self, format: str, *args: Any) -> None:
         _QuietHandler.requests_seen.append(self.path)
@@ -92,8 +92,10 @@ def test_templates_expand_version_and_canonical_name() -> None:
 def test_template_problems_name_the_unknown_variable_and_a_stray_dollar() -> None:
     assert template_problems("${canonicalized_name}-${version}") == []
     assert template_problems("${dist_name}-${version}") == [
-        "'${dist_name}-${version}' uses ${dist_name}; only ${version}, ${canonicalized_name} "
-        "are known"
+        (
+            "'${dist_name}-${version}' uses ${dist_name}; only ${version}, ${canonicalized_name} "
+            "are known"
+        )
     ]
     assert "write '$$' for a '$'" in template_problems("price-$-${version}")[0]
 

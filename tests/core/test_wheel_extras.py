@@ -419,8 +419,19 @@ def test_finalized_fixture_wheel_carries_headers_and_sbom_and_pip_installs_it(
     target = tmp_path / "site"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps"]
-        + ["--disable-pip-version-check", "--target", str(target), str(wheel)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-index",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
         check=True,
         env=env,
     )

@@ -237,7 +237,7 @@ def check_scenario(run: ScenarioRun) -> None:
     # every step is launched after the steps building what it needs succeeded; and the build
     # itself starts after the wheels it needs were written
     by_name = {node.canonicalized_name: key for key, node in run.graph.nodes.items() if key}
-    for name in good + [f"{p}-bad"]:
+    for name in [*good, f"{p}-bad"]:
         key = by_name[name]
         step = wheel_op_name(run.collection, name, "1.0")
         first_launch = min(launch for k, launch, _ in spans if k == step)

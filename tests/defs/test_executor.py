@@ -77,14 +77,14 @@ def test_executor_defaults_and_lanes(monkeypatch: pytest.MonkeyPatch, kind: str)
             )
         )
     assert isinstance(executor, ThreadExecutor if kind == "threads" else MultiprocessExecutor)
-    limits = executor._tag_concurrency_limits  # noqa: SLF001
+    limits = executor._tag_concurrency_limits
     assert sorted((item["key"], item["limit"]) for item in limits) == [
         ("gpu", 1),
         ("lane_0", 1),
         ("lane_1", 1),
         ("lane_2", 1),
     ]
-    assert executor._max_concurrent == 3  # noqa: SLF001
+    assert executor._max_concurrent == 3
 
 
 def test_multiprocess_run(

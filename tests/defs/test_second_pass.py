@@ -43,7 +43,7 @@ def test_second_pass_decision_on_a_graph(tmp_path: Path) -> None:
             "x==1.0": n("x"),
             "d==1.0": n("d", "x"),
             "e==1.0": n("e"),
-        }  # fmt: skip
+        }
     )
     # a failed and was taken pre-built; x failed with no wheel; e was built
     done, failed = {"a==1.0", "e==1.0"}, {"a==1.0", "x==1.0"}

@@ -89,7 +89,7 @@ def test_the_ui_as_a_workbench(upstream: tuple[Path, str], tmp_path: Path) -> No
     env.pop("FROMAGER_DAGSTER_COLLECTIONS", None)
     cli = [sys.executable, "-m", "fromager_dagster", "bootstrap", "fx-app", "--collection", "fx"]
     cli += ["--index-url", url, "--no-network-isolation", "-j", "2", "-O", str(out)]
-    done = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
 
     # the UI serves the CLI's collection; later, one whose only package fails to build

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import datetime
+import datetime as dt
 import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -73,9 +73,9 @@ def classify(exception_type: str, step: str | None, *, resolution: bool = False)
     return "bootstrap"
 
 
-def failure_report_path(work_dir: Path, now: datetime.datetime | None = None) -> Path:
+def failure_report_path(work_dir: Path, now: dt.datetime | None = None) -> Path:
     """``work_dir/test-mode-failures-<UTC timestamp>.json`` (fromager's name and format)."""
-    moment = now or datetime.datetime.now(tz=datetime.UTC)
+    moment = now or dt.datetime.now(tz=dt.UTC)
     return work_dir / f"test-mode-failures-{moment.strftime('%Y%m%d-%H%M%S-%f')}.json"
 
 

@@ -19,7 +19,7 @@ class Progress(Protocol):
     def __call__(self, event: str, key: str, detail: str = "") -> None: ...
 
 
-def no_progress(event: str, key: str, detail: str = "") -> None:
+def no_progress(event: str, key: str, detail: str = "") -> None:  # noqa: ARG001  Progress's names
     return None
 
 
@@ -34,4 +34,5 @@ class BootstrapOptions:
     skip_constraints: bool = False  # do not write constraints.txt
     multiple_versions: bool = False  # every version each requirement admits, not the newest
     min_release_age: float | None = None  # days; a package's resolver_dist setting wins
-    run: RunInfo = RunInfo()  # the collection, run id and signing key provenance names
+    # the collection, run id and signing key provenance names (frozen: one default serves all)
+    run: RunInfo = RunInfo()  # noqa: RUF009

@@ -59,7 +59,7 @@ class BootstrapResult:
     prebuilt: list[str] = field(default_factory=list)
 
 
-class BootstrapFailed(FromagerDagsterError):
+class BootstrapFailed(FromagerDagsterError):  # noqa: N818  a public name
     """One or more packages failed; ``failures`` holds each root cause."""
 
     def __init__(self, failures: Sequence[FromagerDagsterError]) -> None:

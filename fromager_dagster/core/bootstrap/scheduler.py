@@ -63,12 +63,10 @@ class Scheduler:
         self.resolver, self.git, self.envs, self.options = resolver, git, envs, options
         self.graph = DependencyGraph()
         self.packages: dict[str, PackageWork] = {}
-        self.threads: list[threading.Thread] = []
         self.lock = threading.Lock()
         self.capacity = Capacity.for_jobs(options.jobs)
         self.waits = Waits()
         self.tally = Tally(progress)
-        self.background: list[Future[None]] = []
         self.workers = WorkerProcesses(options.jobs)
         self.steps = DiscoverySteps(
             settings, plugins, layout, index, envs, options, self.tally, self.capacity, self.workers
@@ -127,12 +125,7 @@ class Scheduler:
                 new_extras = extras - work.extras
                 work.extras |= new_extras
         if thread is not None:
-            # started outside the lock: start() waits until the thread runs, and with every
-            # other thread busy that wait would hold up all of them. join() sees it in time:
-            # whoever spawns is the main thread before join() or a thread join() waits for.
-            thread.start()
-            with self.lock:
-                self.threads.append(thread)
+            self.capacity.start(thread)  # outside the lock (see Capacity.start)
             return
         if new_extras and work.install_known.is_set() and work.error is None:
             self._link_install(work)
@@ -160,7 +153,7 @@ class Scheduler:
             self._fail(work, exc)
         except InvalidVersion as exc:  # a version string in the package's metadata or files
             self._fail(work, BuildError(f"invalid version: {exc}", log_path=str(work.log)))
-        except Exception as exc:  # a bug or an unexpected OS error: keep the run consistent
+        except Exception as exc:  # noqa: BLE001  a bug or an OS error: keep the run consistent
             self._fail(
                 work, BuildError(f"unexpected {type(exc).__name__}: {exc}", log_path=str(work.log))
             )
@@ -252,10 +245,7 @@ class Scheduler:
             except FromagerDagsterError as exc:
                 self._fail(work, exc)
 
-        future = self.capacity.pool.submit(task)
-        with self.lock:
-            self.background.append(future)
-        return future
+        return self.capacity.background(task)
 
     def _run_hooks(self, event: str, work: PackageWork, wheel: Path | None = None) -> None:
         """The ``post_build`` or ``post_bootstrap`` hooks, once the re-packed sdist is done;
@@ -318,13 +308,14 @@ class Scheduler:
                 raise work.wheel_error
             try:
                 work.wheel = self._build_wheel(work)
-                return work.wheel
             except FromagerDagsterError as exc:
                 if self._fall_back(work, exc):
                     assert work.wheel is not None
                     return work.wheel
                 work.wheel_error = exc
                 raise
+            else:
+                return work.wheel
 
     def _build_wheel(self, work: PackageWork) -> Path:
         work.build_known.wait()
@@ -387,20 +378,8 @@ class Scheduler:
     # -- the end of the run ------------------------------------------------------------------
 
     def join(self) -> None:
-        """Wait for every package's thread, including those started meanwhile, and the
-        background work; then stop the hook pool."""
-        joined = 0
-        while True:
-            with self.lock:
-                pending = self.threads[joined:]
-            if not pending:
-                break
-            for thread in pending:
-                thread.join()
-            joined += len(pending)
-        for future in self.background:
-            future.result()
-        self.capacity.pool.shutdown()
+        """Wait for every package's thread and the background work; stop the pools."""
+        self.capacity.join()
         self.workers.close()
 
     def failures(self) -> list[FromagerDagsterError]:

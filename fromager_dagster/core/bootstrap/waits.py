@@ -44,7 +44,7 @@ class Waits:
                     "build dependency cycle: "
                     + " -> ".join(cycle)
                     + "; break it with a pre-built wheel for one of these packages",
-                    package=canonicalize_name(waiter.split("==")[0]),
+                    package=canonicalize_name(waiter.split("==", maxsplit=1)[0]),
                     version=waiter.split("==")[1],
                 )
             self._waits[waiter].add(target)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from fromager_dagster.core.public_names import lazy_names
 
 if TYPE_CHECKING:
-    from .builder import BuiltWheel, build_package, find_source, take_prebuilt
+    from .builder import build_package
     from .environment import session_cache
     from .sandbox import SANDBOX_KINDS, Sandbox, resolve_sandbox
     from .settings import BuildSettings
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 _MODULES = {
     "BuildSettings": "settings",
     "BuildWorkers": "workers",
-    "BuiltWheel": "builder",
     "SANDBOX_KINDS": "sandbox",
     "Sandbox": "sandbox",
     "build_env": "steps",
@@ -39,33 +38,28 @@ _MODULES = {
     "build_sdist": "steps",
     "build_wheel": "steps",
     "download_source": "steps",
-    "find_source": "builder",
     "prepare_build": "steps",
     "prepare_downloaded": "steps",
     "prepared_source": "steps",
     "resolve_sandbox": "sandbox",
     "session_cache": "environment",
     "source_epoch": "steps",
-    "take_prebuilt": "builder",
 }
 __all__ = [
+    "SANDBOX_KINDS",
     "BuildSettings",
     "BuildWorkers",
-    "BuiltWheel",
-    "SANDBOX_KINDS",
     "Sandbox",
     "build_env",
     "build_package",
     "build_sdist",
     "build_wheel",
     "download_source",
-    "find_source",
     "prepare_build",
     "prepare_downloaded",
     "prepared_source",
     "resolve_sandbox",
     "session_cache",
     "source_epoch",
-    "take_prebuilt",
 ]
 __getattr__ = lazy_names(__name__, _MODULES)

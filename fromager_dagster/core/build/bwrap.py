@@ -18,7 +18,7 @@ from fromager_dagster.core.errors import SandboxError
 SANDBOX_UID = 65534
 
 # Folders whose contents a bubblewrap sandbox never sees (replaced by empty tmpfs mounts).
-_MASKED = ("/tmp", "/var/tmp", "/run", "/root", "/home")
+_MASKED = ("/tmp", "/var/tmp", "/run", "/root", "/home")  # noqa: S108  mount points
 
 
 def drops_to_nobody() -> bool:
@@ -52,7 +52,9 @@ def bwrap_problem() -> str | None:
         give_to_sandbox_user([folder])
         argv = bwrap_command(["/bin/sh", "-c", "echo ok > probe"], cwd=folder, writable=[folder])
         try:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, env={})
+            proc = subprocess.run(
+                argv, capture_output=True, text=True, timeout=30, env={}, check=False
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             return f"bwrap failed to start: {exc}"
         if proc.returncode != 0 or not (folder / "probe").is_file():

@@ -51,7 +51,7 @@ def hook_environ(extra: Mapping[str, str], *, home: Path) -> dict[str, str]:
     environ.setdefault("PATH", os.defpath)
     environ.update(
         HOME=str(home),
-        TMPDIR="/tmp",
+        TMPDIR="/tmp",  # noqa: S108  a fixed TMPDIR, not the caller's
         PIP_NO_INDEX="1",
         UV_NO_CONFIG="1",
         PYTHONNOUSERSITE="1",

@@ -62,7 +62,11 @@ def isolation_problem() -> str | None:
         return str(exc)
     try:
         proc = subprocess.run(
-            [*prefix, sys.executable, "-c", "pass"], capture_output=True, text=True, timeout=30
+            [*prefix, sys.executable, "-c", "pass"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"unshare failed to start: {exc}"
@@ -108,6 +112,7 @@ def _unshare_extras() -> tuple[str, ...]:
             ["unshare", *extras, "--net", "--map-root-user", "true"],
             capture_output=True,
             timeout=30,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
         return ()

@@ -129,7 +129,7 @@ def _content_problems(
     dist_infos = {PurePosixPath(i.filename).parts[0] for i in members}
     dist_infos = {d for d in dist_infos if d.endswith(".dist-info")}
     if len(dist_infos) != 1:
-        return problems + [f"it has {len(dist_infos)} .dist-info folders, not one"]
+        return [*problems, f"it has {len(dist_infos)} .dist-info folders, not one"]
     (dist_info,) = dist_infos
     stem = dist_info.removesuffix(".dist-info")
     info_name, _, info_version = stem.partition("-")

@@ -118,7 +118,7 @@ def _record_hash(digest: bytes) -> str:
     return "sha256=" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
-def finalize_wheel(
+def finalize_wheel(  # noqa: PLR0912, PLR0915  one pass over the wheel's members
     built: Path,
     dest_dir: Path,
     *,

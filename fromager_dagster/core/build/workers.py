@@ -19,13 +19,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from fromager_dagster.core.build.builder import BuiltWheel, build_node
+from fromager_dagster.core.build.builder import build_node
 from fromager_dagster.core.build.sandbox import Sandbox
 from fromager_dagster.core.errors import BuildError, SourceError
 from fromager_dagster.core.graph.model import DependencyGraph
 from fromager_dagster.core.layout import OutputLayout
 from fromager_dagster.core.plugins import Plugins
 from fromager_dagster.core.provenance.statement import RunInfo
+from fromager_dagster.core.repository.built import BuiltWheel
 from fromager_dagster.core.settings.overrides import Settings
 from fromager_dagster.core.sources import unpacking
 

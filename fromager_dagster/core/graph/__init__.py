@@ -65,13 +65,13 @@ _MODULES = {
 }
 __all__ = [
     "BUILD_TYPES",
+    "EXCLUSIVE_TAG",
+    "REQ_TYPES",
+    "ROOT",
     "BuildOrderEntry",
     "DependencyGraph",
     "Duplicate",
-    "EXCLUSIVE_TAG",
     "GraphStats",
-    "REQ_TYPES",
-    "ROOT",
     "ReqType",
     "WhyLink",
     "WhyReport",

@@ -76,7 +76,7 @@ def build_order(graph: DependencyGraph) -> list[BuildOrderEntry]:
             edges = graph.nodes[current].edges
             build_edges = [e for e in edges if e.req_type in BUILD_TYPES]
             install_edges = [e for e in edges if e.req_type not in BUILD_TYPES]
-            sequence = build_edges + [None] + install_edges
+            sequence = [*build_edges, None, *install_edges]
             while index < len(sequence):
                 edge = sequence[index]
                 index += 1

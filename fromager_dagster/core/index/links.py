@@ -9,12 +9,10 @@ from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
 #: What ``IndexClient`` asks for: PEP 691 JSON first, PEP 503 HTML as a fallback.
-ACCEPT = ", ".join(
-    (
-        "application/vnd.pypi.simple.v1+json",
-        "application/vnd.pypi.simple.v1+html;q=0.2",
-        "text/html;q=0.1",
-    )
+ACCEPT = (
+    "application/vnd.pypi.simple.v1+json, "
+    "application/vnd.pypi.simple.v1+html;q=0.2, "
+    "text/html;q=0.1"
 )
 #: The content types of a PEP 691 JSON page (anything else is read as PEP 503 HTML).
 JSON_TYPES = frozenset(

@@ -44,7 +44,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  the base class's name
         pass  # quiet: tests and the CLI own stderr
 
     def do_GET(self) -> None:

@@ -31,8 +31,8 @@ _MODULES = {
     "write_collection_sbom": "collection_sbom",
 }
 __all__ = [
-    "RunInfo",
     "SIGNING_KEY_ENV",
+    "RunInfo",
     "load_public_key",
     "provenance_of",
     "read_record",

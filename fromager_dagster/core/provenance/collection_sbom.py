@@ -82,9 +82,11 @@ def collection_bom(
             if provenance_path(layout, wheel.name).is_file():
                 relative = provenance_path(layout, wheel.name).relative_to(layout.root)
                 properties.append(Property(name=f"{PREFIX}provenance", value=str(relative)))
-        for edge in node.edges:
-            if edge.req_type in BUILD_TYPES:
-                properties.append(Property(name=f"{PREFIX}{edge.req_type}", value=edge.key))
+        properties.extend(
+            Property(name=f"{PREFIX}{edge.req_type}", value=edge.key)
+            for edge in node.edges
+            if edge.req_type in BUILD_TYPES
+        )
         references = []
         if node.download_url:
             archive = _sdist(layout, node.download_url)

@@ -20,13 +20,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from fromager_dagster.core.build.builder import build_node, find_source, find_wheel
+from fromager_dagster.core.build.builder import build_node
 from fromager_dagster.core.build.sandbox import Sandbox
 from fromager_dagster.core.errors import BuildError
 from fromager_dagster.core.graph.model import DependencyGraph, write_atomic
 from fromager_dagster.core.layout import OutputLayout
 from fromager_dagster.core.plugins import Plugins
 from fromager_dagster.core.provenance.statement import provenance_of
+from fromager_dagster.core.repository.built import find_source, find_wheel
 from fromager_dagster.core.settings.overrides import Settings
 from fromager_dagster.core.sources import archives as sources
 

@@ -114,7 +114,7 @@ def verify(envelope: Mapping[str, Any], public: Ed25519PublicKey) -> bool:
     for entry in signatures:
         try:
             public.verify(base64.b64decode(str(entry["sig"]), validate=True), message)
-            return True
         except (InvalidSignature, ValueError, KeyError, TypeError):
             continue
+        return True
     return False

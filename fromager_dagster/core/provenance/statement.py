@@ -259,7 +259,7 @@ def read_provenance(path: Path) -> Provenance:
 
     data = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict):
-        raise ValueError("not a JSON object")
+        raise ValueError("not a JSON object")  # noqa: TRY004  callers catch ValueError
     envelope = None
     if signing.is_envelope(data):
         envelope = data

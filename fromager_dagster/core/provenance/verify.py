@@ -91,7 +91,7 @@ def _find_wheel(layout: OutputLayout, filename: str) -> Path | None:
     return None
 
 
-def _check_wheel(
+def _check_wheel(  # noqa: PLR0912  one check per branch, each naming what is wrong
     layout: OutputLayout,
     wheel: Path,
     hashes: _Hashes,

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
         find_source,
         record_built_wheel,
         reusable_wheel,
+        take_prebuilt,
         trusted_wheel,
     )
     from .install_check import check_installs
@@ -36,6 +37,7 @@ _MODULES = {
     "record_built_wheel": "built",
     "reusable_build": "records",
     "reusable_wheel": "built",
+    "take_prebuilt": "built",
     "trusted_wheel": "built",
     "write_record": "records",
 }
@@ -51,6 +53,7 @@ __all__ = [
     "record_built_wheel",
     "reusable_build",
     "reusable_wheel",
+    "take_prebuilt",
     "trusted_wheel",
     "write_record",
 ]

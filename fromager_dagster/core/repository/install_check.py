@@ -101,7 +101,7 @@ def check_installs(
         tempfile.TemporaryDirectory(prefix="install-check-", dir=layout.work_dir) as tmp,
         temporary_session(layout.work_dir / "uv-cache") as cache,
     ):
-        os.chmod(tmp, 0o755)  # the sandbox's unprivileged user imports from it
+        os.chmod(tmp, 0o755)  # noqa: S103  the sandbox's unprivileged user imports from it
         envs = BuildEnvFactory(server.url, cache_dir=cache)
         layers = _layers(wheels)
         # each layer's environment and imports side by side; each its own log, appended after
@@ -153,7 +153,7 @@ def _check_layer(
     isolate: bool | Sandbox,
     log: Path,
 ) -> list[InstallResult]:
-    own = {name: version for name, version in layer}
+    own = dict(layer)
     constraint_file = _constraints_for(constraints, own, env_dir.with_suffix(".constraints.txt"))
     specs = [package_key(name, version) for name, version in layer]
     failed: dict[tuple[str, str], str] = {}
@@ -168,11 +168,11 @@ def _check_layer(
             if why is not None:
                 failed[pin] = f"does not install: {why}"
         if not failed:  # each installs alone; together they conflict
-            failed = {pin: f"does not install with the rest: {reason}" for pin in layer}
+            failed = dict.fromkeys(layer, f"does not install with the rest: {reason}")
         env = envs.create(env_dir, log=log)
         installable = [package_key(*pin) for pin in layer if pin not in failed]
         if installable and _install(envs, env, installable, constraint_file, log) is not None:
-            failed.update({pin: f"does not install with the rest: {reason}" for pin in layer})
+            failed.update(dict.fromkeys(layer, f"does not install with the rest: {reason}"))
     modules = {
         pin: tuple(wheel_top_level_modules(wheels[pin])) for pin in layer if pin not in failed
     }

@@ -69,10 +69,10 @@ class SourcePolicy:
     the main index, whatever its age.
     """
 
-    prebuilt: Callable[[NormalizedName], bool] = lambda name: False
-    min_release_age: Callable[[NormalizedName], float | None] = lambda name: None  # days
-    finder: Callable[[NormalizedName], PackageFinder | None] = lambda name: None  # None: main
-    dists: Callable[[NormalizedName], ResolverDist] = lambda name: ResolverDist()
+    prebuilt: Callable[[NormalizedName], bool] = lambda _name: False
+    min_release_age: Callable[[NormalizedName], float | None] = lambda _name: None  # days
+    finder: Callable[[NormalizedName], PackageFinder | None] = lambda _name: None  # None: main
+    dists: Callable[[NormalizedName], ResolverDist] = lambda _name: ResolverDist()
     now: datetime | None = None  # default: the time of each lookup
 
     def too_new(self, name: NormalizedName, file: DistFile) -> bool:
@@ -186,7 +186,7 @@ class _Provider(resolvelib.AbstractProvider):  # type: ignore[type-arg]
     def identify(self, requirement_or_candidate: Any) -> NormalizedName:
         return canonicalize_name(requirement_or_candidate.name)
 
-    def get_preference(self, identifier: Any, *args: Any, **kwargs: Any) -> Any:
+    def get_preference(self, identifier: Any, *_args: Any, **_kwargs: Any) -> Any:
         return identifier
 
     def find_matches(
@@ -222,7 +222,10 @@ class _Provider(resolvelib.AbstractProvider):  # type: ignore[type-arg]
     def is_satisfied_by(self, requirement: Requirement, candidate: _Candidate) -> bool:
         return requirement.specifier.contains(candidate.version, prereleases=True)
 
-    def get_dependencies(self, candidate: _Candidate) -> Iterable[Requirement]:
+    def get_dependencies(
+        self,
+        candidate: _Candidate,  # noqa: ARG002  resolvelib passes it by name
+    ) -> Iterable[Requirement]:
         return ()
 
 

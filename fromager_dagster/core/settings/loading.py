@@ -178,9 +178,11 @@ def lint_overrides(
     count = 1 if settings_file is not None else 0
     if settings_dir is not None:
         count += len(settings_files(settings_dir))
-        for entry in sorted(settings_dir.iterdir()):
-            if entry.suffix != ".yaml" and not entry.name.startswith("."):
-                problems.append(f"{entry}: not a .yaml file; fromager reads only *.yaml here")
+        problems.extend(
+            f"{entry}: not a .yaml file; fromager reads only *.yaml here"
+            for entry in sorted(settings_dir.iterdir())
+            if entry.suffix != ".yaml" and not entry.name.startswith(".")
+        )
     folders = 0
     if patches_dir is not None:
         for entry in sorted(patches_dir.iterdir()):

@@ -35,8 +35,8 @@ __all__ = [
     "IMPLICIT_ASSET_JOB_NAME",
     "ReconstructableJob",
     "assets_job",
-    "execute_location_job",
     "configured_location_job",
+    "execute_location_job",
     "location_job",
     "resource_config",
 ]

@@ -67,7 +67,7 @@ class _ThreadRouted:
 def routed_output() -> Iterator[None]:
     """While the block runs, ``sys.stdout`` and ``sys.stderr`` route by thread (see
     :func:`step_log`); nested or concurrent runs in one process share the stand-ins."""
-    global _users
+    global _users  # noqa: PLW0603  how many runs share the stand-ins, under _lock
     with _lock:
         if _users == 0:
             sys.stdout = _ThreadRouted(sys.stdout, 0)

@@ -215,7 +215,7 @@ class ThreadExecutor(Executor):
         try:
             log_context = stack.enter_context(manager.capture_logs(log_key))
             yield DagsterEvent.capture_logs(job_context, [], log_key, log_context)
-        except Exception:
+        except Exception:  # noqa: BLE001  as in Dagster's executors: reported, not fatal
             yield DagsterEvent.engine_event(
                 job_context,
                 "Exception while setting up compute log capture",
