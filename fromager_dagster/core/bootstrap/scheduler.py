@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import email.message
 import threading
 import time
@@ -19,14 +18,14 @@ from fromager_dagster.core.bootstrap.discovery_steps import DiscoverySteps
 from fromager_dagster.core.bootstrap.options import BootstrapOptions, Progress
 from fromager_dagster.core.bootstrap.prebuilt import PrebuiltWheels
 from fromager_dagster.core.bootstrap.tally import Tally
-from fromager_dagster.core.bootstrap.waits import DependencyFailedError, Waits
+from fromager_dagster.core.bootstrap.waits import DependencyFailedError, Waits, led_to
 from fromager_dagster.core.bootstrap.wheel_steps import WheelSteps
 from fromager_dagster.core.bootstrap.work import PackageWork, Prepared
 from fromager_dagster.core.build import wheels
 from fromager_dagster.core.build.environment import BuildEnvFactory
 from fromager_dagster.core.build.workers import WorkerProcesses
 from fromager_dagster.core.errors import BuildCycleError, BuildError, FromagerDagsterError
-from fromager_dagster.core.graph.model import BUILD_TYPES, ROOT, DependencyGraph, ReqType
+from fromager_dagster.core.graph.model import BUILD_TYPES, DependencyGraph, ReqType
 from fromager_dagster.core.index.client import IndexClient
 from fromager_dagster.core.layout import OutputLayout
 from fromager_dagster.core.plugins import Plugins
@@ -89,7 +88,7 @@ class Scheduler:
         try:
             chosen = [pkg] if pkg is not None else self._resolve(req)
         except FromagerDagsterError as exc:
-            raise _led_to(exc, parent, req, req_type) from exc
+            raise led_to(exc, parent, req, req_type) from exc
         for found in chosen:
             self.graph.add_node(
                 found.id,
@@ -386,16 +385,3 @@ class Scheduler:
         """Each failed package's error; those whose build requirement failed only if no other."""
         errors = [n.error for n in self.packages.values() if n.error is not None]
         return [e for e in errors if not isinstance(e, DependencyFailedError)] or errors
-
-
-def _led_to(
-    exc: FromagerDagsterError, parent: str, req: Requirement, req_type: ReqType
-) -> FromagerDagsterError:
-    """A copy of ``exc`` (which may be shared: the index client caches its errors) naming the
-    required package where it names none, and the requirement and parent that led there."""
-    led = copy.copy(exc)
-    led.package = exc.package or canonicalize_name(req.name)
-    if parent != ROOT:
-        led.message = f"{exc.message} ({req_type} requirement '{req}' of {parent})"
-        led.args = (led.message,)
-    return led

@@ -1,15 +1,19 @@
-"""Which package's build waits for which wheel: a build-dependency cycle is an error, not a hang."""
+"""Which package's build waits for which wheel: a build-dependency cycle is an error, not a hang;
+and which requirement of which parent led to a package that failed."""
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from fromager_dagster.core.errors import BuildCycleError, BuildError
+from fromager_dagster.core.errors import BuildCycleError, BuildError, FromagerDagsterError
+from fromager_dagster.core.graph.model import ROOT, ReqType
 
 
 class DependencyFailedError(BuildError):
@@ -62,3 +66,16 @@ class Waits:
             seen.add(key)
             stack.extend((nxt, [*path, nxt]) for nxt in self._waits.get(key, ()))
         return None
+
+
+def led_to(
+    exc: FromagerDagsterError, parent: str, req: Requirement, req_type: ReqType
+) -> FromagerDagsterError:
+    """A copy of ``exc`` (which may be shared: the index client caches its errors) naming the
+    required package where it names none, and the requirement and parent that led there."""
+    led = copy.copy(exc)
+    led.package = exc.package or canonicalize_name(req.name)
+    if parent != ROOT:
+        led.message = f"{exc.message} ({req_type} requirement '{req}' of {parent})"
+        led.args = (led.message,)
+    return led
