@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from fromager_dagster.core.bootstrap.run import BootstrapOptions, bootstrap
-from fromager_dagster.core.build import builder, steps
+from fromager_dagster.core.build import builder
+from fromager_dagster.core.build import steps as build_steps
 from fromager_dagster.core.build.settings import BuildSettings
 from fromager_dagster.core.errors import BuildError, ResolutionError, SourceError
 from fromager_dagster.core.graph.model import DependencyGraph
@@ -221,16 +222,16 @@ def test_build_package_and_the_steps(upstream: tuple[Path, str], tmp_path: Path)
 
     # the steps, each reading what the previous one left (build requirements: local repository)
     steps = OutputLayout(tmp_path / "steps").ensure()
-    archive = steps.download_source(
+    archive = build_steps.download_source(
         index, "fxplain", "1.0", steps, settings=Settings(), plugins=Plugins.load()
     )
     assert archive == steps.sdists_downloads / "fxplain-1.0.tar.gz"
-    prepared = steps.prepare_downloaded(
+    prepared = build_steps.prepare_downloaded(
         steps, "fxplain", "1.0", settings=Settings(), plugins=Plugins.load()
     )
     assert (prepared.root / "pyproject.toml").is_file()
     defaults = BuildSettings.of(Settings(), "fxplain", "1.0")
-    env = steps.prepare_build(
+    env = build_steps.prepare_build(
         steps,
         "fxplain",
         "1.0",
@@ -240,17 +241,17 @@ def test_build_package_and_the_steps(upstream: tuple[Path, str], tmp_path: Path)
         isolate=False,
         plugins=Plugins.load(),
     )
-    assert steps.build_env(steps, "fxplain", "1.0") == env
+    assert build_steps.build_env(steps, "fxplain", "1.0") == env
     # the environment now sits beside the tree; later steps still find the tree itself
-    again = steps.prepared_source(
+    again = build_steps.prepared_source(
         steps, "fxplain", "1.0", settings=Settings(), plugins=Plugins.load()
     )
     assert again.root == prepared.root and again.build_system == prepared.build_system
-    sdist = steps.build_sdist(
+    sdist = build_steps.build_sdist(
         steps, "fxplain", "1.0", again, settings=Settings(), plugins=Plugins.load()
     )
     assert sdist == steps.repacked_sdist("fxplain", "1.0") and sdist.is_file()
-    wheel = steps.build_wheel(
+    wheel = build_steps.build_wheel(
         steps,
         "fxplain",
         "1.0",
@@ -262,13 +263,15 @@ def test_build_package_and_the_steps(upstream: tuple[Path, str], tmp_path: Path)
     )
     assert wheel == steps.wheels_downloads / "fxplain-1.0-0-py3-none-any.whl"
     with pytest.raises(SourceError, match="step prepare-source"):
-        steps.prepared_source(steps, "fx-tool", "1.0", settings=Settings(), plugins=Plugins.load())
+        build_steps.prepared_source(
+            steps, "fx-tool", "1.0", settings=Settings(), plugins=Plugins.load()
+        )
     with pytest.raises(SourceError, match="step download-source-archive"):
-        steps.prepare_downloaded(
+        build_steps.prepare_downloaded(
             steps, "fx-env", "1.0", settings=Settings(), plugins=Plugins.load()
         )
     with pytest.raises(BuildError, match="step prepare-build"):
-        steps.build_env(steps, "fx-env", "1.0")
+        build_steps.build_env(steps, "fx-env", "1.0")
 
 
 def test_build_package_takes_the_download_source_url(
@@ -328,7 +331,7 @@ def test_build_commands_follow_resolver_dist(upstream: tuple[Path, str], tmp_pat
     with pytest.raises(
         SourceError, match=re.escape("resolves to the wheel fx_pre-1.0-py3-none-any.whl")
     ):
-        steps.download_source(
+        build_steps.download_source(
             index, "fx-pre", "1.0", layout, settings=settings, plugins=Plugins.load()
         )
     # only sdists on the index and include_sdists: false: the resolver's one-line error
@@ -343,7 +346,7 @@ def test_build_commands_follow_resolver_dist(upstream: tuple[Path, str], tmp_pat
             plugins=Plugins.load(),
         )
     with pytest.raises(ResolutionError, match="include_sdists=false"):
-        steps.download_source(
+        build_steps.download_source(
             index, "fxplain", "1.0", layout, settings=settings, plugins=Plugins.load()
         )
 
@@ -359,7 +362,7 @@ def test_build_package_resolves_from_the_sdist_server_url(
             f"resolver_dist:\n  sdist_server_url: '{server.url}'\n"
         )
         layout = OutputLayout(tmp_path / "out")
-        archive = steps.download_source(
+        archive = build_steps.download_source(
             IndexClient(upstream[1]),  # has fxplain 1.0 only
             "fxplain",
             "3.0",
@@ -383,7 +386,7 @@ def test_step_build_wheel_names_the_downloaded_source_in_the_sbom(
         settings_file=overrides / "settings.yaml", settings_dir=overrides / "settings"
     )
     steps = OutputLayout(tmp_path / "steps").ensure()
-    archive = steps.download_source(
+    archive = build_steps.download_source(
         IndexClient(upstream[1]),
         "fxplain",
         "1.0",
@@ -391,11 +394,11 @@ def test_step_build_wheel_names_the_downloaded_source_in_the_sbom(
         settings=Settings(),
         plugins=Plugins.load(),
     )
-    prepared = steps.prepare_downloaded(
+    prepared = build_steps.prepare_downloaded(
         steps, "fxplain", "1.0", settings=settings, plugins=Plugins.load()
     )
     wanted = BuildSettings.of(settings, "fxplain", "1.0")
-    env = steps.prepare_build(
+    env = build_steps.prepare_build(
         steps,
         "fxplain",
         "1.0",
@@ -405,7 +408,7 @@ def test_step_build_wheel_names_the_downloaded_source_in_the_sbom(
         isolate=False,
         plugins=Plugins.load(),
     )
-    wheel = steps.build_wheel(
+    wheel = build_steps.build_wheel(
         steps,
         "fxplain",
         "1.0",

@@ -22,7 +22,8 @@ from fromager_dagster_plugin_example import hooks
 from packaging.version import Version
 
 from fromager_dagster.core.bootstrap.run import BootstrapOptions, BootstrapResult, bootstrap
-from fromager_dagster.core.build import builder, steps
+from fromager_dagster.core.build import builder
+from fromager_dagster.core.build import steps as build_steps
 from fromager_dagster.core.build.settings import BuildSettings
 from fromager_dagster.core.errors import ResolutionError
 from fromager_dagster.core.graph.model import DependencyGraph
@@ -220,20 +221,20 @@ def test_build_steps_run_the_overrides(wired: Wired, tmp_path: Path) -> None:
     # find_candidates: the index's 2.0 is not a version this package has
     assert [f.version for f in index.files("fixture-wired")] == [Version("1.0"), Version("2.0")]
     with pytest.raises(ResolutionError, match="fixture-wired"):
-        steps.download_source(
+        build_steps.download_source(
             index, "fixture-wired", "2.0", steps, settings=settings, plugins=Plugins.load()
         )
-    steps.download_source(
+    build_steps.download_source(
         index, "fixture-wired", "1.0", steps, settings=settings, plugins=Plugins.load()
     )
-    prepared = steps.prepare_downloaded(
+    prepared = build_steps.prepare_downloaded(
         steps, "fixture-wired", "1.0", settings=settings, plugins=Plugins.load()
     )
     assert prepared.patches == ()
     assert (prepared.project_dir / "fixture_wired" / plugin.PREPARED_MARKER).is_file()
     wanted = BuildSettings.of(settings, "fixture-wired", "1.0")
     with LocalIndexServer(OutputLayout(wired.out).wheel_roots) as server:
-        env = steps.prepare_build(
+        env = build_steps.prepare_build(
             steps,
             "fixture-wired",
             "1.0",
@@ -246,14 +247,14 @@ def test_build_steps_run_the_overrides(wired: Wired, tmp_path: Path) -> None:
     # get_build_backend_dependencies decided what the environment holds
     for module in ("fixture_wired_helper", "fixture_wired_backend"):
         subprocess.run([str(env.python), "-c", f"import {module}"], check=True)
-    again = steps.prepared_source(
+    again = build_steps.prepared_source(
         steps, "fixture-wired", "1.0", settings=settings, plugins=Plugins.load()
     )
-    sdist = steps.build_sdist(
+    sdist = build_steps.build_sdist(
         steps, "fixture-wired", "1.0", again, settings=settings, plugins=Plugins.load()
     )
     assert f"fixture_wired-1.0/{plugin.SDIST_MARKER}" in _sdist_names(sdist)
-    wheel = steps.build_wheel(
+    wheel = build_steps.build_wheel(
         steps,
         "fixture-wired",
         "1.0",
@@ -324,10 +325,10 @@ def test_build_node_honours_the_build_system_and_environment_overrides(
     assert seen["env"] == {"FIXTURE_PLUGGED": "fixture-plugged==1.0"}
     assert wheel.read_bytes() == first
     # the step commands read the same build-system requirements from the prepared tree
-    steps.prepare_downloaded(
+    build_steps.prepare_downloaded(
         layout, "fixture-plugged", "1.0", settings=Settings(), plugins=Plugins.load()
     )
-    prepared = steps.prepared_source(
+    prepared = build_steps.prepared_source(
         layout, "fixture-plugged", "1.0", settings=Settings(), plugins=Plugins.load()
     )
     assert [str(r) for r in prepared.build_system.requires] == ["fixture-plugged-helper>=1.0"]
