@@ -160,3 +160,23 @@ def test_failure_report_names_the_failed_package(upstream: Upstream, tmp_path: P
     assert (record["package"], record["version"]) == ("fx-pbr", None)
     assert record["failure_type"] == "resolution"
     assert "of fx-stevedore==5.10.0" in record["exception_message"]
+
+
+def test_a_build_requirement_whose_wheel_fails_is_named_with_its_own_reason(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    # sdist-only: fx-tool's discovery succeeds; only its wheel, built because fx-app's build
+    # needs it, fails. The failure reported is fx-tool's own, not only fx-app's waiting on it.
+    upstream.add(
+        FixturePackage("fx-tool", fail_build=True),
+        FixturePackage("fx-app", build_system_requires=("fx-tool",)),
+    )
+    with pytest.raises(BootstrapFailed) as failed:
+        run(upstream, tmp_path / "out", ["fx-app"], sdist_only=True)
+    named = {(f.package, f.version): f for f in failed.value.failures}
+    assert ("fx-tool", "1.0") in named
+    assert "fixture build failure" in named[("fx-tool", "1.0")].one_line() or (
+        named[("fx-tool", "1.0")].log_path
+        and "fixture build failure"
+        in Path(str(named[("fx-tool", "1.0")].log_path)).read_text(encoding="utf-8")
+    )

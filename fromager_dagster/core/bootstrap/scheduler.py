@@ -382,6 +382,12 @@ class Scheduler:
         self.workers.close()
 
     def failures(self) -> list[FromagerDagsterError]:
-        """Each failed package's error; those whose build requirement failed only if no other."""
-        errors = [n.error for n in self.packages.values() if n.error is not None]
+        """Each failed package's error, a build requirement's failed wheel included (in an
+        sdist-only discovery its own discovery may have succeeded); those whose build
+        requirement failed only if no other."""
+        errors = [
+            error
+            for work in self.packages.values()
+            if (error := work.error or work.wheel_error) is not None
+        ]
         return [e for e in errors if not isinstance(e, DependencyFailedError)] or errors
