@@ -86,3 +86,17 @@ def test_names_from_the_source_tree_and_the_settings_opt_in(tmp_path: Path) -> N
     with pytest.raises(WheelRejectedError, match=re.escape("shim.pth")):
         check_wheel(wheel, name="fx-a", version="1.0", own_names=own)
     check_wheel(wheel, name="fx-a", version="1.0", own_names=own, allowed=["shim.pth"])
+
+
+def test_setuptools_distutils_shim_is_known_and_only_setuptools(tmp_path: Path) -> None:
+    shim = {"distutils-precedence.pth": b"import _distutils_hack", "setuptools/__init__.py": b""}
+    (tmp_path / "a").mkdir()
+    wheel = _wheel(tmp_path / "a", shim, name="setuptools", version="84.2.1")
+    check_wheel(wheel, name="setuptools", version="84.2.1")  # no settings needed
+    (tmp_path / "b").mkdir()
+    other = _wheel(
+        tmp_path / "b",
+        {"distutils-precedence.pth": b"import os", "fx_a/__init__.py": b""},
+    )
+    with pytest.raises(WheelRejectedError, match=re.escape("distutils-precedence.pth")):
+        check_wheel(other, name="fx-a", version="1.0")

@@ -62,6 +62,13 @@ def _supported_tags() -> frozenset[Tag]:
     return frozenset(sys_tags())
 
 
+#: Top-level entries that a package's wheel is known to install by design and that the check
+#: takes without settings: setuptools' distutils shim (a ``.pth`` that every interpreter runs
+#: at start-up, and setuptools is the build tool of most trees). Only for that package name;
+#: any other wheel with the same entry is refused as before.
+KNOWN_TOP_LEVEL: dict[str, tuple[str, ...]] = {"setuptools": ("distutils-precedence.pth",)}
+
+
 def check_wheel(
     wheel: Path,
     *,
@@ -75,13 +82,15 @@ def check_wheel(
     METADATA say so, its tags suit this interpreter, every file matches its RECORD hash, and
     each top-level entry is its ``.dist-info``/``.data`` folder, its own module (the
     package name, or a name from its source tree, ``own_names``), or matches ``allowed`` (the
-    settings' opt-in). A ``.pth`` file is allowed only by ``allowed``."""
+    settings' opt-in) or :data:`KNOWN_TOP_LEVEL` for ``name``. A ``.pth`` file is allowed only
+    by those two."""
     canonical = canonicalize_name(name)
     problems = _name_problems(wheel.name, canonical, version)
+    allowed = (*allowed, *KNOWN_TOP_LEVEL.get(canonical, ()))
     try:
         with zipfile.ZipFile(wheel) as zf:
             problems += _content_problems(
-                zf, canonical, version, set(own_names), tuple(allowed), settings_hint
+                zf, canonical, version, set(own_names), allowed, settings_hint
             )
     except (OSError, zipfile.BadZipFile) as exc:
         problems.append(f"not a readable zip file ({exc})")
