@@ -46,9 +46,6 @@ class Index:
 
             def do_GET(self) -> None:
                 index.hits += 1
-                if "/missing/" in self.path:
-                    self.send_error(404)
-                    return
                 self.send_response(200)
                 self.send_header("Content-Type", JSON)
                 self.send_header("Content-Length", str(len(index.body)))

@@ -21,10 +21,6 @@ class Capacity:
         self._threads: list[threading.Thread] = []
         self._background: list[Future[None]] = []
 
-    @classmethod
-    def for_jobs(cls, jobs: int) -> Capacity:
-        return cls(jobs)
-
     def start(self, thread: threading.Thread) -> None:
         """Start a package's thread; :meth:`join` waits for it.
 

@@ -63,7 +63,7 @@ class Scheduler:
         self.graph = DependencyGraph()
         self.packages: dict[str, PackageWork] = {}
         self.lock = threading.Lock()
-        self.capacity = Capacity.for_jobs(options.jobs)
+        self.capacity = Capacity(options.jobs)
         self.waits = Waits()
         self.tally = Tally(progress)
         self.workers = WorkerProcesses(options.jobs)

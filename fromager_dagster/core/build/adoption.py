@@ -39,11 +39,10 @@ from fromager_dagster.core.sources.prepare import PreparedSource, prepared_build
 
 @dataclass(frozen=True)
 class DiscoveredBuild:
-    """What a discovery left: the prepared tree and the build environment with its pins."""
+    """What a discovery left: the prepared tree and the build environment."""
 
     prepared: PreparedSource
     env: BuildEnv
-    installed: tuple[str, ...]  # name==version pins installed into ``env``, sorted
 
 
 def _record_path(layout: OutputLayout, name: str, version: str) -> Path:
@@ -103,10 +102,10 @@ def adopt_discovered(
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not isinstance(record, dict) or not _still_holds(
-        record, layout, name, version, sorted(set(pins)), archive, settings, plugins,
-        source_date_epoch,
-    ):  # fmt: skip
+    if not isinstance(record, dict):
+        return None
+    expected = repack_identity(archive, settings, plugins, name, version, source_date_epoch)
+    if not _still_holds(record, expected, layout, sorted(set(pins))):
         return None
     claimed = path.with_name(f"{path.name}.adopted-{os.getpid()}")
     try:
@@ -129,21 +128,12 @@ def adopt_discovered(
         out.write(
             f"# adopted the source tree and build environment discovery left in {env.path.parent}\n"
         )
-    return DiscoveredBuild(prepared, env, tuple(sorted(record["installed"])))
+    return DiscoveredBuild(prepared, env)
 
 
 def _still_holds(
-    record: dict[str, Any],
-    layout: OutputLayout,
-    name: str,
-    version: str,
-    pins: list[str],
-    archive: Path,
-    settings: Settings,
-    plugins: Plugins,
-    epoch: int,
+    record: dict[str, Any], expected: dict[str, Any], layout: OutputLayout, pins: list[str]
 ) -> bool:
-    expected = repack_identity(archive, settings, plugins, name, version, epoch)
     if any(record.get(k) != v for k, v in expected.items()):
         return False
     try:
