@@ -1,7 +1,8 @@
 """The ``fromager-dagster`` command's process: the collector tuned for start-up, then the CLI.
 
 The command's modules (and through them dagster's) are imported only once the collector is
-tuned (:mod:`fromager_dagster.runtime`): 0.6 s less CPU time on every invocation. The command
+tuned (:mod:`fromager_dagster.runtime`: no collection during start-up): 0.6 s less CPU time on
+every invocation. The command
 group imports the module of the command that runs when it is asked for it, and then ends
 start-up (:meth:`.main.LazyCommandGroup.get_command`).
 """
@@ -12,7 +13,7 @@ from .. import runtime
 
 
 def main() -> None:
-    runtime.collect_less()
+    runtime.starting()
     from .main import main as run_command
 
     run_command()

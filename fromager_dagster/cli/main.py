@@ -42,10 +42,11 @@ class LazyCommandGroup(CommandGroup):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         where = COMMANDS.get(cmd_name)
         if where is None:
-            return super().get_command(ctx, cmd_name)
-        module, _, attribute = where.partition(":")
-        command = getattr(importlib.import_module(f"{__package__}.{module}"), attribute)
-        assert isinstance(command, click.Command) and command.name == cmd_name, where
+            command = super().get_command(ctx, cmd_name)
+        else:
+            module, _, attribute = where.partition(":")
+            command = getattr(importlib.import_module(f"{__package__}.{module}"), attribute)
+            assert isinstance(command, click.Command) and command.name == cmd_name, where
         runtime.started()  # what the command imported lives as long as the process
         return command
 

@@ -68,8 +68,12 @@ def execute_location_job(
 ) -> dg.JobExecutionResult:
     """``dagster.execute_job(job, instance, ...)`` whose run carries the location's origin
     (:func:`remote_origin`) and the job's own tags, as a run launched from the UI does."""
-    load_data = job.repository.get_definition().repository_load_data
-    job = job.with_repository_load_data(load_data)
+    load_data = job.get_repository_definition().repository_load_data  # type: ignore[union-attr]
+    if load_data != job.repository.repository_load_data:
+        # what loading recorded (defs state read, reconstruction metadata) goes with the job,
+        # whose step processes then load the same; without any, the loaded definitions
+        # (cached per job) serve the run as they are: the definitions are built once, not twice
+        job = job.with_repository_load_data(load_data)
     job_def = job.get_definition()
     run = instance.create_run_for_job(
         job_def=job_def,
