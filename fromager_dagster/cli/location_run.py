@@ -164,7 +164,10 @@ def _run(
     tags = {SESSION_TAG: session, COLLECTION_TAG: collection.ident, CLI_TAG: command}
 
     def execute() -> Any:
-        with execute_location_job(  # dg.execute_job, with the UI's code-location origin
+        # dg.execute_job, with the UI's code-location origin. Its result is not entered as a
+        # context: that would initialize the run's resources again to load step outputs
+        # (nothing here reads them), logging their start-up in the run after its success.
+        return execute_location_job(
             configured_location_job(
                 job_name, collections_file=settings.collections_file, concurrency=settings.jobs
             ),
@@ -172,8 +175,7 @@ def _run(
             run_config={**run_config(settings), **(extra_config or {})},
             tags=tags,
             asset_selection=asset_selection,
-        ) as result:
-            return result
+        )
 
     return watched(
         instance,
