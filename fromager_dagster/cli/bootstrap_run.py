@@ -11,9 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from ..core.bootstrap import FailureRecord, write_failure_report
+from ..core.errors import FromagerDagsterError
 from ..core.graph import DependencyGraph
-from ..core.index import IndexClient, write_simple_tree
+from ..core.index import IndexClient, reading_ahead, resolve_index_url, write_simple_tree
 from ..core.layout import OutputLayout
+from ..core.resolve import toplevel_requirements
+from ..defs.collections import Collection
 from ..defs.discovery import discovery_run_config
 from .graph_build import GraphBuild, run_graph_build
 from .instance import dagster_home, open_instance
@@ -80,18 +83,20 @@ def run_bootstrap(
     modes = modes or RunModes()
     started = time.perf_counter()
     home = dagster_home(settings.output_dir)
-    instance = open_instance(home)
     collection = collection_of(settings)
     layout = OutputLayout(settings.output_dir.resolve())
     session = uuid.uuid4().hex
-    discovery = run_discovery(
-        instance,
-        settings,
-        collection,
-        session,
-        printer,
-        discovery_config=discovery_run_config(collection, **asdict(modes)),
-    )
+    # the index pages discovery will read, read meanwhile on another core (.index.prefetch)
+    with reading_ahead(*_pages_ahead(collection)):
+        instance = open_instance(home)
+        discovery = run_discovery(
+            instance,
+            settings,
+            collection,
+            session,
+            printer,
+            discovery_config=discovery_run_config(collection, **asdict(modes)),
+        )
     runs = [discovery]
     up_to_date: list[str] = []
     found = _discovered(discovery)
@@ -137,6 +142,24 @@ def run_bootstrap(
         failures=failures,
         failure_report=report,
     )
+
+
+def _pages_ahead(collection: Collection) -> tuple[str, list[str]]:
+    """The index and the projects whose pages discovery reads first: the top-level
+    requirements', then those of the graph it made last time. Whatever cannot be read here
+    is left to discovery, which reports it."""
+    names: list[str] = []
+    try:
+        index_url = resolve_index_url(collection.index_url)
+        reqs = toplevel_requirements(collection.requirements, collection.requirement_files)
+    except (FromagerDagsterError, OSError, ValueError):
+        return "", []
+    names += [r.name for r in reqs]
+    with contextlib.suppress(FromagerDagsterError, OSError, ValueError):
+        if collection.graph_path.is_file():
+            graph = DependencyGraph.load(collection.graph_path)
+            names += [node.canonicalized_name for key, node in graph.nodes.items() if key]
+    return index_url, names
 
 
 def _discovered(run: RunOutcome) -> dict[str, Any]:

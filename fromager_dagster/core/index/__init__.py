@@ -1,4 +1,5 @@
-"""The package index: its client, parsed-page cache, URL, and the local index server.
+"""The package index: its client, parsed-page cache, read-ahead helper, URL, and the local
+index server.
 
 Its public names are below; each is imported from its module when first used, so that
 importing one module of the engine does not import every package it names.
@@ -12,6 +13,7 @@ from fromager_dagster.core.public_names import lazy_names
 
 if TYPE_CHECKING:
     from .client import IndexClient
+    from .prefetch import reading_ahead
     from .server import LocalIndexServer
     from .simple_pages import write_simple_tree
     from .url import ENV_VAR, resolve_index_url
@@ -21,6 +23,7 @@ _MODULES = {
     "ENV_VAR": "url",
     "IndexClient": "client",
     "LocalIndexServer": "server",
+    "reading_ahead": "prefetch",
     "resolve_index_url": "url",
     "write_simple_tree": "simple_pages",
 }
@@ -28,6 +31,7 @@ __all__ = [
     "ENV_VAR",
     "IndexClient",
     "LocalIndexServer",
+    "reading_ahead",
     "resolve_index_url",
     "write_simple_tree",
 ]

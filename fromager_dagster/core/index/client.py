@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urldefrag, urljoin
@@ -36,6 +38,7 @@ from fromager_dagster.core.index.page_cache import (
     upload_time_of,
     upload_time_value,
 )
+from fromager_dagster.core.index.prefetch import take_prefetched
 
 
 @dataclass
@@ -97,6 +100,9 @@ class IndexClient:
 
     def _fetch(self, name: NormalizedName) -> list[DistFile]:
         url = urljoin(self.index_url, f"{name}/")
+        ahead = take_prefetched(self.index_url, name)
+        if ahead is not None:  # read moments ago by this command's helper (.index.prefetch)
+            return self._files_of(name, url, ahead.url, ahead.content_type, ahead.body, lambda: "")
         try:
             response = fetch(self.session, url, headers={"Accept": ACCEPT}, timeout=self.timeout)
         except requests.RequestException as exc:
@@ -117,17 +123,32 @@ class IndexClient:
                 transient=response.status_code >= 500 or response.status_code == 429,
             )
         content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        return self._files_of(
+            name, url, response.url, content_type, response.content, lambda: response.text
+        )
+
+    def _files_of(
+        self,
+        name: NormalizedName,
+        url: str,
+        final_url: str,
+        content_type: str,
+        body: bytes,
+        text: Callable[[], str],
+    ) -> list[DistFile]:
+        """The files of a page read from ``url`` (``final_url`` after redirects); ``text``
+        decodes an HTML body as its response's charset says."""
         cache, digest = self.page_cache, ""
         if cache is not None:
-            digest = page_digest(response.url, content_type, self.python_version, response.content)
+            digest = page_digest(final_url, content_type, self.python_version, body)
             known = self._cached_files(name, cache.load(name, digest))
             if known is not None:
                 return known
         try:
             if content_type in JSON_TYPES:
-                links = links_from_json(response.json(), response.url)
+                links = links_from_json(json.loads(body), final_url)
             else:
-                links = links_from_html(response.text, response.url)
+                links = links_from_html(text(), final_url)
             found = [f for f in (self._dist_file(name, link) for link in links) if f]
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise IndexAccessError(

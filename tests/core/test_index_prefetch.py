@@ -1,0 +1,147 @@
+"""Index pages read ahead by a helper process: taken once, only while it is registered, the
+same files a request gives; everything else is requested as before."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from fromager_dagster.core.index.client import IndexClient
+from fromager_dagster.core.index.prefetch import reading_ahead
+
+JSON = "application/vnd.pypi.simple.v1+json"
+
+
+def _page(name: str, *versions: str) -> bytes:
+    files = [
+        {"filename": f"{name}-{v}.tar.gz", "url": f"{name}-{v}.tar.gz", "hashes": {}}
+        for v in versions
+    ]
+    return json.dumps({"meta": {"api-version": "1.1"}, "name": name, "files": files}).encode()
+
+
+class Index:
+    """An index on 127.0.0.1 that records each request: its path and Authorization header."""
+
+    def __init__(self) -> None:
+        self.pages: dict[str, tuple[str, bytes]] = {
+            "pkg": (JSON, _page("pkg", "1.0", "1.1")),
+            "html": ("text/html", b'<a href="html-2.0.tar.gz">html-2.0.tar.gz</a>'),
+        }
+        self.requests: list[tuple[str, str]] = []
+        self.delay = 0.0
+        index = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                index.requests.append((self.path, self.headers.get("Authorization", "")))
+                time.sleep(index.delay)
+                found = index.pages.get(self.path.strip("/").split("/")[-1])
+                if found is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", found[0])
+                self.send_header("Content-Length", str(len(found[1])))
+                self.end_headers()
+                self.wfile.write(found[1])
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/simple/"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def paths(self) -> list[str]:
+        return [path for path, _ in self.requests]
+
+
+@pytest.fixture
+def index() -> Iterator[Index]:
+    served = Index()
+    yield served
+    served.httpd.shutdown()
+    served.httpd.server_close()
+
+
+def test_a_page_read_ahead_is_taken_instead_of_requested(index: Index) -> None:
+    expected = IndexClient(index.url).files("pkg")
+    index.requests.clear()
+    with reading_ahead(index.url, ["pkg"]) as prefetch:
+        assert prefetch is not None
+        assert prefetch.process.wait(timeout=60) == 0
+        assert index.paths() == ["/simple/pkg/"]  # the helper's request
+        assert IndexClient(index.url).files("pkg") == expected
+        assert prefetch.taken == 1
+        assert index.paths() == ["/simple/pkg/"]  # none from the client
+        # taken once: another client of the same index requests the page itself
+        assert IndexClient(index.url).files("pkg") == expected
+        assert index.paths() == ["/simple/pkg/", "/simple/pkg/"]
+
+
+def test_what_the_helper_did_not_keep_is_requested_as_before(index: Index) -> None:
+    with reading_ahead(index.url, ["missing", "html", "pkg"]) as prefetch:
+        assert prefetch is not None
+        assert prefetch.process.wait(timeout=60) == 0
+        client = IndexClient(index.url)
+        # an HTML page is left to the client, which reads it with its response's charset
+        assert [f.filename for f in client.files("html")] == ["html-2.0.tar.gz"]
+        with pytest.raises(Exception, match="package missing not found on index"):
+            client.files("missing")  # a 404 is the client's to report
+        client.files("pkg")
+        assert prefetch.taken == 1
+    assert index.paths().count("/simple/pkg/") == 1
+    assert index.paths().count("/simple/html/") == 2
+    assert index.paths().count("/simple/missing/") == 2
+
+
+def test_pages_are_taken_only_while_the_helper_is_registered(index: Index) -> None:
+    with reading_ahead(index.url, ["pkg"]) as prefetch:
+        assert prefetch is not None
+        prefetch.process.wait(timeout=60)
+        folder = prefetch.folder
+        assert (folder / "pkg.page").is_file()
+    assert not folder.exists()  # deleted on the way out, with the page nobody took
+    assert prefetch.process.returncode == 0
+    IndexClient(index.url).files("pkg")
+    assert index.paths() == ["/simple/pkg/", "/simple/pkg/"]
+
+
+def test_a_helper_still_reading_is_killed_and_reaped(index: Index) -> None:
+    index.delay = 30.0
+    started = time.monotonic()
+    with reading_ahead(index.url, ["pkg"]) as prefetch:
+        assert prefetch is not None
+        while not index.requests and time.monotonic() - started < 30:
+            time.sleep(0.05)
+        assert prefetch.process.poll() is None  # waiting on the slow index
+    assert prefetch.process.returncode is not None and prefetch.process.returncode < 0
+    assert not prefetch.folder.exists()
+
+
+def test_credentials_reach_the_helper_on_stdin_not_its_command_line(index: Index) -> None:
+    url = index.url.replace("http://", "http://alice:s3cret@")
+    with reading_ahead(url, ["pkg"]) as prefetch:
+        assert prefetch is not None
+        assert "s3cret" not in " ".join(map(str, prefetch.process.args))
+        assert prefetch.process.wait(timeout=60) == 0
+        assert IndexClient(url).files("pkg")
+        assert prefetch.taken == 1
+    assert index.requests == [
+        ("/simple/pkg/", "Basic " + base64.b64encode(b"alice:s3cret").decode())
+    ]
+
+
+def test_nothing_to_read_starts_no_helper(index: Index) -> None:
+    with reading_ahead(index.url, []) as prefetch:
+        assert prefetch is None
+    assert index.requests == []
