@@ -7,7 +7,11 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from click.testing import CliRunner
 
+from fromager_dagster import definitions
+from fromager_dagster.cli.main import cli
+from fromager_dagster.core.index import client, prefetch
 from fromager_dagster.core.index.server import LocalIndexServer
 from tests.cli.test_dagster_bootstrap import _cli
 from tests.fixtures.packages import FixturePackage, make_index
@@ -86,3 +90,60 @@ def test_a_failed_install_check_fails_the_command_with_its_reason(tmp_path: Path
     )
     assert expected in result.stderr.splitlines(), result.stderr
     assert _checks(out / "dagster-home") == {"od-broken": False}
+
+
+def test_a_rerun_starts_cheaply(
+    index: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rerun through Dagster (in this process, so that it can be watched) takes every page
+    discovery reads from the helper that read them while the command started, builds the
+    location's definitions once for its run, and logs nothing after the run's success."""
+
+    out = tmp_path / "out"
+    args = ["bootstrap", "od-app", "--index-url", index, "--no-network-isolation", "-O", str(out)]
+    cold = _cli(*args)
+    assert cold.returncode == 0, cold.stderr
+
+    taken: list[str] = []
+    requested: list[str] = []
+    helpers: list[prefetch.PagePrefetch] = []
+    take, start = client.take_prefetched, prefetch.PagePrefetch.start
+
+    def counted_take(index_url: str, name: str):  # type: ignore[no-untyped-def]
+        page = take(index_url, name)  # type: ignore[arg-type]
+        (taken if page is not None else requested).append(name)
+        return page
+
+    def kept_start(index_url: str, names: list[str]):  # type: ignore[no-untyped-def]
+        helper = start(index_url, names)
+        helpers.append(helper)  # type: ignore[arg-type]
+        return helper
+
+    monkeypatch.setattr(client, "take_prefetched", counted_take)
+    monkeypatch.setattr(prefetch.PagePrefetch, "start", kept_start)
+    builds: list[object] = []
+    build = definitions.build_definitions
+
+    def counted_build(*args: object, **kwargs: object) -> dg.Definitions:
+        builds.append(args)
+        return build(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(definitions, "build_definitions", counted_build)
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    warm = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert warm.exit_code == 0, warm.output
+    assert "3 packages, 0 built, 3 reused" in warm.output
+    assert sorted(taken) == ["od-app", "od-dep", "od-tool"] and requested == []
+    # the helper went with the discovery run, and took its folder with it
+    assert len(helpers) == 1 and helpers[0].process.returncode == 0
+    assert not helpers[0].folder.exists()
+    assert len(builds) == 1  # not once to learn what loading records and once to run
+    with dg.DagsterInstance.from_config(str(out / "dagster-home")) as instance:
+        latest = instance.get_runs(limit=1)[0]
+        assert latest.job_name == "discover_od_app_job"
+        kinds = [
+            e.dagster_event.event_type_value
+            for e in instance.all_logs(latest.run_id)
+            if e.dagster_event is not None
+        ]
+    assert kinds[-1] == "PIPELINE_SUCCESS", kinds[-4:]

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import base64
 import json
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from fromager_dagster.core.index.client import IndexClient
-from fromager_dagster.core.index.prefetch import reading_ahead
+from fromager_dagster.core.index.prefetch import PagePrefetch, reading_ahead
 
 JSON = "application/vnd.pypi.simple.v1+json"
 
@@ -65,6 +69,25 @@ class Index:
         return [path for path, _ in self.requests]
 
 
+def _read(prefetch: PagePrefetch | None, *names: str) -> PagePrefetch:
+    """Wait until the helper has written the pages of ``names``."""
+    assert prefetch is not None
+    deadline = time.monotonic() + 60
+    while not all((prefetch.folder / f"{n}.page").is_file() for n in names):
+        assert prefetch.process.poll() is None, "the helper stopped"
+        assert time.monotonic() < deadline, "the helper did not read the pages"
+        time.sleep(0.02)
+    return prefetch
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
+    return "\nState:\tZ" in state  # exited, waiting to be reaped by whoever adopted it
+
+
 @pytest.fixture
 def index() -> Iterator[Index]:
     served = Index()
@@ -76,9 +99,8 @@ def index() -> Iterator[Index]:
 def test_a_page_read_ahead_is_taken_instead_of_requested(index: Index) -> None:
     expected = IndexClient(index.url).files("pkg")
     index.requests.clear()
-    with reading_ahead(index.url, ["pkg"]) as prefetch:
-        assert prefetch is not None
-        assert prefetch.process.wait(timeout=60) == 0
+    with reading_ahead(index.url, ["pkg"]) as ahead:
+        prefetch = _read(ahead, "pkg")
         assert index.paths() == ["/simple/pkg/"]  # the helper's request
         assert IndexClient(index.url).files("pkg") == expected
         assert prefetch.taken == 1
@@ -89,9 +111,10 @@ def test_a_page_read_ahead_is_taken_instead_of_requested(index: Index) -> None:
 
 
 def test_what_the_helper_did_not_keep_is_requested_as_before(index: Index) -> None:
-    with reading_ahead(index.url, ["missing", "html", "pkg"]) as prefetch:
-        assert prefetch is not None
-        assert prefetch.process.wait(timeout=60) == 0
+    with reading_ahead(index.url, ["missing", "html", "pkg"]) as ahead:
+        prefetch = _read(ahead, "pkg")
+        while len(index.requests) < 3:
+            time.sleep(0.02)
         client = IndexClient(index.url)
         # an HTML page is left to the client, which reads it with its response's charset
         assert [f.filename for f in client.files("html")] == ["html-2.0.tar.gz"]
@@ -105,18 +128,16 @@ def test_what_the_helper_did_not_keep_is_requested_as_before(index: Index) -> No
 
 
 def test_pages_are_taken_only_while_the_helper_is_registered(index: Index) -> None:
-    with reading_ahead(index.url, ["pkg"]) as prefetch:
-        assert prefetch is not None
-        prefetch.process.wait(timeout=60)
+    with reading_ahead(index.url, ["pkg"]) as ahead:
+        prefetch = _read(ahead, "pkg")
         folder = prefetch.folder
-        assert (folder / "pkg.page").is_file()
     assert not folder.exists()  # deleted on the way out, with the page nobody took
     assert prefetch.process.returncode == 0
     IndexClient(index.url).files("pkg")
     assert index.paths() == ["/simple/pkg/", "/simple/pkg/"]
 
 
-def test_a_helper_still_reading_is_killed_and_reaped(index: Index) -> None:
+def test_a_helper_still_reading_goes_when_the_block_ends(index: Index) -> None:
     index.delay = 30.0
     started = time.monotonic()
     with reading_ahead(index.url, ["pkg"]) as prefetch:
@@ -124,16 +145,44 @@ def test_a_helper_still_reading_is_killed_and_reaped(index: Index) -> None:
         while not index.requests and time.monotonic() - started < 30:
             time.sleep(0.05)
         assert prefetch.process.poll() is None  # waiting on the slow index
-    assert prefetch.process.returncode is not None and prefetch.process.returncode < 0
+    assert prefetch.process.returncode == 0  # it went, its request dropped: not killed
     assert not prefetch.folder.exists()
+
+
+def test_a_helper_whose_command_is_killed_deletes_its_folder_and_goes(
+    index: Index, tmp_path: Path
+) -> None:
+    index.delay = 30.0
+    script = (
+        "import os, signal, sys\n"
+        "from fromager_dagster.core.index.prefetch import reading_ahead\n"
+        f"with reading_ahead({index.url!r}, ['pkg']) as p:\n"
+        "    print(p.process.pid, p.folder, flush=True)\n"
+        "    sys.stdin.readline()\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    command = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert command.stdout is not None and command.stdin is not None
+    pid, folder = command.stdout.readline().split()
+    while not index.requests:  # the helper is reading (slowly)
+        time.sleep(0.02)
+    command.stdin.write("\n")
+    command.stdin.flush()
+    assert command.wait(timeout=60) == -signal.SIGKILL  # no cleanup ran in the command
+    deadline = time.monotonic() + 60
+    while not _gone(int(pid)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _gone(int(pid))
+    assert not Path(folder).exists()
 
 
 def test_credentials_reach_the_helper_on_stdin_not_its_command_line(index: Index) -> None:
     url = index.url.replace("http://", "http://alice:s3cret@")
-    with reading_ahead(url, ["pkg"]) as prefetch:
-        assert prefetch is not None
+    with reading_ahead(url, ["pkg"]) as ahead:
+        prefetch = _read(ahead, "pkg")
         assert "s3cret" not in " ".join(map(str, prefetch.process.args))
-        assert prefetch.process.wait(timeout=60) == 0
         assert IndexClient(url).files("pkg")
         assert prefetch.taken == 1
     assert index.requests == [

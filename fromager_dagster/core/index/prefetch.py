@@ -14,9 +14,10 @@ complete ``200`` pages in PEP 691 JSON are kept; anything else the client reques
 and reports as it always does. A page is taken once, only within the process that started the
 helper and only while the helper is registered (a folder from an earlier command is never
 read). The index URL and its credentials reach the helper on its standard input, never on its
-command line. The helper stops when it has read every page, when its parent goes, or after
-:data:`DEADLINE` seconds; :func:`reading_ahead` kills it if it is still running on the way
-out, waits for it and deletes its folder.
+command line. That pipe is also its leash: the helper reads pages for at most
+:data:`DEADLINE` seconds, then waits for the pipe to close, which happens when
+:func:`reading_ahead` ends or the command dies in any way (killed included); it then deletes
+its folder and exits. :func:`reading_ahead` waits for it, and kills it if it does not go.
 """
 
 from __future__ import annotations
@@ -88,8 +89,8 @@ class PagePrefetch:
         order = {"index_url": url, "names": wanted, "folder": str(folder)}
         try:
             assert process.stdin is not None
-            process.stdin.write(json.dumps(order).encode("utf-8"))
-            process.stdin.close()
+            process.stdin.write(json.dumps(order).encode("utf-8") + b"\n")
+            process.stdin.flush()  # kept open: the helper goes when it closes
         except OSError:
             pass  # the helper is gone: nothing will be taken; stop() reaps it
         return cls(split_credentials(url)[0], folder, process)
@@ -112,11 +113,17 @@ class PagePrefetch:
         return page
 
     def stop(self) -> None:
-        """Kill the helper if it still runs, wait for it, delete its folder."""
-        if self.process.poll() is None:
+        """Close the helper's pipe (it deletes its folder and exits), wait for it, and kill
+        it if it has not gone within seconds; delete the folder if it is still there."""
+        with contextlib.suppress(OSError):
+            assert self.process.stdin is not None
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
             self.process.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=10)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=10)
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
@@ -154,7 +161,8 @@ def take_prefetched(index_url: str, name: NormalizedName) -> PrefetchedPage | No
 # -- the helper process ------------------------------------------------------------------------
 
 
-def _read_pages(index_url: str, names: list[str], folder: Path) -> None:
+def _read_pages(index_url: str, names: list[str], folder: Path, done: threading.Event) -> None:
+    """Write ``<folder>/<name>.page`` for each page read whole as JSON, until ``done``."""
     from fromager_dagster.core.http import fetch, make_session
     from fromager_dagster.core.index.links import ACCEPT, JSON_TYPES
 
@@ -163,21 +171,23 @@ def _read_pages(index_url: str, names: list[str], folder: Path) -> None:
     index_url, credentials = split_credentials(index_url)
     if credentials is not None:
         session.credentials.add(index_url, credentials)
-    parent = os.getppid()
     deadline = time.monotonic() + DEADLINE
 
     def read(name: str) -> None:
-        if time.monotonic() > deadline or os.getppid() != parent:
+        if done.is_set() or time.monotonic() > deadline:
             return
         try:
             response = fetch(session, urljoin(index_url, f"{name}/"), headers={"Accept": ACCEPT})
         except Exception:  # noqa: BLE001  the client requests it itself and reports why
             return
         content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        if response.status_code != 200 or content_type not in JSON_TYPES:
+        if response.status_code != 200 or content_type not in JSON_TYPES or done.is_set():
             return
         header = json.dumps({"url": response.url, "content_type": content_type}).encode()
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
+        try:
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
+        except OSError:
+            return  # the folder is gone: the command is over
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(header + b"\n" + response.content)
@@ -190,8 +200,22 @@ def _read_pages(index_url: str, names: list[str], folder: Path) -> None:
 
 
 def _main() -> None:
-    order = json.loads(sys.stdin.buffer.read())
-    _read_pages(order["index_url"], list(order["names"]), Path(order["folder"]))
+    """The helper: read the order, read pages in the background until the pipe closes, then
+    delete the folder and go (requests still in flight are dropped)."""
+    order = json.loads(sys.stdin.buffer.readline())
+    folder, done = Path(order["folder"]), threading.Event()
+    reader = threading.Thread(
+        target=_read_pages,
+        args=(order["index_url"], list(order["names"]), folder, done),
+        daemon=True,
+    )
+    reader.start()
+    try:
+        sys.stdin.buffer.read()  # until the parent closes the pipe or is gone
+    finally:
+        done.set()
+        shutil.rmtree(folder, ignore_errors=True)
+        os._exit(0)
 
 
 if __name__ == "__main__":
