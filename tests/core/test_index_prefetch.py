@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -194,3 +195,18 @@ def test_nothing_to_read_starts_no_helper(index: Index) -> None:
     with reading_ahead(index.url, []) as prefetch:
         assert prefetch is None
     assert index.requests == []
+
+
+def test_the_helper_stops_when_told_though_another_process_holds_its_pipe(
+    index: Index,
+) -> None:
+    index.delay = 30.0
+    with reading_ahead(index.url, ["pkg"]) as prefetch:
+        assert prefetch is not None and prefetch.process.stdin is not None
+        # as a process forked meanwhile would: the pipe stays open after the block closes it
+        held = os.dup(prefetch.process.stdin.fileno())
+    try:
+        assert prefetch.process.returncode == 0  # it stopped on its line: not killed
+        assert not prefetch.folder.exists()
+    finally:
+        os.close(held)

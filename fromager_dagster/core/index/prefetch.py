@@ -15,8 +15,8 @@ and reports as it always does. A page is taken once, only within the process tha
 helper and only while the helper is registered (a folder from an earlier command is never
 read). The index URL and its credentials reach the helper on its standard input, never on its
 command line. That pipe is also its leash: the helper reads pages for at most
-:data:`DEADLINE` seconds, then waits for the pipe to close, which happens when
-:func:`reading_ahead` ends or the command dies in any way (killed included); it then deletes
+:data:`DEADLINE` seconds, and waits until :func:`reading_ahead` ends (it writes a line to stop
+on) or the pipe closes because the command died in any way (killed included); it then deletes
 its folder and exits. :func:`reading_ahead` waits for it, and kills it if it does not go.
 """
 
@@ -113,10 +113,13 @@ class PagePrefetch:
         return page
 
     def stop(self) -> None:
-        """Close the helper's pipe (it deletes its folder and exits), wait for it, and kill
-        it if it has not gone within seconds; delete the folder if it is still there."""
-        with contextlib.suppress(OSError):
+        """Tell the helper to stop and close its pipe (it deletes its folder and exits), wait
+        for it, and kill it if it has not gone within seconds; delete the folder if it is still
+        there."""
+        with contextlib.suppress(OSError, ValueError):
             assert self.process.stdin is not None
+            # a line to stop on, in case a process forked meanwhile also holds the pipe open
+            self.process.stdin.write(b"stop\n")
             self.process.stdin.close()
         try:
             self.process.wait(timeout=5)
@@ -211,7 +214,7 @@ def _main() -> None:
     )
     reader.start()
     try:
-        sys.stdin.buffer.read()  # until the parent closes the pipe or is gone
+        sys.stdin.buffer.readline()  # until told to stop, or the pipe closes (parent gone)
     finally:
         done.set()
         shutil.rmtree(folder, ignore_errors=True)
