@@ -184,16 +184,16 @@ class IndexClient:
         if rows is None:
             return None
         try:
-            found = [
+            found = [  # positionally, in DistFile's field order: a large page has 10,000 rows
                 DistFile(
-                    name=name,
-                    version=dist_version(version),
-                    filename=filename,
-                    url=url,
-                    kind=kind,
-                    sha256=sha256,
-                    requires_python=requires_python,
-                    upload_time=upload_time_of(uploaded),
+                    name,
+                    dist_version(version),
+                    filename,
+                    url,
+                    kind,
+                    sha256,
+                    requires_python,
+                    upload_time_of(uploaded),
                 )
                 for filename, version, kind, url, sha256, requires_python, uploaded in rows
             ]

@@ -121,9 +121,9 @@ class Plugins:
         """The plugins of the installed distributions, read and imported once per process."""
         with cls._lock:
             if cls._loaded is None:
+                installed = metadata.entry_points()  # every distribution read once, not twice
                 cls._loaded = cls.from_entry_points(
-                    metadata.entry_points(group=OVERRIDES_GROUP),
-                    metadata.entry_points(group=HOOKS_GROUP),
+                    installed.select(group=OVERRIDES_GROUP), installed.select(group=HOOKS_GROUP)
                 )
             return cls._loaded
 
