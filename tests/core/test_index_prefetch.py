@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -210,3 +211,13 @@ def test_the_helper_stops_when_told_though_another_process_holds_its_pipe(
         assert not prefetch.folder.exists()
     finally:
         os.close(held)
+
+
+def test_without_a_temporary_folder_discovery_reads_every_page_itself(
+    index: Index, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))  # as $TMPDIR gone
+    with reading_ahead(index.url, ["pkg"]) as prefetch:
+        assert prefetch is None
+        assert IndexClient(index.url).files("pkg")
+    assert index.paths() == ["/simple/pkg/"]

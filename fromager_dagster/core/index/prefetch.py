@@ -74,7 +74,10 @@ class PagePrefetch:
         if not wanted:
             return None
         url = index_url if index_url.endswith("/") else index_url + "/"
-        folder = Path(tempfile.mkdtemp(prefix="fromager-dagster-pages-"))
+        try:
+            folder = Path(tempfile.mkdtemp(prefix="fromager-dagster-pages-"))
+        except OSError:
+            return None  # no temporary folder: discovery reads every page itself
         try:
             process = subprocess.Popen(
                 [sys.executable, "-m", __name__],
