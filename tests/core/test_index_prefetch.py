@@ -161,10 +161,14 @@ def test_a_helper_whose_command_is_killed_deletes_its_folder_and_goes(
         f"with reading_ahead({index.url!r}, ['pkg']) as p:\n"
         "    print(p.process.pid, p.folder, flush=True)\n"
         "    sys.stdin.readline()\n"
-        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    os.killpg(os.getpgrp(), signal.SIGKILL)\n"  # as kill -9 of the whole command
     )
     command = subprocess.Popen(
-        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", script],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     assert command.stdout is not None and command.stdin is not None
     pid, folder = command.stdout.readline().split()

@@ -16,8 +16,8 @@ helper and only while the helper is registered (a folder from an earlier command
 read). The index URL and its credentials reach the helper on its standard input, never on its
 command line. That pipe is also its leash: the helper reads pages for at most
 :data:`DEADLINE` seconds, and waits until :func:`reading_ahead` ends (it writes a line to stop
-on) or the pipe closes because the command died in any way (killed included); it then deletes
-its folder and exits. :func:`reading_ahead` waits for it, and kills it if it does not go.
+on) or the pipe closes because the command died in any way (killed included, with its whole
+process group: the helper has a session of its own); it then deletes its folder and exits. :func:`reading_ahead` waits for it, and kills it if it does not go.
 """
 
 from __future__ import annotations
@@ -85,6 +85,9 @@ class PagePrefetch:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 close_fds=True,
+                # its own session: a kill of the command's process group leaves it to notice
+                # that its pipe closed and delete its folder
+                start_new_session=True,
             )
         except OSError:
             shutil.rmtree(folder, ignore_errors=True)
