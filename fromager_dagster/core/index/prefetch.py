@@ -17,7 +17,8 @@ read). The index URL and its credentials reach the helper on its standard input,
 command line. That pipe is also its leash: the helper reads pages for at most
 :data:`DEADLINE` seconds, and waits until :func:`reading_ahead` ends (it writes a line to stop
 on) or the pipe closes because the command died in any way (killed included, with its whole
-process group: the helper has a session of its own); it then deletes its folder and exits. :func:`reading_ahead` waits for it, and kills it if it does not go.
+process group: the helper has a session of its own); it then deletes its folder and exits.
+:func:`reading_ahead` waits for it, and kills it if it does not go.
 """
 
 from __future__ import annotations
