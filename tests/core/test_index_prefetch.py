@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from fromager_dagster.core.index import prefetch as prefetch_module
 from fromager_dagster.core.index.client import IndexClient
 from fromager_dagster.core.index.prefetch import PagePrefetch, reading_ahead
 
@@ -225,3 +226,27 @@ def test_without_a_temporary_folder_discovery_reads_every_page_itself(
         assert prefetch is None
         assert IndexClient(index.url).files("pkg")
     assert index.paths() == ["/simple/pkg/"]
+
+
+def test_a_helper_whose_command_dies_before_the_order_deletes_its_folder(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "pages"
+    folder.mkdir()
+    helper = subprocess.Popen(
+        [sys.executable, "-m", "fromager_dagster.core.index.prefetch", str(folder)],
+        stdin=subprocess.PIPE,
+    )
+    assert helper.stdin is not None
+    helper.stdin.close()  # as the command's death right after starting it closes the pipe
+    assert helper.wait(timeout=60) == 0
+    assert not folder.exists()
+
+
+def test_a_page_read_long_ago_is_read_again(index: Index, monkeypatch: pytest.MonkeyPatch) -> None:
+    with reading_ahead(index.url, ["pkg"]) as ahead:
+        prefetch = _read(ahead, "pkg")
+        monkeypatch.setattr(prefetch_module, "DEADLINE", 0.0)  # every page is too old now
+        assert IndexClient(index.url).files("pkg")
+        assert prefetch.taken == 0
+    assert index.paths() == ["/simple/pkg/", "/simple/pkg/"]  # the helper's, then the client's

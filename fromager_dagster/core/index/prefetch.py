@@ -42,7 +42,8 @@ from packaging.utils import NormalizedName, canonicalize_name
 
 from fromager_dagster.core.credentials import split_credentials
 
-#: Longest a helper runs (seconds): it is a head start, not a download manager.
+#: Longest a helper reads pages, and oldest a page it read may be when taken (seconds): it
+#: is a head start, not a cache.
 DEADLINE = 60.0
 #: Requests a helper has in flight at once.
 AT_ONCE = 2
@@ -65,6 +66,7 @@ class PagePrefetch:
         self.index_url = index_url  # without credentials: what clients are keyed by
         self.folder = folder
         self.process = process
+        self.started = time.monotonic()
         self.taken = 0
 
     @classmethod
@@ -81,7 +83,9 @@ class PagePrefetch:
             return None  # no temporary folder: discovery reads every page itself
         try:
             process = subprocess.Popen(
-                [sys.executable, "-m", __name__],
+                # the folder on its command line (no secret), so that a helper whose command
+                # dies before it has the order still deletes it
+                [sys.executable, "-m", __name__, str(folder)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -90,20 +94,29 @@ class PagePrefetch:
                 # that its pipe closed and delete its folder
                 start_new_session=True,
             )
-        except OSError:
+        except BaseException as exc:
             shutil.rmtree(folder, ignore_errors=True)
-            return None
-        order = {"index_url": url, "names": wanted, "folder": str(folder)}
+            if isinstance(exc, OSError):
+                return None
+            raise
+        prefetch = cls(split_credentials(url)[0], folder, process)
+        order = {"index_url": url, "names": wanted}
         try:
             assert process.stdin is not None
             process.stdin.write(json.dumps(order).encode("utf-8") + b"\n")
             process.stdin.flush()  # kept open: the helper goes when it closes
         except OSError:
             pass  # the helper is gone: nothing will be taken; stop() reaps it
-        return cls(split_credentials(url)[0], folder, process)
+        except BaseException:
+            prefetch.stop()  # interrupted here: nothing is left behind
+            raise
+        return prefetch
 
     def take(self, name: NormalizedName) -> PrefetchedPage | None:
-        """The page of ``name`` if the helper has finished it (once)."""
+        """The page of ``name`` if the helper has finished it (once), while it is at most
+        :data:`DEADLINE` seconds old (the helper started no earlier than that)."""
+        if time.monotonic() - self.started > DEADLINE:
+            return None  # a long discovery reads its later pages itself, fresh
         path = self.folder / f"{name}{_SUFFIX}"
         try:
             data = path.read_bytes()
@@ -171,8 +184,11 @@ def take_prefetched(index_url: str, name: NormalizedName) -> PrefetchedPage | No
 # -- the helper process ------------------------------------------------------------------------
 
 
-def _read_pages(index_url: str, names: list[str], folder: Path, done: threading.Event) -> None:
-    """Write ``<folder>/<name>.page`` for each page read whole as JSON, until ``done``."""
+def _read_pages(
+    index_url: str, names: list[str], folder: Path, done: threading.Event, writing: threading.Lock
+) -> None:
+    """Write ``<folder>/<name>.page`` for each page read whole as JSON, until ``done`` (set
+    under ``writing``, which each write holds)."""
     from fromager_dagster.core.http import fetch, make_session
     from fromager_dagster.core.index.links import ACCEPT, JSON_TYPES
 
@@ -191,43 +207,48 @@ def _read_pages(index_url: str, names: list[str], folder: Path, done: threading.
         except Exception:  # noqa: BLE001  the client requests it itself and reports why
             return
         content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        if response.status_code != 200 or content_type not in JSON_TYPES or done.is_set():
+        if response.status_code != 200 or content_type not in JSON_TYPES:
             return
         header = json.dumps({"url": response.url, "content_type": content_type}).encode()
-        try:
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
-        except OSError:
-            return  # the folder is gone: the command is over
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(header + b"\n" + response.content)
-            os.replace(tmp, folder / f"{name}{_SUFFIX}")
-        except OSError:
-            Path(tmp).unlink(missing_ok=True)
+        with writing:
+            if done.is_set():
+                return  # the folder is being deleted
+            try:
+                fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
+            except OSError:
+                return
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    out.write(header + b"\n" + response.content)
+                os.replace(tmp, folder / f"{name}{_SUFFIX}")
+            except OSError:
+                Path(tmp).unlink(missing_ok=True)
 
     with ThreadPoolExecutor(AT_ONCE) as pool:
         list(pool.map(read, names))
 
 
-def _main() -> None:
-    """The helper: read the order, read pages in the background until the pipe closes, then
-    delete the folder and go (requests still in flight are dropped)."""
-    order = json.loads(sys.stdin.buffer.readline())
-    folder, done = Path(order["folder"]), threading.Event()
-    reader = threading.Thread(
-        target=_read_pages,
-        args=(order["index_url"], list(order["names"]), folder, done),
-        daemon=True,
-    )
-    reader.start()
+def _main(folder: Path) -> None:
+    """The helper: read the order, read pages in the background until told to stop or the
+    pipe closes, then delete the folder and go (requests still in flight are dropped). The
+    folder is deleted whatever happens, an order that never came included."""
+    done, writing = threading.Event(), threading.Lock()
     try:
+        order = json.loads(sys.stdin.buffer.readline())
+        reader = threading.Thread(
+            target=_read_pages,
+            args=(order["index_url"], list(order["names"]), folder, done, writing),
+            daemon=True,
+        )
+        reader.start()
         sys.stdin.buffer.readline()  # until told to stop, or the pipe closes (parent gone)
     finally:
-        done.set()
+        with writing:
+            done.set()
         shutil.rmtree(folder, ignore_errors=True)
         os._exit(0)
 
 
 if __name__ == "__main__":
     with contextlib.suppress(Exception):
-        _main()
+        _main(Path(sys.argv[1]))
