@@ -6,15 +6,16 @@ another, each once its parent's metadata names it, so a 40-package rerun waits o
 requests. :func:`reading_ahead` starts a helper process first, which reads the pages the
 command will ask for (the previous graph's packages, the top-level requirements') on the other
 core meanwhile; :meth:`~.client.IndexClient.files` then takes a page the helper has finished
-instead of requesting it again (warm web tree: 8% less wall time).
+instead of requesting it again (warm web tree: 9% less wall time).
 
-What is taken is what a request would have returned moments later: the same index URL and
-credentials, the same retrying session, the response's final URL and content type. Only
-complete ``200`` pages in PEP 691 JSON are kept; anything else the client requests itself,
-and reports as it always does. A page is taken once, only within the process that started the
-helper and only while the helper is registered (a folder from an earlier command is never
-read). The index URL and its credentials reach the helper on its standard input, never on its
-command line. That pipe is also its leash: the helper reads pages for at most
+What is taken is what a request would have returned a little earlier: the same index URL and
+credentials, the same retrying session, the response's final URL and content type, read at
+most :data:`DEADLINE` seconds before (later, the client requests pages itself). Only complete
+``200`` pages in PEP 691 JSON are kept; anything else the client requests itself, and reports
+as it always does. A page is taken once, only within the process that started the helper and
+only while the helper is registered (a folder from an earlier command is never read). The
+index URL and its credentials reach the helper on its standard input, never on its command
+line. That pipe is also its leash: the helper reads pages for at most
 :data:`DEADLINE` seconds, and waits until :func:`reading_ahead` ends (it writes a line to stop
 on) or the pipe closes because the command died in any way (killed included, with its whole
 process group: the helper has a session of its own); it then deletes its folder and exits.
