@@ -103,6 +103,16 @@ class IndexClient:
         ahead = take_prefetched(self.index_url, name)
         if ahead is not None:  # read moments ago by this command's helper (.index.prefetch)
             return self._files_of(name, url, ahead.url, ahead.content_type, ahead.body, lambda: "")
+        response, content_type = self.read_page(name)
+        return self._files_of(
+            name, url, response.url, content_type, response.content, lambda: response.text
+        )
+
+    def read_page(self, name: NormalizedName) -> tuple[requests.Response, str]:
+        """The index's ``200`` answer for project ``name``, and its content type (lower case,
+        without parameters); IndexAccessError for anything else. The read-ahead helper
+        (:mod:`.index.prefetch`) reads pages with it too."""
+        url = urljoin(self.index_url, f"{name}/")
         try:
             response = fetch(self.session, url, headers={"Accept": ACCEPT}, timeout=self.timeout)
         except requests.RequestException as exc:
@@ -122,10 +132,7 @@ class IndexClient:
                 package=name,
                 transient=response.status_code >= 500 or response.status_code == 429,
             )
-        content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        return self._files_of(
-            name, url, response.url, content_type, response.content, lambda: response.text
-        )
+        return response, response.headers.get("Content-Type", "").split(";")[0].strip().lower()
 
     def _files_of(
         self,

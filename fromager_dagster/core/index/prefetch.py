@@ -37,7 +37,6 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urljoin
 
 from packaging.utils import NormalizedName, canonicalize_name
 
@@ -190,25 +189,20 @@ def _read_pages(
 ) -> None:
     """Write ``<folder>/<name>.page`` for each page read whole as JSON, until ``done`` (set
     under ``writing``, which each write holds)."""
-    from fromager_dagster.core.http import fetch, make_session
-    from fromager_dagster.core.index.links import ACCEPT, JSON_TYPES
+    from fromager_dagster.core.index.client import IndexClient
+    from fromager_dagster.core.index.links import JSON_TYPES
 
-    session = make_session()
-    # as IndexClient does: the credentials stay with the session, the URLs have none
-    index_url, credentials = split_credentials(index_url)
-    if credentials is not None:
-        session.credentials.add(index_url, credentials)
+    client = IndexClient(index_url)  # its session, credentials and requests, as discovery's
     deadline = time.monotonic() + DEADLINE
 
     def read(name: str) -> None:
         if done.is_set() or time.monotonic() > deadline:
             return
         try:
-            response = fetch(session, urljoin(index_url, f"{name}/"), headers={"Accept": ACCEPT})
+            response, content_type = client.read_page(canonicalize_name(name))
         except Exception:  # noqa: BLE001  the client requests it itself and reports why
             return
-        content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        if response.status_code != 200 or content_type not in JSON_TYPES:
+        if content_type not in JSON_TYPES:
             return
         header = json.dumps({"url": response.url, "content_type": content_type}).encode()
         with writing:
