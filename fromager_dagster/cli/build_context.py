@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,6 +22,7 @@ from ..core.plugins import Plugins
 from ..core.resolve import Constraints
 from ..core.settings import Settings
 from .build_summary import BuildSummary
+from .collection_file import write_collection
 from .errors import echo_run_errors, failure_line, verbose
 from .options import OutputOptions, resolve_cli_sandbox
 from .progress import ProgressPrinter
@@ -56,6 +57,29 @@ class BuildContext:
 
     def printer(self) -> ProgressPrinter:
         return ProgressPrinter(verbose=self.verbose)
+
+    def write_collection(
+        self,
+        name: str,
+        *,
+        requirements: Sequence[str],
+        requirement_files: Sequence[str],
+        index_url: str | None,
+    ) -> Path:
+        """The command's collection file (:func:`.collection_file.write_collection`), with this
+        context's output folder, constraints, variant and settings paths."""
+        return write_collection(
+            self.layout.root,
+            name,
+            requirements=requirements,
+            requirement_files=requirement_files,
+            constraints=self.constraint_files,
+            index_url=index_url,
+            variant=self.variant,
+            settings_file=self.paths[0],
+            settings_dir=self.paths[1],
+            patches_dir=self.paths[2],
+        )
 
     @property
     def plugins(self) -> Plugins:

@@ -23,7 +23,6 @@ from .collection_file import (
     collection_name,
     share_index_credentials,
     toplevel_of,
-    write_collection,
 )
 from .errors import echo_run_errors
 from .graph_build import GraphBuild, run_graph_build
@@ -67,17 +66,8 @@ def graph_plan(
         share_index_credentials(resolve_index_url(index_url))
     toplevel = toplevel_of(graph)
     name = collection_name([Requirement(r.split(";")[0]) for r in toplevel])
-    collections_file = write_collection(
-        context.layout.root,
-        name,
-        requirements=toplevel,
-        requirement_files=[],
-        constraints=context.constraint_files,
-        index_url=index_url,
-        variant=context.variant,
-        settings_file=context.paths[0],
-        settings_dir=context.paths[1],
-        patches_dir=context.paths[2],
+    collections_file = context.write_collection(
+        name, requirements=toplevel, requirement_files=[], index_url=index_url
     )
     return GraphBuild(
         run=DagsterBootstrap(
@@ -178,17 +168,8 @@ def bootstrap_parallel_command(
     url = resolve_index_url(index_url)
     share_index_credentials(url)
     name = collection_name(reqs)
-    collections_file = write_collection(
-        context.layout.root,
-        name,
-        requirements=requirements,
-        requirement_files=requirement_files,
-        constraints=context.constraint_files,
-        index_url=url,
-        variant=context.variant,
-        settings_file=context.paths[0],
-        settings_dir=context.paths[1],
-        patches_dir=context.paths[2],
+    collections_file = context.write_collection(
+        name, requirements=requirements, requirement_files=requirement_files, index_url=url
     )
     run = DagsterBootstrap(
         output_dir=context.layout.root,
