@@ -47,10 +47,17 @@ class ProgressPrinter:
                 text += f" ({detail})"
             if event in ("built", "reused", "prebuilt") and self.building:
                 text += f"  [{self.done} done, building: {', '.join(sorted(self.building))}]"
-            print(text, file=self.stream, flush=True)
+            self._line(text)
 
     def note(self, text: str) -> None:
         """A line that is not a package event (run ids, retries)."""
         with self.lock:
             elapsed = time.perf_counter() - self.started
-            print(f"[{elapsed:6.1f}s] {text}", file=self.stream, flush=True)
+            self._line(f"[{elapsed:6.1f}s] {text}")
+
+    def _line(self, text: str) -> None:
+        """One line in one write: ``print`` writes the text and its newline apart, and a line
+        of another writer to the same stream (a step's output, an error line) can come
+        between them, leaving two lines run together."""
+        self.stream.write(text + "\n")
+        self.stream.flush()
